@@ -1,0 +1,1 @@
+//! (stub: filled by its own work branch)
