@@ -11,6 +11,7 @@ pub mod config;
 pub mod dns;
 pub mod http;
 pub mod reactor;
+pub mod session;
 pub mod websocket;
 pub mod wheel;
 pub mod xml;

@@ -1,0 +1,622 @@
+//! One accepted client connection: its socket, its HTTP phase or WebSocket
+//! session, and the backend socket the session uses. The reactor lends it
+//! the shared parts ([`Shared`]) for each drive.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::{debug, info};
+use mio::net::TcpStream;
+use mio::{Interest, Registry};
+
+use super::io::{self, Io};
+use super::settings::Settings;
+use super::token::{ConnKey, Side};
+use super::DnsClient;
+use crate::dns::{self, Step};
+use crate::http;
+use crate::session::{Command, End, Session};
+use crate::websocket;
+
+/// Reads per socket per wake-up before yielding to other connections.
+const READ_BUDGET: usize = 16;
+
+/// What the reactor lends a connection while driving it.
+pub struct Shared<'a> {
+    pub registry: &'a Registry,
+    pub settings: &'a Settings,
+    pub dns: &'a mut DnsClient,
+    pub scratch: &'a mut [u8],
+    pub random: &'a mut Rng,
+    pub now: Instant,
+}
+
+/// What the reactor must do with a connection after driving it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Keep,
+    /// More work is left after the read budget: drive again soon.
+    Again,
+    Finish(String),
+}
+
+/// A socket with its remembered readiness (edge-triggered: readiness stays
+/// true until an operation reports `WouldBlock`).
+struct Socket {
+    stream: TcpStream,
+    readable: bool,
+    writable: bool,
+}
+
+impl Socket {
+    fn new(stream: TcpStream) -> Self {
+        Socket {
+            stream,
+            readable: false,
+            writable: false,
+        }
+    }
+}
+
+enum Phase {
+    Http(HttpPhase),
+    WebSocket(Box<Session>),
+}
+
+struct HttpPhase {
+    reader: http::RequestReader,
+    /// Deadline for the request being read, or for the next one to start.
+    deadline: Instant,
+    close_after_write: bool,
+}
+
+/// How the backend's address is being found.
+enum Dial {
+    Route(std::vec::IntoIter<SocketAddr>),
+    Dns(dns::Targets),
+}
+
+pub struct Conn {
+    pub key: ConnKey,
+    /// Counts sessions since start, for log lines.
+    number: u64,
+    peer: SocketAddr,
+    started: Instant,
+    client: Socket,
+    /// Unconsumed client bytes in the HTTP phase.
+    input: Vec<u8>,
+    /// Raw bytes for the client ahead of the session's frames (HTTP
+    /// responses, the 101 of the upgrade).
+    output: Vec<u8>,
+    phase: Phase,
+    dial: Option<Dial>,
+    backend: Option<Socket>,
+    /// Set while the backend TCP connect is in flight, with its deadline.
+    connecting: Option<Instant>,
+    /// Set once a close is decided: flush, then finish by this deadline.
+    closing: Option<(End, Instant)>,
+    pub timer: Option<(crate::wheel::TimerId, Instant)>,
+}
+
+impl Conn {
+    pub fn new(key: ConnKey, number: u64, stream: TcpStream, peer: SocketAddr, shared: &Shared) -> Self {
+        Conn {
+            key,
+            number,
+            peer,
+            started: shared.now,
+            client: Socket::new(stream),
+            input: Vec::new(),
+            output: Vec::new(),
+            phase: Phase::Http(HttpPhase {
+                reader: http::RequestReader::new(shared.settings.http.clone()),
+                deadline: shared.now + shared.settings.http_read_timeout,
+                close_after_write: false,
+            }),
+            dial: None,
+            backend: None,
+            connecting: None,
+            closing: None,
+            timer: None,
+        }
+    }
+
+    pub fn register(&mut self, registry: &Registry) -> std::io::Result<()> {
+        registry.register(
+            &mut self.client.stream,
+            self.key.token(Side::Client),
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    /// Release both sockets from the poll; dropping closes them.
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.client.stream);
+        if let Some(backend) = self.backend.as_mut() {
+            let _ = registry.deregister(&mut backend.stream);
+        }
+    }
+
+    pub fn is_session(&self) -> bool {
+        matches!(self.phase, Phase::WebSocket(_))
+    }
+
+    /// Log the end of a WebSocket session with its reason.
+    pub fn log_end(&self, reason: &str, now: Instant) {
+        if let Phase::WebSocket(session) = &self.phase {
+            info!(
+                "session {} end: {} (domain {}, {} ms)",
+                self.number,
+                reason,
+                session.domain(),
+                now.duration_since(self.started).as_millis()
+            );
+        } else {
+            debug!("http connection from {} closed: {}", self.peer, reason);
+        }
+    }
+
+    /// Remember readiness from a poll event.
+    pub fn mark_ready(&mut self, side: Side, readable: bool, writable: bool) {
+        let socket = match side {
+            Side::Client => Some(&mut self.client),
+            Side::Backend => self.backend.as_mut(),
+        };
+        if let Some(socket) = socket {
+            socket.readable |= readable;
+            socket.writable |= writable;
+        }
+    }
+
+    /// The earliest deadline among this connection's timers.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let phase = match &self.phase {
+            Phase::Http(http) => Some(http.deadline),
+            Phase::WebSocket(session) => session.poll_timeout(),
+        };
+        [phase, self.connecting, self.closing.as_ref().map(|c| c.1)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn handle_timeout(&mut self, shared: &mut Shared) -> Option<String> {
+        let now = shared.now;
+        if let Some((end, deadline)) = &self.closing {
+            if now >= *deadline {
+                return Some(format!("{end} (close not flushed in time)"));
+            }
+        }
+        if self.connecting.is_some_and(|d| now >= d) {
+            self.connect_failed(shared);
+        }
+        match &mut self.phase {
+            Phase::Http(http) if now >= http.deadline => Some("http read timeout".into()),
+            Phase::Http(_) => None,
+            Phase::WebSocket(session) => {
+                session.handle_timeout(now);
+                None
+            }
+        }
+    }
+
+    /// Do all the work the remembered readiness allows, within a budget.
+    pub fn drive(&mut self, shared: &mut Shared) -> Outcome {
+        for _ in 0..READ_BUDGET {
+            let mut progress = false;
+            if let Err(why) = self.check_connected(shared) {
+                return Outcome::Finish(why);
+            }
+            match self.flush() {
+                Ok(p) => progress |= p,
+                Err(why) => return Outcome::Finish(why),
+            }
+            if let Some(outcome) = self.finished() {
+                return outcome;
+            }
+            progress |= self.read_client(shared);
+            progress |= self.read_backend(shared);
+            if let Some(why) = self.run_commands(shared) {
+                return Outcome::Finish(why);
+            }
+            if !progress {
+                return Outcome::Keep;
+            }
+        }
+        Outcome::Again
+    }
+
+    /// A finished close: everything flushed (or nothing more to say).
+    fn finished(&self) -> Option<Outcome> {
+        let (end, _) = self.closing.as_ref()?;
+        let flushed = self.output.is_empty()
+            && match &self.phase {
+                Phase::WebSocket(session) => {
+                    session.client_output().is_empty()
+                        && (self.backend.is_none() || session.backend_output().is_empty())
+                }
+                Phase::Http(_) => true,
+            };
+        flushed.then(|| Outcome::Finish(end.to_string()))
+    }
+
+    /// Write both outputs while the sockets take them. `Ok(true)` when
+    /// anything was written.
+    fn flush(&mut self) -> Result<bool, String> {
+        let mut progress = false;
+        if self.client.writable {
+            while !self.output.is_empty() {
+                let n = self.write_client_raw()?;
+                if n == 0 {
+                    break;
+                }
+                progress = true;
+            }
+            if self.output.is_empty() {
+                if let Phase::WebSocket(session) = &mut self.phase {
+                    while !session.client_output().is_empty() && self.client.writable {
+                        match io::write_all_possible(&mut self.client.stream, session.client_output()) {
+                            Ok(n) => {
+                                session.consume_client_output(n);
+                                progress |= n > 0;
+                                if n == 0 || !session.client_output().is_empty() {
+                                    self.client.writable = false;
+                                }
+                            }
+                            Err(_) => {
+                                session.handle_client_eof();
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Phase::Http(http) = &self.phase {
+                if http.close_after_write && self.output.is_empty() {
+                    return Err("response sent, connection close".into());
+                }
+            }
+        }
+        if let (Some(backend), Phase::WebSocket(session)) = (self.backend.as_mut(), &mut self.phase) {
+            if self.connecting.is_none() && backend.writable && !session.backend_output().is_empty() {
+                match io::write_all_possible(&mut backend.stream, session.backend_output()) {
+                    Ok(n) => {
+                        session.consume_backend_output(n);
+                        progress |= n > 0;
+                        if !session.backend_output().is_empty() {
+                            backend.writable = false;
+                        }
+                    }
+                    Err(_) => session.handle_backend_eof(),
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Write the raw output; returns bytes written (0 when the socket is full).
+    fn write_client_raw(&mut self) -> Result<usize, String> {
+        match io::write_all_possible(&mut self.client.stream, &self.output) {
+            Ok(n) => {
+                self.output.drain(..n);
+                if !self.output.is_empty() {
+                    self.client.writable = false;
+                }
+                if self.output.is_empty() {
+                    self.output = Vec::new();
+                }
+                Ok(n)
+            }
+            Err(io) => Err(format!("client write failed: {io:?}")),
+        }
+    }
+
+    /// Read from the client while allowed; `true` when bytes came in.
+    fn read_client(&mut self, shared: &mut Shared) -> bool {
+        if !self.client.readable || self.closing.is_some() || !self.client_may_read(shared.settings) {
+            return false;
+        }
+        match io::read(&mut self.client.stream, shared.scratch) {
+            Io::Progress(n) => {
+                let bytes = &shared.scratch[..n];
+                match &mut self.phase {
+                    Phase::Http(_) => {
+                        self.input.extend_from_slice(bytes);
+                        self.handle_http_input(shared);
+                    }
+                    Phase::WebSocket(session) => session.handle_client_input(shared.now, bytes),
+                }
+                true
+            }
+            Io::WouldBlock => {
+                self.client.readable = false;
+                false
+            }
+            Io::Closed | Io::Failed(_) => {
+                self.client.readable = false;
+                match &mut self.phase {
+                    Phase::WebSocket(session) => session.handle_client_eof(),
+                    Phase::Http(_) => {
+                        self.closing = Some((End::ClientVanished, shared.now));
+                        self.output.clear();
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// Back-pressure: stop reading a client whose backend output is full.
+    fn client_may_read(&self, settings: &Settings) -> bool {
+        match &self.phase {
+            Phase::Http(http) => !http.close_after_write && self.output.len() < settings.max_buffer_bytes,
+            Phase::WebSocket(session) => session.backend_output().len() < settings.max_buffer_bytes,
+        }
+    }
+
+    fn read_backend(&mut self, shared: &mut Shared) -> bool {
+        let Phase::WebSocket(session) = &mut self.phase else {
+            return false;
+        };
+        let Some(backend) = self.backend.as_mut() else {
+            return false;
+        };
+        // Back-pressure: a client that does not read stops the server's reads.
+        if !backend.readable
+            || self.connecting.is_some()
+            || session.client_output().len() >= shared.settings.max_buffer_bytes
+        {
+            return false;
+        }
+        match io::read(&mut backend.stream, shared.scratch) {
+            Io::Progress(n) => {
+                session.handle_backend_input(&shared.scratch[..n]);
+                true
+            }
+            Io::WouldBlock => {
+                backend.readable = false;
+                false
+            }
+            Io::Closed | Io::Failed(_) => {
+                backend.readable = false;
+                session.handle_backend_eof();
+                true
+            }
+        }
+    }
+
+    fn handle_http_input(&mut self, shared: &mut Shared) {
+        loop {
+            let Phase::Http(http) = &mut self.phase else {
+                return;
+            };
+            if http.close_after_write {
+                return;
+            }
+            let request = match http.reader.read(&self.input) {
+                Ok(Some(request)) => request,
+                Ok(None) => return,
+                Err(e) => {
+                    http::write_response(&mut self.output, e.status(), Some("text/plain"), &[], e.to_string().as_bytes(), false);
+                    http.close_after_write = true;
+                    return;
+                }
+            };
+            http.deadline = shared.now + shared.settings.http_idle_timeout;
+            if !request.keep_alive {
+                http.close_after_write = true;
+            }
+            let consumed = request.len;
+            let upgraded = self.handle_request(&request, shared);
+            self.input.drain(..consumed);
+            if upgraded {
+                let rest = std::mem::take(&mut self.input);
+                if let Phase::WebSocket(session) = &mut self.phase {
+                    if !rest.is_empty() {
+                        session.handle_client_input(shared.now, &rest);
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    /// Answer one request; `true` when it upgraded the connection.
+    fn handle_request(&mut self, request: &http::Request, shared: &mut Shared) -> bool {
+        let settings = shared.settings;
+        let keep_alive = request.keep_alive;
+        if request.path == settings.websocket_path {
+            let upgrade = websocket::UpgradeRequest {
+                is_get: request.method == http::Method::Get,
+                upgrade: request.upgrade.as_deref(),
+                connection: request.connection.as_deref(),
+                key: request.sec_websocket_key.as_deref(),
+                version: request.sec_websocket_version.as_deref(),
+                protocols: request.sec_websocket_protocol.as_deref(),
+            };
+            return match websocket::accept(&upgrade) {
+                Ok(response) => {
+                    self.output.extend_from_slice(&response);
+                    let id = shared.random.stream_id();
+                    self.phase = Phase::WebSocket(Box::new(Session::new(settings.session.clone(), shared.now, id)));
+                    info!("session {} start: websocket from {}", self.number, self.peer);
+                    true
+                }
+                Err(refusal) => {
+                    let body = refusal.to_string();
+                    http::write_response(&mut self.output, refusal.status(), Some("text/plain"), refusal.headers(), body.as_bytes(), false);
+                    self.set_close_after_write();
+                    false
+                }
+            };
+        }
+        let (status, body) = if request.path == "/" && matches!(request.method, http::Method::Get | http::Method::Head) {
+            (http::Status::OK, format!("switchboard {}\n", env!("CARGO_PKG_VERSION")))
+        } else if request.path == settings.bosh_path {
+            (http::Status::NOT_IMPLEMENTED, "BOSH is not served yet\n".to_string())
+        } else {
+            (http::Status::NOT_FOUND, "not found\n".to_string())
+        };
+        http::write_response(&mut self.output, status, Some("text/plain; charset=utf-8"), &[], body.as_bytes(), keep_alive);
+        false
+    }
+
+    fn set_close_after_write(&mut self) {
+        if let Phase::Http(http) = &mut self.phase {
+            http.close_after_write = true;
+        }
+    }
+
+    /// Carry out what the session asked for. `Some(reason)` finishes the
+    /// connection at once.
+    fn run_commands(&mut self, shared: &mut Shared) -> Option<String> {
+        loop {
+            let Phase::WebSocket(session) = &mut self.phase else {
+                return None;
+            };
+            match session.poll_command()? {
+                Command::Connect { domain } => {
+                    self.dial = Some(match shared.settings.routes.get(&domain) {
+                        Some(addrs) => Dial::Route(addrs.clone().into_iter()),
+                        None => Dial::Dns(dns::Targets::new(&domain, shared.settings.default_port)),
+                    });
+                    self.advance_dial(shared);
+                }
+                Command::Close(end) => {
+                    let linger = shared.now + shared.settings.linger;
+                    self.closing = Some((end, linger));
+                }
+                Command::Drop(end) => return Some(end.to_string()),
+            }
+        }
+    }
+
+    /// Take the next step towards a backend connection: a DNS query, a TCP
+    /// connect, or giving up.
+    pub fn advance_dial(&mut self, shared: &mut Shared) {
+        loop {
+            let step = match self.dial.as_mut() {
+                None => return,
+                Some(Dial::Route(addrs)) => addrs.next().map_or(Step::Exhausted, Step::Connect),
+                Some(Dial::Dns(targets)) => targets.next_step(),
+            };
+            match step {
+                Step::Query(name, kind) => {
+                    shared.dns.query(self.key, shared.now, &name, kind);
+                    return;
+                }
+                Step::Connect(addr) => match self.start_connect(addr, shared) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        debug!("session {}: connect {addr} failed: {e}", self.number);
+                        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
+                            targets.connect_failed();
+                        }
+                    }
+                },
+                Step::Exhausted => {
+                    self.dial = None;
+                    if let Phase::WebSocket(session) = &mut self.phase {
+                        let why = format!("no server reachable for {}", session.domain());
+                        session.backend_failed(why);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A DNS answer for this connection's dial.
+    pub fn handle_dns_answer(&mut self, answer: Result<dns::Answer, dns::Error>, shared: &mut Shared) {
+        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
+            let random = shared.random.next();
+            targets.handle_answer(answer, random);
+            self.advance_dial(shared);
+        }
+    }
+
+    fn start_connect(&mut self, addr: SocketAddr, shared: &mut Shared) -> std::io::Result<()> {
+        let mut stream = TcpStream::connect(addr)?;
+        shared.registry.register(
+            &mut stream,
+            self.key.token(Side::Backend),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        debug!("session {}: connecting to {addr}", self.number);
+        self.backend = Some(Socket::new(stream));
+        self.connecting = Some(shared.now + shared.settings.connect_timeout);
+        Ok(())
+    }
+
+    /// While a connect is in flight, see whether it finished (mio: a
+    /// writable event, then `take_error` and `peer_addr`).
+    fn check_connected(&mut self, shared: &mut Shared) -> Result<(), String> {
+        if self.connecting.is_none() {
+            return Ok(());
+        }
+        let Some(backend) = self.backend.as_mut() else {
+            return Ok(());
+        };
+        if !backend.writable && !backend.readable {
+            return Ok(());
+        }
+        let failed = match backend.stream.take_error() {
+            Ok(Some(_)) | Err(_) => true,
+            Ok(None) => match backend.stream.peer_addr() {
+                Ok(_) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
+                    backend.writable = false;
+                    backend.readable = false;
+                    return Ok(());
+                }
+                Err(_) => true,
+            },
+        };
+        if failed {
+            self.connect_failed(shared);
+            return Ok(());
+        }
+        self.connecting = None;
+        self.dial = None;
+        let _ = backend.stream.set_nodelay(true);
+        if let Phase::WebSocket(session) = &mut self.phase {
+            let settings = shared.settings.backend_settings(session.domain(), session.lang());
+            session.backend_connected(shared.now, settings);
+        }
+        Ok(())
+    }
+
+    fn connect_failed(&mut self, shared: &mut Shared) {
+        if let Some(mut backend) = self.backend.take() {
+            let _ = shared.registry.deregister(&mut backend.stream);
+        }
+        self.connecting = None;
+        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
+            targets.connect_failed();
+        }
+        self.advance_dial(shared);
+    }
+}
+
+/// A small xorshift generator for stream ids and SRV weights: neither needs
+/// to be unpredictable to an attacker, only spread.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub fn stream_id(&mut self) -> String {
+        format!("{:016x}", self.next())
+    }
+}

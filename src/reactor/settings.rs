@@ -1,0 +1,106 @@
+//! The configuration turned, once at start, into what the loop uses on
+//! every connection: core limits, route tables, the TLS client config.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend;
+use crate::config::Config;
+use crate::http;
+use crate::session;
+use crate::websocket;
+use crate::xml;
+
+/// XMPP client port when no SRV record names one (RFC 6120 §3.2.2).
+const XMPP_CLIENT_PORT: u16 = 5222;
+
+pub struct Settings {
+    pub http: http::Limits,
+    pub http_read_timeout: Duration,
+    pub http_idle_timeout: Duration,
+    pub websocket_path: String,
+    pub bosh_path: String,
+    pub session: session::Settings,
+    pub max_connections: usize,
+    /// Per-direction output cap before the other side stops being read.
+    pub max_buffer_bytes: usize,
+    /// How long a closing connection may take to flush its last bytes.
+    pub linger: Duration,
+    pub connect_timeout: Duration,
+    pub default_port: u16,
+    /// Static routes, resolved once at start.
+    pub routes: HashMap<String, Vec<SocketAddr>>,
+    /// Domains whose server may be used without TLS.
+    plaintext: HashSet<String>,
+    xml: xml::Limits,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Result<Settings, String> {
+        let xml = xml::Limits {
+            max_depth: config.xml.max_depth,
+            max_attributes: config.xml.max_attributes,
+            max_element_bytes: config.xml.max_element_bytes,
+        };
+        let mut routes = HashMap::new();
+        let mut plaintext: HashSet<String> = config.backend.plaintext_domains.iter().cloned().collect();
+        for (domain, target) in &config.backend.routes {
+            let addrs: Vec<SocketAddr> = target
+                .to_socket_addrs()
+                .map_err(|e| format!("backend.routes.{domain}: cannot resolve {target}: {e}"))?
+                .collect();
+            // A loopback route never leaves the machine: plaintext is as
+            // safe there as the machine itself.
+            if !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()) {
+                plaintext.insert(domain.clone());
+            }
+            routes.insert(domain.clone(), addrs);
+        }
+        let ca_file = Some(config.backend.ca_file.as_path()).filter(|p| !p.as_os_str().is_empty());
+        let tls = backend::client_config(ca_file).map_err(|e| format!("backend.ca_file: {e}"))?;
+        Ok(Settings {
+            http: http::Limits {
+                max_head_bytes: config.http.max_head_bytes,
+                max_headers: config.http.max_headers,
+                max_body_bytes: config.http.max_body_bytes,
+            },
+            http_read_timeout: config.http.read_timeout,
+            http_idle_timeout: config.http.idle_timeout,
+            websocket_path: config.websocket.path.clone(),
+            bosh_path: config.bosh.path.clone(),
+            session: session::Settings {
+                websocket: websocket::Limits {
+                    max_message_bytes: config.websocket.max_message_bytes,
+                },
+                xml: xml.clone(),
+                ping_interval: config.websocket.ping_interval,
+                pong_timeout: config.websocket.pong_timeout,
+                handshake_timeout: config.backend.handshake_timeout,
+                max_pending_bytes: config.backend.max_buffer_bytes,
+            },
+            max_connections: config.server.max_connections,
+            max_buffer_bytes: config.backend.max_buffer_bytes,
+            linger: config.websocket.pong_timeout,
+            connect_timeout: config.backend.connect_timeout,
+            default_port: XMPP_CLIENT_PORT,
+            routes,
+            plaintext,
+            xml,
+            tls,
+        })
+    }
+
+    /// What a new backend stream for `domain` needs.
+    pub fn backend_settings(&self, domain: &str, lang: &str) -> backend::Settings {
+        backend::Settings {
+            domain: domain.to_string(),
+            lang: lang.to_string(),
+            tls: self.tls.clone(),
+            plaintext_allowed: self.plaintext.contains(domain),
+            xml: self.xml.clone(),
+        }
+    }
+}
