@@ -487,3 +487,389 @@ fn append(slot: &mut Option<String>, value: &str) {
         None => *slot = Some(value.to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Outcome = Result<Option<Request>, Error>;
+
+    /// Read `input` whole, split in two at every byte boundary with one
+    /// reader across both reads, and byte by byte; every way must give the
+    /// same outcome, which is returned.
+    fn read_all_ways(limits: Limits, input: &[u8]) -> Outcome {
+        let whole = RequestReader::new(limits).read(input);
+        for cut in 0..=input.len() {
+            let mut reader = RequestReader::new(limits);
+            let outcome = match reader.read(&input[..cut]) {
+                Ok(None) => reader.read(input),
+                other => other,
+            };
+            assert_eq!(outcome, whole, "split at {cut}");
+        }
+        let mut reader = RequestReader::new(limits);
+        let mut outcome = Ok(None);
+        for end in 0..=input.len() {
+            outcome = reader.read(&input[..end]);
+            if !matches!(outcome, Ok(None)) {
+                break;
+            }
+        }
+        assert_eq!(outcome, whole, "byte by byte");
+        whole
+    }
+
+    fn request(input: &[u8]) -> Request {
+        read_all_ways(Limits::default(), input)
+            .expect("request refused")
+            .expect("request incomplete")
+    }
+
+    fn error(limits: Limits, input: &[u8]) -> Error {
+        read_all_ways(limits, input).expect_err("request accepted")
+    }
+
+    const UPGRADE: &[u8] = b"GET /xmpp-websocket?x=1 HTTP/1.1\r\n\
+        Host: chat.example:5280\r\n\
+        User-Agent: Mozilla/5.0\r\n\
+        Origin: https://chat.example\r\n\
+        Upgrade: websocket\r\n\
+        Connection: keep-alive, Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Protocol: xmpp\r\n\
+        \r\n";
+
+    const POST: &[u8] = b"POST /http-bind HTTP/1.1\r\n\
+        Host: chat.example\r\n\
+        Content-Type: text/xml; charset=utf-8\r\n\
+        Content-Length: 12\r\n\
+        \r\n\
+        <body rid=1>";
+
+    #[test]
+    fn get_upgrade_keeps_the_fields_switchboard_uses() {
+        let r = request(UPGRADE);
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(r.path, "/xmpp-websocket");
+        assert_eq!(r.query.as_deref(), Some("x=1"));
+        assert_eq!(r.minor_version, 1);
+        assert!(r.keep_alive);
+        assert_eq!(r.host.as_deref(), Some("chat.example:5280"));
+        assert_eq!(r.origin.as_deref(), Some("https://chat.example"));
+        assert_eq!(r.upgrade.as_deref(), Some("websocket"));
+        assert!(has_token(r.connection.as_deref().unwrap(), "upgrade"));
+        assert_eq!(
+            r.sec_websocket_key.as_deref(),
+            Some("dGhlIHNhbXBsZSBub25jZQ==")
+        );
+        assert_eq!(r.sec_websocket_version.as_deref(), Some("13"));
+        assert_eq!(r.sec_websocket_protocol.as_deref(), Some("xmpp"));
+        assert_eq!(r.content_type, None);
+        assert_eq!(r.body, UPGRADE.len()..UPGRADE.len());
+        assert_eq!(r.len, UPGRADE.len());
+    }
+
+    #[test]
+    fn post_body_range_covers_content_length_bytes() {
+        let r = request(POST);
+        assert_eq!(r.method, Method::Post);
+        assert_eq!(r.path, "/http-bind");
+        assert_eq!(r.query, None);
+        assert_eq!(r.content_type.as_deref(), Some("text/xml; charset=utf-8"));
+        assert_eq!(&POST[r.body.clone()], b"<body rid=1>");
+        assert_eq!(r.len, POST.len());
+    }
+
+    #[test]
+    fn incomplete_head_or_body_needs_more() {
+        let mut reader = RequestReader::new(Limits::default());
+        assert_eq!(reader.read(&POST[..20]), Ok(None));
+        assert_eq!(reader.read(&POST[..POST.len() - 1]), Ok(None));
+        assert_eq!(reader.read(b""), Ok(None));
+        let mut reader = RequestReader::new(Limits::default());
+        assert_eq!(reader.read(&POST[..POST.len() - 12]), Ok(None));
+        assert_eq!(reader.read(POST).unwrap().unwrap().len, POST.len());
+    }
+
+    #[test]
+    fn pipelined_requests_parse_one_after_another() {
+        let mut input = POST.to_vec();
+        input.extend_from_slice(UPGRADE);
+        let first = request(&input);
+        assert_eq!(first.method, Method::Post);
+        assert_eq!(first.len, POST.len());
+        assert_eq!(&input[first.body.clone()], b"<body rid=1>");
+        let second = request(&input[first.len..]);
+        assert_eq!(second.path, "/xmpp-websocket");
+        assert_eq!(second.len, UPGRADE.len());
+
+        // One reader for the connection, as the reactor uses it.
+        let mut reader = RequestReader::new(Limits::default());
+        assert_eq!(reader.read(&input), Ok(Some(first)));
+        assert_eq!(reader.read(&input[POST.len()..]), Ok(Some(second)));
+        assert_eq!(reader.read(b""), Ok(None));
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection() {
+        let cases: [(&str, &str, bool); 8] = [
+            ("1.1", "", true),
+            ("1.1", "Connection: close\r\n", false),
+            ("1.1", "Connection: Keep-Alive\r\n", true),
+            ("1.1", "Connection: Upgrade, CLOSE\r\n", false),
+            ("1.0", "", false),
+            ("1.0", "Connection: keep-alive\r\n", true),
+            ("1.0", "Connection: close\r\n", false),
+            ("1.0", "Connection: keep-alive, close\r\n", false),
+        ];
+        for (version, connection, expected) in cases {
+            let input = format!("GET / HTTP/{version}\r\nHost: a\r\n{connection}\r\n");
+            let r = request(input.as_bytes());
+            assert_eq!(r.keep_alive, expected, "{input:?}");
+            assert_eq!(r.minor_version, if version == "1.1" { 1 } else { 0 });
+        }
+    }
+
+    #[test]
+    fn has_token_matches_list_items_case_insensitively() {
+        assert!(has_token("keep-alive, Upgrade", "upgrade"));
+        assert!(has_token("Upgrade", "upgrade"));
+        assert!(has_token("a,\tUPGRADE ,b", "upgrade"));
+        assert!(!has_token("keep-alive", "upgrade"));
+        assert!(!has_token("upgrades", "upgrade"));
+        assert!(!has_token("", "upgrade"));
+    }
+
+    /// A request whose head is exactly `len` bytes long.
+    fn head_of_len(len: usize) -> Vec<u8> {
+        let start = b"GET / HTTP/1.1\r\nHost: a\r\nX: ";
+        let mut head = start.to_vec();
+        head.resize(len - 4, b'x');
+        head.extend_from_slice(b"\r\n\r\n");
+        head
+    }
+
+    #[test]
+    fn head_longer_than_limit_is_431() {
+        let limits = Limits {
+            max_head_bytes: 64,
+            ..Limits::default()
+        };
+        assert_eq!(request_with(limits, &head_of_len(64)).len, 64);
+        assert_eq!(error(limits, &head_of_len(65)), Error::HeadTooLarge);
+        assert_eq!(error(limits, &[b'x'; 200]), Error::HeadTooLarge);
+        assert_eq!(Error::HeadTooLarge.status().code(), 431);
+    }
+
+    fn request_with(limits: Limits, input: &[u8]) -> Request {
+        read_all_ways(limits, input).unwrap().unwrap()
+    }
+
+    #[test]
+    fn more_headers_than_limit_is_431() {
+        let limits = Limits {
+            max_headers: 3,
+            ..Limits::default()
+        };
+        let three = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n";
+        let four = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+        assert_eq!(request_with(limits, three).len, three.len());
+        assert_eq!(error(limits, four), Error::TooManyHeaders);
+        assert_eq!(Error::TooManyHeaders.status().code(), 431);
+    }
+
+    #[test]
+    fn body_longer_than_limit_is_413_before_it_arrives() {
+        let limits = Limits {
+            max_body_bytes: 12,
+            ..Limits::default()
+        };
+        assert_eq!(request_with(limits, POST).len, POST.len());
+        let smaller = Limits {
+            max_body_bytes: 11,
+            ..Limits::default()
+        };
+        let head_only = &POST[..POST.len() - 12];
+        assert_eq!(error(smaller, head_only), Error::BodyTooLarge);
+        let huge = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n";
+        assert_eq!(error(Limits::default(), huge), Error::BodyTooLarge);
+        assert_eq!(Error::BodyTooLarge.status().code(), 413);
+    }
+
+    fn post_with(fields: &str) -> Vec<u8> {
+        format!("POST / HTTP/1.1\r\nHost: a\r\n{fields}\r\nhello").into_bytes()
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused_as_smuggling() {
+        let shapes = [
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length: 5\r\nContent-Length: 5\r\n",
+            "Content-Length: 5, 5\r\n",
+            "Content-Length: abc\r\n",
+            "Content-Length: -5\r\n",
+            "Content-Length: +5\r\n",
+            "Content-Length: 0x5\r\n",
+            "Content-Length:\r\n",
+        ];
+        for fields in shapes {
+            assert_eq!(
+                error(Limits::default(), &post_with(fields)),
+                Error::Smuggling,
+                "{fields:?}"
+            );
+        }
+        let http10 = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(error(Limits::default(), http10), Error::Smuggling);
+        assert_eq!(Error::Smuggling.status().code(), 400);
+    }
+
+    #[test]
+    fn transfer_encoding_alone_is_501() {
+        for coding in ["chunked", "gzip, chunked", "identity"] {
+            let input = post_with(&format!("Transfer-Encoding: {coding}\r\n"));
+            assert_eq!(
+                error(Limits::default(), &input),
+                Error::UnsupportedTransferEncoding
+            );
+        }
+        assert_eq!(Error::UnsupportedTransferEncoding.status().code(), 501);
+    }
+
+    #[test]
+    fn field_names_are_case_insensitive() {
+        let r = request(&post_with("cOnTeNt-LeNgTh: 5\r\nORIGIN: https://o\r\n"));
+        assert_eq!(r.body.len(), 5);
+        assert_eq!(r.origin.as_deref(), Some("https://o"));
+    }
+
+    #[test]
+    fn target_must_be_origin_form() {
+        for input in [
+            &b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET xmpp HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(error(Limits::default(), input), Error::BadTarget);
+        }
+        let r = request(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!((r.method, r.path.as_str()), (Method::Options, "*"));
+    }
+
+    #[test]
+    fn garbage_and_bad_syntax_are_malformed() {
+        for input in [
+            &b"\x00\x01\x02\r\n\r\n"[..],
+            b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1 extra\r\nHost: a\r\n\r\n",
+            b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n folded\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
+            b"\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nOrigin: \xff\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nOrigin: a\r\nOrigin: b\r\n\r\n",
+        ] {
+            assert_eq!(
+                error(Limits::default(), input),
+                Error::Malformed,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        assert_eq!(Error::Malformed.status().code(), 400);
+    }
+
+    #[test]
+    fn host_is_required_once_in_http11() {
+        let missing = b"GET / HTTP/1.1\r\n\r\n";
+        let twice = b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n";
+        assert_eq!(error(Limits::default(), missing), Error::BadHost);
+        assert_eq!(error(Limits::default(), twice), Error::BadHost);
+        assert_eq!(request(b"GET / HTTP/1.0\r\n\r\n").host, None);
+    }
+
+    #[test]
+    fn lowercase_method_is_other() {
+        let r = request(b"get / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(r.method, Method::Other);
+        assert_eq!(
+            request(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").method,
+            Method::Head
+        );
+    }
+
+    #[test]
+    fn get_with_content_length_has_a_body() {
+        let input = b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
+        let r = request(input);
+        assert_eq!(&input[r.body.clone()], b"abc");
+    }
+
+    #[test]
+    fn list_fields_repeated_are_joined() {
+        let r = request(
+            b"GET / HTTP/1.1\r\nHost: a\r\nSec-WebSocket-Protocol: chat\r\n\
+              Sec-WebSocket-Protocol: xmpp\r\nConnection: Upgrade\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(r.sec_websocket_protocol.as_deref(), Some("chat, xmpp"));
+        assert!(has_token(
+            r.sec_websocket_protocol.as_deref().unwrap(),
+            "xmpp"
+        ));
+        assert!(!r.keep_alive);
+    }
+
+    #[test]
+    fn one_leading_empty_line_and_bare_lf_are_accepted() {
+        let input = b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(request(input).len, input.len());
+        let input = b"GET / HTTP/1.1\nHost: a\n\n";
+        assert_eq!(request(input).host.as_deref(), Some("a"));
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\n\n";
+        assert_eq!(request(input).len, input.len());
+    }
+
+    #[test]
+    fn expect_continue_is_answered_only_with_the_body() {
+        let input = post_with("Expect: 100-continue\r\nContent-Length: 5\r\n");
+        let mut reader = RequestReader::new(Limits::default());
+        assert_eq!(reader.read(&input[..input.len() - 5]), Ok(None));
+        assert_eq!(reader.read(&input).unwrap().unwrap().body.len(), 5);
+    }
+
+    #[test]
+    fn search_for_head_end_resumes_where_it_stopped() {
+        let input = head_of_len(4000);
+        let mut reader = RequestReader::new(Limits::default());
+        assert_eq!(reader.read(&input[..3000]), Ok(None));
+        assert!(reader.scanned > 2900, "scanned {}", reader.scanned);
+        assert_eq!(reader.read(&input[..3999]), Ok(None));
+        // The LF ending the last field line is left for a second look.
+        assert_eq!(reader.scanned, 3997);
+        assert_eq!(reader.read(&input).unwrap().unwrap().len, 4000);
+        assert_eq!(reader.scanned, 0);
+    }
+
+    #[test]
+    fn error_messages_are_lower_case() {
+        for e in [
+            Error::HeadTooLarge,
+            Error::TooManyHeaders,
+            Error::BodyTooLarge,
+            Error::Malformed,
+            Error::BadTarget,
+            Error::BadHost,
+            Error::Smuggling,
+            Error::UnsupportedTransferEncoding,
+        ] {
+            let message = e.to_string();
+            assert!(!message.is_empty());
+            assert_eq!(message, message.to_lowercase(), "{e:?}");
+        }
+    }
+}
