@@ -135,7 +135,14 @@ fn two_tcp_clients_exchange_a_message_through_the_plaintext_stub() {
     assert_eq!(xml::attr(&pong, "type").as_deref(), Some("result"));
     assert_eq!(xml::attr(&pong, "id").as_deref(), Some("ping1"));
 
+    alice.send("<enable xmlns='urn:xmpp:sm:3'/>").unwrap();
     let a = stub.connection_of(&alice_jid).unwrap();
+    stub.wait_event(
+        a,
+        WAIT,
+        |e| matches!(e, StubEvent::OtherElement(s) if s.contains("enable")),
+    )
+    .unwrap();
     let events = stub.events(a);
     assert_eq!(
         events[0],

@@ -100,6 +100,9 @@ pub enum StubEvent {
     Bound(String),
     /// A stanza (`iq`, `message`, `presence`) arrived, raw as received.
     StanzaReceived(String),
+    /// Another top-level element (not a stanza, not STARTTLS or SASL),
+    /// raw; the stub ignores it.
+    OtherElement(String),
     /// The peer sent bytes the stub could not frame; the stub closed.
     NotWellFormed(String),
     /// `</stream:stream>` arrived (RFC 6120 §4.4); the stub answered in kind.
@@ -585,8 +588,10 @@ impl Handler {
                 Some("auth") => self.auth(&raw),
                 Some("iq" | "message" | "presence") => self.stanza(raw),
                 _ => {
-                    self.stream_error("unsupported-stanza-type");
-                    Next::Stop
+                    // Lenient on purpose: a test can assert on what arrived
+                    // (e.g. XEP-0198 `<enable/>`) instead of losing the stream.
+                    self.log(StubEvent::OtherElement(raw));
+                    Next::Continue
                 }
             },
         }
