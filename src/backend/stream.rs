@@ -387,7 +387,8 @@ impl Stream {
         self.flush_tls();
     }
 
-    /// The first [`Event::Features`] has been produced; the client may send.
+    /// The first [`Event::Features`] has been found (it stays true across
+    /// restarts): the client may send.
     pub fn is_ready(&self) -> bool {
         self.ready
     }
