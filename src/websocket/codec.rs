@@ -838,6 +838,30 @@ mod tests {
     }
 
     #[test]
+    fn client_close_with_a_code_not_allowed_on_the_wire_is_answered_with_1002() {
+        let mut codec = Codec::new(LIMITS);
+        assert_eq!(
+            feed(&mut codec, &[&close(Some(1005), "")]),
+            Ok(vec![Message::Closed(1002)])
+        );
+        let frames = server_frames(&take_output(&mut codec));
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].1[..2], 1002u16.to_be_bytes());
+    }
+
+    #[test]
+    fn ping_after_our_close_is_not_answered() {
+        let mut codec = Codec::new(LIMITS);
+        codec.send_close(1001, "shutdown");
+        take_output(&mut codec);
+        assert_eq!(
+            feed(&mut codec, &[&frame(0x89, b"p", Some(MASK))]),
+            Ok(vec![])
+        );
+        assert!(!codec.wants_write());
+    }
+
+    #[test]
     fn our_close_completes_on_the_client_answer_without_a_second_close_frame() {
         let mut codec = Codec::new(LIMITS);
         codec.send_close(1000, "");
