@@ -57,6 +57,8 @@ pub enum Command {
 pub enum End {
     ClientClosed,
     ClientVanished,
+    /// A WebSocket close frame with this code, without `<close/>`.
+    WebSocketClosed(u16),
     ServerClosed,
     ServerStreamError(String),
     BackendFailed(String),
@@ -70,6 +72,7 @@ impl std::fmt::Display for End {
         match self {
             End::ClientClosed => f.write_str("client closed"),
             End::ClientVanished => f.write_str("client vanished"),
+            End::WebSocketClosed(code) => write!(f, "client closed the websocket ({code}) without <close/>"),
             End::ServerClosed => f.write_str("server closed the stream"),
             End::ServerStreamError(c) => write!(f, "server stream error: {c}"),
             End::BackendFailed(why) => write!(f, "backend failed: {why}"),
@@ -222,12 +225,13 @@ impl Session {
         while self.state != State::Ended {
             match self.codec.poll_message() {
                 Ok(Some(Message::Text(text))) => self.handle_client_message(now, &text),
-                Ok(Some(Message::Closed)) => self.end(Command::Drop(End::ClientVanished)),
+                // A close frame without `<close/>` first leaves the server
+                // stream open for resumption (XEP-0198), like a vanished
+                // client; the codec has queued the close reply.
+                Ok(Some(Message::Closed(code))) => self.end(Command::Close(End::WebSocketClosed(code))),
                 Ok(None) => break,
-                Err(reason) => {
-                    self.codec.send_close(reason.code, reason.reason);
-                    self.end(Command::Close(End::ProtocolError(reason.reason.to_string())));
-                }
+                // The codec has queued the close frame with its code.
+                Err(reason) => self.end(Command::Close(End::ProtocolError(reason.reason.to_string()))),
             }
         }
     }

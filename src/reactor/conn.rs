@@ -450,7 +450,7 @@ impl Conn {
                 }
             };
         }
-        let (status, body) = if request.path == "/" && matches!(request.method, http::Method::Get | http::Method::Head) {
+        let (status, body) = if request.path == "/" && request.method == http::Method::Get {
             (http::Status::OK, format!("switchboard {}\n", env!("CARGO_PKG_VERSION")))
         } else if request.path == settings.bosh_path {
             (http::Status::NOT_IMPLEMENTED, "BOSH is not served yet\n".to_string())
