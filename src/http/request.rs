@@ -7,10 +7,12 @@
 //! (the next pipelined request may already follow), or an [`Error`] whose
 //! [`Error::status`] is the response to send before closing the connection.
 //!
-//! httparse keeps no state, so the reader remembers how far its search for
-//! the blank line ending the head got, and, once the head is parsed, the
-//! request itself while the body arrives: every input byte is looked at a
-//! bounded number of times however the bytes are split.
+//! httparse keeps no state. A head that arrives whole (the usual case) is
+//! parsed by httparse at once; otherwise the reader remembers how far its
+//! own search for the empty line ending the head got and runs httparse once
+//! that line is in, and keeps the parsed request while the body arrives:
+//! every input byte is looked at a bounded number of times however the
+//! bytes are split.
 //!
 //! Deliberate limits:
 //! - Request bodies are framed by `Content-Length` only; any
