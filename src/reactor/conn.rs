@@ -551,12 +551,8 @@ impl Conn {
                 }
                 Step::Connect(addr) => match self.start_connect(addr, shared) {
                     Ok(()) => return,
-                    Err(e) => {
-                        debug!("session {}: connect {addr} failed: {e}", self.number);
-                        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
-                            targets.connect_failed();
-                        }
-                    }
+                    // The next step is the next address.
+                    Err(e) => debug!("session {}: connect {addr} failed: {e}", self.number),
                 },
                 Step::Exhausted => {
                     self.dial = None;
@@ -641,9 +637,6 @@ impl Conn {
             let _ = shared.registry.deregister(&mut backend.stream);
         }
         self.connecting = None;
-        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
-            targets.connect_failed();
-        }
         self.advance_dial(shared);
     }
 }
