@@ -40,7 +40,7 @@ const MAX_BYTES_BOUND: usize = 64 * 1024 * 1024;
 const MAX_TIMEOUT_BOUND: Duration = Duration::from_secs(24 * 3600);
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: Server,
@@ -126,20 +126,6 @@ pub struct Dns {
     pub timeout: Duration,
     pub attempts: u32,
     pub cache_entries: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: Server::default(),
-            http: Http::default(),
-            websocket: WebSocket::default(),
-            bosh: Bosh::default(),
-            xml: Xml::default(),
-            backend: Backend::default(),
-            dns: Dns::default(),
-        }
-    }
 }
 
 impl Default for Server {

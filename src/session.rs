@@ -128,8 +128,8 @@ impl Session {
     /// the `<open/>` replies.
     pub fn new(settings: Settings, now: Instant, stream_id: String) -> Self {
         Session {
-            codec: Codec::new(settings.websocket.clone()),
-            framer: Framer::new(xml::Mode::Fragments, settings.xml.clone()),
+            codec: Codec::new(settings.websocket),
+            framer: Framer::new(xml::Mode::Fragments, settings.xml),
             settings,
             state: State::AwaitOpen,
             stream_id,

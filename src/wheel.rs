@@ -247,7 +247,7 @@ mod tests {
         let t0 = Instant::now();
         let mut w = wheel(t0);
         for i in 0..200 {
-            w.insert(t0 + (i * 7) * MS, i as u32);
+            w.insert(t0 + (i * 7) * MS, i);
         }
         let all = fired(&mut w, t0 + 5000 * MS);
         assert_eq!(all, (0..200).collect::<Vec<u32>>());

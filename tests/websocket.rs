@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use support::ws_client::{client_frame, client_frame_header, OP_BINARY, OP_CONTINUATION, OP_TEXT};
+use support::ws_client::{client_frame, client_frame_header, OP_CONTINUATION, OP_TEXT};
 use support::{RecvError, StubEvent, StubOptions, StubServer, TlsMode, WsClient, WAIT};
 use switchboard::config::Config;
 use switchboard::reactor::{Handle, Server};
@@ -152,6 +152,9 @@ fn vanished_client_drops_backend_without_stream_close() {
     assert!(!log.contains(&StubEvent::ClientClosedStream), "{log:?}");
 }
 
+/// Something a misbehaving client sends.
+type Misbehaviour = Box<dyn Fn(&mut WsClient)>;
+
 /// Bad input ends only the session that sent it, with its own close code;
 /// a logged-in bystander keeps working.
 #[test]
@@ -162,7 +165,7 @@ fn bad_input_ends_only_its_own_session() {
     bystander.open("localhost").unwrap();
     let jid = bystander.login_plain("carol", "pw", "localhost").unwrap();
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut WsClient)>, u16, Option<&str>)> = vec![
+    let cases: Vec<(&str, Misbehaviour, u16, Option<&str>)> = vec![
         (
             "garbage",
             Box::new(|ws| ws.send_text("<<>>not xml").unwrap()),
@@ -235,7 +238,6 @@ fn bad_input_ends_only_its_own_session() {
         ))
         .unwrap();
     assert!(bystander.recv_text(WAIT).unwrap().contains("still here"));
-    let _ = OP_BINARY;
 }
 
 /// A server stream error reaches the client, followed by `<close/>`.

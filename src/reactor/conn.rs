@@ -59,7 +59,7 @@ impl Socket {
 }
 
 enum Phase {
-    Http(HttpPhase),
+    Http(Box<HttpPhase>),
     WebSocket(Box<Session>),
 }
 
@@ -114,11 +114,11 @@ impl Conn {
             client: Socket::new(stream),
             input: Vec::new(),
             output: Vec::new(),
-            phase: Phase::Http(HttpPhase {
-                reader: http::RequestReader::new(shared.settings.http.clone()),
+            phase: Phase::Http(Box::new(HttpPhase {
+                reader: http::RequestReader::new(shared.settings.http),
                 deadline: shared.now + shared.settings.http_read_timeout,
                 close_after_write: false,
-            }),
+            })),
             dial: None,
             backend: None,
             connecting: None,

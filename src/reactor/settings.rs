@@ -76,7 +76,7 @@ impl Settings {
                 websocket: websocket::Limits {
                     max_message_bytes: config.websocket.max_message_bytes,
                 },
-                xml: xml.clone(),
+                xml,
                 ping_interval: config.websocket.ping_interval,
                 pong_timeout: config.websocket.pong_timeout,
                 handshake_timeout: config.backend.handshake_timeout,
@@ -101,7 +101,7 @@ impl Settings {
             lang: lang.to_string(),
             tls: self.tls.clone(),
             plaintext_allowed: self.plaintext.contains(domain),
-            xml: self.xml.clone(),
+            xml: self.xml,
         }
     }
 }
