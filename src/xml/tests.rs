@@ -492,7 +492,7 @@ fn fragments_mode_reports_an_xml_declaration_on_its_own() {
             FrameKind::Declaration
         )
     );
-    assert_eq!(element(&frames, 1).1.empty, true);
+    assert!(element(&frames, 1).1.empty);
     assert_eq!(
         byte_at_a_time(Mode::Fragments, input.as_bytes()).unwrap(),
         frames
