@@ -14,7 +14,7 @@
 //! UTF-8 is validated per window from `resume`, sized from the last unit, so
 //! a buffer holding many small units is not validated again on every call.
 
-use super::inspect::{check_references, unescape};
+use super::inspect::{reference_len, unescape};
 use super::{
     ElementInfo, Error, Frame, FrameKind, Limits, Mode, Restricted, StreamHeader, NS_STREAMS,
 };
@@ -61,6 +61,9 @@ pub struct Framer {
     /// Attribute names of the start tag being read (relative to the scanned
     /// text), for the duplicate check.
     attrs: Vec<Range<usize>>,
+    /// CDATA sections of the current scan (relative to the scanned text):
+    /// a `&` inside one is literal.
+    cdata: Vec<Range<usize>>,
     /// How many bytes past `resume` to validate and tokenize first.
     window: usize,
     /// Input length at the last `Ok(None)`; 0 after a frame.
@@ -78,6 +81,7 @@ impl Framer {
             stack: Vec::new(),
             info: ElementInfo::default(),
             attrs: Vec::new(),
+            cdata: Vec::new(),
             window: MIN_WINDOW,
             waited_len: 0,
         }
@@ -249,8 +253,25 @@ impl Framer {
     }
 
     /// Top-level units, resuming inside the unit in progress at `base`
-    /// (`text` starts there; spans are relative to it).
+    /// (`text` starts there; spans are relative to it). References are
+    /// checked in one pass over what the scan accepted rather than token by
+    /// token: outside CDATA a `&` can only stand in character data or an
+    /// attribute value, as the tokenizer refuses it in names and markup.
     fn scan_body(&mut self, text: &str, base: usize, input: &[u8]) -> Result<Step, Error> {
+        self.cdata.clear();
+        let step = self.tokenize_body(text, base, input)?;
+        let accepted = match &step {
+            Step::Frame(frame) => frame.len,
+            Step::NeedMore => self.resume,
+        };
+        let accepted = text
+            .get(..accepted.saturating_sub(base))
+            .unwrap_or_default();
+        check_references(accepted, &self.cdata)?;
+        Ok(step)
+    }
+
+    fn tokenize_body(&mut self, text: &str, base: usize, input: &[u8]) -> Result<Step, Error> {
         if self.stack.is_empty() && self.mode == Mode::Fragments && text.starts_with("<?") {
             return scan_declaration(text);
         }
@@ -284,13 +305,13 @@ impl Framer {
                     if t.end() == text.len() {
                         break;
                     }
-                    check_references(t.as_str())?;
                     last_end = t.end();
                 }
                 Token::Cdata { span, .. } => {
                     if self.stack.is_empty() {
                         return Err(Error::TextOutsideElement);
                     }
+                    self.cdata.push(span.range());
                     last_end = span.end();
                 }
                 Token::ElementStart {
@@ -329,7 +350,6 @@ impl Framer {
                     span,
                 } => {
                     self.note_attribute(text, span, local)?;
-                    check_references(value.as_str())?;
                     let prefix = prefix.as_str();
                     if self.stack.len() == 1 {
                         if prefix.is_empty() && local.as_str() == "xmlns" {
@@ -419,6 +439,21 @@ impl Framer {
         self.attrs.push(name);
         Ok(())
     }
+}
+
+/// Every `&` in `text` outside the `cdata` ranges must start an allowed
+/// reference (RFC 6120 §11.1).
+fn check_references(text: &str, cdata: &[Range<usize>]) -> Result<(), Error> {
+    let mut at = 0;
+    // `str::find` with an ASCII char is a word-at-a-time memchr.
+    while let Some(found) = text.get(at..).and_then(|rest| rest.find('&')) {
+        let pos = at + found;
+        at = match cdata.iter().find(|section| section.contains(&pos)) {
+            Some(section) => section.end,
+            None => pos + reference_len(text.get(pos..).unwrap_or_default())?,
+        };
+    }
+    Ok(())
 }
 
 /// Fragments mode: an XML declaration before an element.
@@ -538,14 +573,15 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// The longest valid UTF-8 prefix of `bytes`, and whether what follows it is
 /// invalid (rather than a character cut by the end of `bytes`).
 fn valid_prefix(bytes: &[u8]) -> (&str, bool) {
-    let Some(chunk) = bytes.utf8_chunks().next() else {
-        return ("", false);
-    };
-    let valid = chunk.valid();
-    let invalid = chunk.invalid();
-    let cut_at_end = valid.len() + invalid.len() == bytes.len()
-        && std::str::from_utf8(invalid).is_err_and(|e| e.error_len().is_none());
-    (valid, !invalid.is_empty() && !cut_at_end)
+    // `from_utf8` has a fast ASCII path; `utf8_chunks` walks byte by byte.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text, false),
+        Err(e) => {
+            let (valid, _) = bytes.split_at(e.valid_up_to());
+            let text = std::str::from_utf8(valid).unwrap_or_default();
+            (text, e.error_len().is_some())
+        }
+    }
 }
 
 fn is_xml_space(b: u8) -> bool {

@@ -127,19 +127,16 @@ pub fn unescape(value: &str) -> Result<Cow<'_, str>, Error> {
     Ok(Cow::Owned(out))
 }
 
-/// Check that every `&` in `value` starts an allowed reference, without
-/// allocating: the framer's hot path for character data and attributes.
-pub(crate) fn check_references(value: &str) -> Result<(), Error> {
-    let bytes = value.as_bytes();
-    if !bytes.contains(&b'&') {
-        return Ok(());
+/// Bytes spanned by the allowed reference at the start of `s` (which starts
+/// with `&`); the five predefined entities take a fast path.
+pub(crate) fn reference_len(s: &str) -> Result<usize, Error> {
+    let after = s.as_bytes().get(1..).unwrap_or_default();
+    for name in [&b"amp;"[..], b"lt;", b"gt;", b"quot;", b"apos;"] {
+        if after.starts_with(name) {
+            return Ok(1 + name.len());
+        }
     }
-    let mut rest = value;
-    while let Some(amp) = rest.find('&') {
-        let (_, used) = reference(&rest[amp..])?;
-        rest = &rest[amp + used..];
-    }
-    Ok(())
+    reference(s).map(|(_, len)| len)
 }
 
 /// Decode the reference at the start of `s` (which starts with `&`): the
