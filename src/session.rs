@@ -466,12 +466,18 @@ impl Session {
     }
 
     /// A client error: RFC 6120 §4.9 stream error, `<close/>`, then close
-    /// the WebSocket with 1007. The server stream is closed cleanly, since
-    /// this client will not come back to resume it.
+    /// the WebSocket (1008 for a broken limit, 1007 for bad XML). The server
+    /// stream is closed cleanly, since this client will not come back to
+    /// resume it.
     fn stream_error(&mut self, condition: &str, why: &str) {
+        let code = if condition == "policy-violation" {
+            CLOSE_POLICY
+        } else {
+            CLOSE_INVALID_PAYLOAD
+        };
         self.codec.send_text(&stream_error_element(condition));
         self.codec.send_text(websocket::CLOSE_ELEMENT);
-        self.codec.send_close(CLOSE_INVALID_PAYLOAD, condition);
+        self.codec.send_close(code, condition);
         if let Some(stream) = self.backend.as_mut() {
             stream.close();
         }
