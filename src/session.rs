@@ -119,8 +119,6 @@ pub struct Session {
     last_input: Instant,
     ping_sent: Option<Instant>,
     handshake_deadline: Option<Instant>,
-    /// Reused for splicing namespaces into server elements.
-    splice: Vec<u8>,
 }
 
 impl Session {
@@ -141,7 +139,6 @@ impl Session {
             last_input: now,
             ping_sent: None,
             handshake_deadline: None,
-            splice: Vec::new(),
         }
     }
 
@@ -308,11 +305,9 @@ impl Session {
             };
             match event {
                 backend::Event::Features(bytes, info) => {
-                    self.splice.clear();
-                    xml::splice_namespaces(bytes, &info, xml::NS_CLIENT, &mut self.splice);
+                    relay(&mut self.codec, bytes, &info);
                     let first = self.state == State::Connecting;
                     self.handshake_deadline = None;
-                    send_utf8(&mut self.codec, &self.splice);
                     if first {
                         self.state = State::Open;
                         if !self.pending.is_empty() {
@@ -321,19 +316,13 @@ impl Session {
                         }
                     }
                 }
-                backend::Event::Element(bytes, info) => {
-                    self.splice.clear();
-                    xml::splice_namespaces(bytes, &info, xml::NS_CLIENT, &mut self.splice);
-                    send_utf8(&mut self.codec, &self.splice);
-                }
+                backend::Event::Element(bytes, info) => relay(&mut self.codec, bytes, &info),
                 backend::Event::StreamError {
                     element,
                     info,
                     condition,
                 } => {
-                    self.splice.clear();
-                    xml::splice_namespaces(element, &info, xml::NS_CLIENT, &mut self.splice);
-                    send_utf8(&mut self.codec, &self.splice);
+                    relay(&mut self.codec, element, &info);
                     self.close_client(End::ServerStreamError(condition));
                     return;
                 }
@@ -493,11 +482,11 @@ impl Session {
     }
 }
 
-fn send_utf8(codec: &mut Codec, bytes: &[u8]) {
-    // The framer only yields elements of valid UTF-8.
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        codec.send_text(text);
-    }
+/// A server element as one text frame, with the namespaces its stream gave
+/// it declared on itself (RFC 7395 §3.3.3). The framer only yields valid
+/// UTF-8, and the declarations are ASCII.
+fn relay(codec: &mut Codec, element: &[u8], info: &xml::ElementInfo) {
+    codec.send_text_with(|out| xml::splice_namespaces(element, info, xml::NS_CLIENT, out));
 }
 
 /// RFC 7395 §3.6 shows stream errors with the `stream` prefix declared on

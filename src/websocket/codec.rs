@@ -249,6 +249,23 @@ impl Codec {
         }
     }
 
+    /// Queue one text message whose payload `write` appends straight to the
+    /// output: relayed stanzas are copied once, from the backend's buffer
+    /// into the frame. `write` must append valid UTF-8 (RFC 6455 §5.6).
+    pub fn send_text_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.state != State::Open {
+            return;
+        }
+        self.compact_output();
+        let start = self.output.len();
+        write(&mut self.output);
+        let len = self.output.len() - start;
+        put_header(&mut self.output, OP_TEXT, len);
+        // The header went after the payload: turn it to the front.
+        let header = self.output.len() - start - len;
+        self.output[start..].rotate_right(header);
+    }
+
     /// Queues an empty ping (RFC 6455 §5.5.2; RFC 7395 §3.8). Ignored once
     /// a close frame was sent or received.
     pub fn send_ping(&mut self) {
@@ -971,5 +988,22 @@ mod tests {
         codec.send_text("<b/>");
         codec.send_close(1000, "");
         assert!(!codec.wants_write());
+    }
+
+    #[test]
+    fn send_text_with_frames_what_the_writer_appends() {
+        let limits = Limits {
+            max_message_bytes: 1 << 20,
+        };
+        for len in [0usize, 5, 125, 126, 70_000] {
+            let payload = "x".repeat(len);
+            let mut codec = Codec::new(limits);
+            codec.send_text("a");
+            codec.send_text_with(|out| out.extend_from_slice(payload.as_bytes()));
+            let mut expected = Codec::new(limits);
+            expected.send_text("a");
+            expected.send_text(&payload);
+            assert_eq!(codec.output(), expected.output(), "payload of {len} bytes");
+        }
     }
 }
