@@ -57,6 +57,8 @@ pub enum Command {
 pub enum End {
     ClientClosed,
     ClientVanished,
+    /// A WebSocket close frame with this code, without `<close/>`.
+    WebSocketClosed(u16),
     ServerClosed,
     ServerStreamError(String),
     BackendFailed(String),
@@ -70,6 +72,9 @@ impl std::fmt::Display for End {
         match self {
             End::ClientClosed => f.write_str("client closed"),
             End::ClientVanished => f.write_str("client vanished"),
+            End::WebSocketClosed(code) => {
+                write!(f, "client closed the websocket ({code}) without <close/>")
+            }
             End::ServerClosed => f.write_str("server closed the stream"),
             End::ServerStreamError(c) => write!(f, "server stream error: {c}"),
             End::BackendFailed(why) => write!(f, "backend failed: {why}"),
@@ -145,6 +150,11 @@ impl Session {
         &self.domain
     }
 
+    /// The client's `xml:lang`, for the backend stream header.
+    pub fn lang(&self) -> &str {
+        &self.lang
+    }
+
     pub fn is_ended(&self) -> bool {
         self.state == State::Ended
     }
@@ -176,10 +186,13 @@ impl Session {
         if self.state == State::Ended {
             return None;
         }
-        let ping = self.settings.ping_interval.map(|interval| match self.ping_sent {
-            Some(sent) => sent + self.settings.pong_timeout,
-            None => self.last_input + interval,
-        });
+        let ping = self
+            .settings
+            .ping_interval
+            .map(|interval| match self.ping_sent {
+                Some(sent) => sent + self.settings.pong_timeout,
+                None => self.last_input + interval,
+            });
         match (ping, self.handshake_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -222,12 +235,17 @@ impl Session {
         while self.state != State::Ended {
             match self.codec.poll_message() {
                 Ok(Some(Message::Text(text))) => self.handle_client_message(now, &text),
-                Ok(Some(Message::Closed)) => self.end(Command::Drop(End::ClientVanished)),
-                Ok(None) => break,
-                Err(reason) => {
-                    self.codec.send_close(reason.code, reason.reason);
-                    self.end(Command::Close(End::ProtocolError(reason.reason.to_string())));
+                // A close frame without `<close/>` first leaves the server
+                // stream open for resumption (XEP-0198), like a vanished
+                // client; the codec has queued the close reply.
+                Ok(Some(Message::Closed(code))) => {
+                    self.end(Command::Close(End::WebSocketClosed(code)))
                 }
+                Ok(None) => break,
+                // The codec has queued the close frame with its code.
+                Err(reason) => self.end(Command::Close(End::ProtocolError(
+                    reason.reason.to_string(),
+                ))),
             }
         }
     }
@@ -457,7 +475,9 @@ impl Session {
         if let Some(stream) = self.backend.as_mut() {
             stream.close();
         }
-        self.end(Command::Close(End::ProtocolError(format!("{condition}: {why}"))));
+        self.end(Command::Close(End::ProtocolError(format!(
+            "{condition}: {why}"
+        ))));
     }
 
     fn end(&mut self, command: Command) {
@@ -489,7 +509,12 @@ fn parse_open(text: &str) -> Result<Open, &'static str> {
     let mut open = Open::default();
     for token in xmlparser::Tokenizer::from(text) {
         match token.map_err(|_| "malformed <open/>")? {
-            xmlparser::Token::Attribute { prefix, local, value, .. } => {
+            xmlparser::Token::Attribute {
+                prefix,
+                local,
+                value,
+                ..
+            } => {
                 let value = xml::unescape(value.as_str()).map_err(|_| "bad attribute value")?;
                 match (prefix.as_str(), local.as_str()) {
                     ("", "to") => open.to = Some(value.into_owned()),
@@ -502,4 +527,341 @@ fn parse_open(text: &str) -> Result<Open, &'static str> {
         }
     }
     Ok(open)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
+    const SERVER_HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='localhost' id='s1' version='1.0'>";
+
+    fn settings() -> Settings {
+        Settings {
+            websocket: websocket::Limits {
+                max_message_bytes: 64 * 1024,
+            },
+            xml: xml::Limits {
+                max_depth: 32,
+                max_attributes: 64,
+                max_element_bytes: 64 * 1024,
+            },
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
+            max_pending_bytes: 1024,
+        }
+    }
+
+    fn backend_settings() -> backend::Settings {
+        let roots = rustls::RootCertStore::empty();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        backend::Settings {
+            domain: "localhost".into(),
+            lang: "en".into(),
+            tls: Arc::new(tls),
+            plaintext_allowed: true,
+            xml: settings().xml,
+        }
+    }
+
+    /// A masked client text frame (RFC 6455 §5.3).
+    fn text_frame(text: &str) -> Vec<u8> {
+        let payload = text.as_bytes();
+        let mut frame = vec![0x81];
+        if payload.len() < 126 {
+            frame.push(0x80 | payload.len() as u8);
+        } else {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        let mask = [1u8, 2, 3, 4];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        frame
+    }
+
+    /// Server frames (unmasked) as (opcode, payload).
+    fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while bytes.len() >= 2 {
+            let opcode = bytes[0] & 0x0f;
+            let (len, head) = match bytes[1] & 0x7f {
+                126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+                127 => (
+                    u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                n => (n as usize, 2),
+            };
+            out.push((opcode, bytes[head..head + len].to_vec()));
+            bytes = &bytes[head + len..];
+        }
+        out
+    }
+
+    /// Texts the session wrote to the client since the last call.
+    fn client_texts(session: &mut Session) -> Vec<String> {
+        let out = session.client_output().to_vec();
+        session.consume_client_output(out.len());
+        frames(&out)
+            .into_iter()
+            .filter(|(op, _)| *op == 1)
+            .map(|(_, p)| String::from_utf8(p).unwrap())
+            .collect()
+    }
+
+    fn backend_text(session: &mut Session) -> String {
+        let out = session.backend_output().to_vec();
+        session.consume_backend_output(out.len());
+        String::from_utf8(out).unwrap()
+    }
+
+    const OPEN: &str =
+        "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>";
+
+    /// A session through `<open/>`, backend connect and features.
+    fn ready_session(now: Instant) -> Session {
+        let mut s = Session::new(settings(), now, "id1".into());
+        s.handle_client_input(now, &text_frame(OPEN));
+        assert_eq!(
+            s.poll_command(),
+            Some(Command::Connect {
+                domain: "localhost".into()
+            })
+        );
+        s.backend_connected(now, backend_settings());
+        let header = backend_text(&mut s);
+        assert!(header.contains("to='localhost'"), "{header}");
+        s.handle_backend_input(format!("{SERVER_HEADER}{FEATURES}").as_bytes());
+        s
+    }
+
+    #[test]
+    fn open_is_answered_at_once_and_features_follow_with_namespaces() {
+        let now = Instant::now();
+        let mut s = Session::new(settings(), now, "id1".into());
+        s.handle_client_input(now, &text_frame(OPEN));
+        let texts = client_texts(&mut s);
+        assert_eq!(texts.len(), 1);
+        assert!(
+            texts[0].starts_with("<open") && texts[0].contains("id='id1'"),
+            "{texts:?}"
+        );
+        assert!(s.poll_command().is_some());
+        s.backend_connected(now, backend_settings());
+        backend_text(&mut s);
+        s.handle_backend_input(format!("{SERVER_HEADER}{FEATURES}").as_bytes());
+        let texts = client_texts(&mut s);
+        assert_eq!(texts.len(), 1, "{texts:?}");
+        assert!(texts[0].starts_with("<stream:features"), "{texts:?}");
+        assert!(
+            texts[0].contains("xmlns:stream='http://etherx.jabber.org/streams'"),
+            "{texts:?}"
+        );
+        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn open_split_at_every_byte_gives_the_same_reply() {
+        let frame = text_frame(OPEN);
+        for cut in 1..frame.len() {
+            let now = Instant::now();
+            let mut s = Session::new(settings(), now, "id1".into());
+            s.handle_client_input(now, &frame[..cut]);
+            s.handle_client_input(now, &frame[cut..]);
+            assert_eq!(client_texts(&mut s).len(), 1, "cut at {cut}");
+            assert!(s.poll_command().is_some(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn stanzas_pass_through_unchanged_and_server_stanzas_get_jabber_client() {
+        let now = Instant::now();
+        let mut s = ready_session(now);
+        client_texts(&mut s);
+        let stanza = "<message xmlns='jabber:client' to='bob@localhost'><body>hi</body></message>";
+        s.handle_client_input(now, &text_frame(stanza));
+        assert_eq!(backend_text(&mut s), stanza);
+        s.handle_backend_input(b"<message from='bob@localhost'><body>yo</body></message>");
+        let texts = client_texts(&mut s);
+        assert_eq!(
+            texts,
+            vec!["<message xmlns='jabber:client' from='bob@localhost'><body>yo</body></message>"]
+        );
+    }
+
+    #[test]
+    fn client_data_before_features_is_held_then_sent() {
+        let now = Instant::now();
+        let mut s = Session::new(settings(), now, "id1".into());
+        s.handle_client_input(now, &text_frame(OPEN));
+        s.poll_command();
+        s.backend_connected(now, backend_settings());
+        backend_text(&mut s);
+        s.handle_client_input(now, &text_frame("<presence/>"));
+        assert_eq!(backend_text(&mut s), "");
+        s.handle_backend_input(format!("{SERVER_HEADER}{FEATURES}").as_bytes());
+        assert_eq!(backend_text(&mut s), "<presence/>");
+    }
+
+    #[test]
+    fn restart_opens_a_new_backend_stream_and_answers_open() {
+        let now = Instant::now();
+        let mut s = ready_session(now);
+        client_texts(&mut s);
+        s.handle_client_input(now, &text_frame(OPEN));
+        let texts = client_texts(&mut s);
+        assert!(texts[0].starts_with("<open"), "{texts:?}");
+        assert!(backend_text(&mut s).contains("<stream:stream"));
+        s.handle_backend_input(format!("{SERVER_HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>").as_bytes());
+        let texts = client_texts(&mut s);
+        assert!(texts[0].contains("xmpp-bind"), "{texts:?}");
+    }
+
+    #[test]
+    fn clean_close_answers_close_and_closes_the_server_stream() {
+        let now = Instant::now();
+        let mut s = ready_session(now);
+        client_texts(&mut s);
+        s.handle_client_input(
+            now,
+            &text_frame("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"),
+        );
+        let out = s.client_output().to_vec();
+        let frames = frames(&out);
+        assert_eq!(frames[0], (1, websocket::CLOSE_ELEMENT.as_bytes().to_vec()));
+        assert_eq!(frames[1].0, 8);
+        assert_eq!(&frames[1].1[..2], &1000u16.to_be_bytes());
+        assert!(backend_text(&mut s).ends_with("</stream:stream>"));
+        assert_eq!(s.poll_command(), Some(Command::Close(End::ClientClosed)));
+    }
+
+    #[test]
+    fn vanished_client_leaves_the_server_stream_open() {
+        let now = Instant::now();
+        let mut s = ready_session(now);
+        s.handle_client_eof();
+        assert_eq!(s.poll_command(), Some(Command::Drop(End::ClientVanished)));
+        assert!(!backend_text(&mut s).contains("</stream:stream>"));
+    }
+
+    #[test]
+    fn server_stream_error_is_relayed_then_close() {
+        let now = Instant::now();
+        let mut s = ready_session(now);
+        client_texts(&mut s);
+        s.handle_backend_input(b"<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>");
+        let texts = client_texts(&mut s);
+        assert!(
+            texts[0].contains("system-shutdown") && texts[0].contains("xmlns:stream"),
+            "{texts:?}"
+        );
+        assert_eq!(texts[1], websocket::CLOSE_ELEMENT);
+        assert_eq!(
+            s.poll_command(),
+            Some(Command::Close(End::ServerStreamError(
+                "system-shutdown".into()
+            )))
+        );
+    }
+
+    #[test]
+    fn malformed_client_xml_is_a_stream_error_with_close_1007() {
+        let now = Instant::now();
+        let mut s = ready_session(now);
+        client_texts(&mut s);
+        s.handle_client_input(now, &text_frame("<message><body></message>"));
+        let out = s.client_output().to_vec();
+        let frames = frames(&out);
+        let first = String::from_utf8(frames[0].1.clone()).unwrap();
+        assert!(first.contains("not-well-formed"), "{first}");
+        assert_eq!(frames.last().unwrap().0, 8);
+        assert_eq!(&frames.last().unwrap().1[..2], &1007u16.to_be_bytes());
+        assert!(matches!(
+            s.poll_command(),
+            Some(Command::Close(End::ProtocolError(_)))
+        ));
+    }
+
+    #[test]
+    fn two_elements_in_one_message_are_refused() {
+        let now = Instant::now();
+        let mut s = ready_session(now);
+        client_texts(&mut s);
+        s.handle_client_input(now, &text_frame("<presence/><presence/>"));
+        assert!(client_texts(&mut s)[0].contains("bad-format"));
+    }
+
+    #[test]
+    fn stanza_before_open_is_refused() {
+        let now = Instant::now();
+        let mut s = Session::new(settings(), now, "id1".into());
+        s.handle_client_input(now, &text_frame("<presence/>"));
+        assert!(client_texts(&mut s)[0].contains("not-authorized"));
+        assert!(matches!(s.poll_command(), Some(Command::Close(_))));
+    }
+
+    #[test]
+    fn backend_handshake_timeout_tells_the_client() {
+        let now = Instant::now();
+        let mut s = Session::new(settings(), now, "id1".into());
+        s.handle_client_input(now, &text_frame(OPEN));
+        s.poll_command();
+        s.backend_connected(now, backend_settings());
+        client_texts(&mut s);
+        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
+        s.handle_timeout(now + Duration::from_secs(5));
+        assert!(client_texts(&mut s)[0].contains("connection-timeout"));
+        assert_eq!(
+            s.poll_command(),
+            Some(Command::Close(End::HandshakeTimeout))
+        );
+    }
+
+    #[test]
+    fn idle_client_is_pinged_then_dropped_without_pong() {
+        let now = Instant::now();
+        let mut s = ready_session(now);
+        client_texts(&mut s);
+        let ping_at = now + Duration::from_secs(30);
+        s.handle_timeout(ping_at - Duration::from_millis(1));
+        assert!(s.client_output().is_empty());
+        s.handle_timeout(ping_at);
+        let out = s.client_output().to_vec();
+        s.consume_client_output(out.len());
+        assert_eq!(frames(&out)[0].0, 9, "a ping frame");
+        assert_eq!(s.poll_timeout(), Some(ping_at + Duration::from_secs(10)));
+        s.handle_timeout(ping_at + Duration::from_secs(10));
+        assert_eq!(s.poll_command(), Some(Command::Drop(End::PingTimeout)));
+    }
+
+    #[test]
+    fn client_input_postpones_the_ping() {
+        let now = Instant::now();
+        let mut s = ready_session(now);
+        let later = now + Duration::from_secs(20);
+        s.handle_client_input(later, &text_frame(" "));
+        assert_eq!(s.poll_timeout(), Some(later + Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn backend_failure_is_remote_connection_failed() {
+        let now = Instant::now();
+        let mut s = Session::new(settings(), now, "id1".into());
+        s.handle_client_input(now, &text_frame(OPEN));
+        s.poll_command();
+        client_texts(&mut s);
+        s.backend_failed("no server".into());
+        let texts = client_texts(&mut s);
+        assert!(texts[0].contains("remote-connection-failed"), "{texts:?}");
+        assert_eq!(texts[1], websocket::CLOSE_ELEMENT);
+    }
 }

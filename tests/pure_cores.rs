@@ -48,5 +48,9 @@ fn cores_touch_no_socket_and_no_clock() {
             }
         }
     }
-    assert!(offences.is_empty(), "cores must stay sans-IO:\n{}", offences.join("\n"));
+    assert!(
+        offences.is_empty(),
+        "cores must stay sans-IO:\n{}",
+        offences.join("\n")
+    );
 }

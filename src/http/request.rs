@@ -7,10 +7,12 @@
 //! (the next pipelined request may already follow), or an [`Error`] whose
 //! [`Error::status`] is the response to send before closing the connection.
 //!
-//! httparse keeps no state, so the reader remembers how far its search for
-//! the blank line ending the head got, and, once the head is parsed, the
-//! request itself while the body arrives: every input byte is looked at a
-//! bounded number of times however the bytes are split.
+//! httparse keeps no state. A head that arrives whole (the usual case) is
+//! parsed by httparse at once; otherwise the reader remembers how far its
+//! own search for the empty line ending the head got and runs httparse once
+//! that line is in, and keeps the parsed request while the body arrives:
+//! every input byte is looked at a bounded number of times however the
+//! bytes are split.
 //!
 //! Deliberate limits:
 //! - Request bodies are framed by `Content-Length` only; any
@@ -23,8 +25,8 @@
 //! - The request-target must be origin-form (`/path?query`), or `*` for
 //!   `OPTIONS`. Absolute-form is refused with 400 although RFC 9112 §3.2.2
 //!   asks origin servers to accept it: no browser sends it to a non-proxy.
-//! - At most one empty line before the request line is skipped (RFC 9112
-//!   §2.2 asks for at least one).
+//! - Empty lines before the request line are skipped (RFC 9112 §2.2), and
+//!   count against the head limit.
 
 use std::fmt;
 use std::mem::MaybeUninit;
@@ -211,6 +213,8 @@ pub struct RequestReader {
     /// The input before this offset holds no end of head: the next search
     /// starts here.
     scanned: usize,
+    /// Where the request line starts, once a byte other than CR or LF came.
+    start: Option<usize>,
     /// A parsed head waiting for `len` bytes of input.
     pending: Option<Request>,
 }
@@ -221,6 +225,7 @@ impl RequestReader {
         RequestReader {
             limits,
             scanned: 0,
+            start: None,
             pending: None,
         }
     }
@@ -236,6 +241,7 @@ impl RequestReader {
         let result = self.advance(input);
         if !matches!(result, Ok(None)) {
             self.scanned = 0;
+            self.start = None;
             self.pending = None;
         }
         result
@@ -248,10 +254,27 @@ impl RequestReader {
             }
             return Ok(self.pending.take());
         }
-        let Some(head_len) = self.find_head_end(input)? else {
-            return Ok(None);
+        let parsed = if self.scanned == 0 && self.start.is_none() {
+            // Nothing scanned yet: most heads arrive whole, so let httparse
+            // find the end itself, and fall back to the scan only if not.
+            let window = input.get(..self.limits.max_head_bytes).unwrap_or(input);
+            parse_head(window, &self.limits)?
+        } else {
+            None
         };
-        let request = parse_head(input.get(..head_len).unwrap_or_default(), &self.limits)?;
+        let request = match parsed {
+            Some(request) => request,
+            None => {
+                let Some(head_len) = self.find_head_end(input)? else {
+                    return Ok(None);
+                };
+                let head = input.get(..head_len).unwrap_or_default();
+                match parse_head(head, &self.limits)? {
+                    Some(request) if request.body.start == head_len => request,
+                    _ => return Err(Error::Malformed),
+                }
+            }
+        };
         if input.len() >= request.len {
             Ok(Some(request))
         } else {
@@ -267,17 +290,28 @@ impl RequestReader {
     fn find_head_end(&mut self, input: &[u8]) -> Result<Option<usize>, Error> {
         let max = self.limits.max_head_bytes;
         let window = input.get(..max.min(input.len())).unwrap_or_default();
-        // Skip one empty line before the request line (RFC 9112 §2.2): its LF
-        // would otherwise look like the end of the head.
-        let first = match window {
-            [b'\r', b'\n', ..] => 2,
-            [b'\n', ..] => 1,
-            _ => 0,
+        // Empty lines before the request line are skipped (RFC 9112 §2.2),
+        // as httparse does: their LFs are not the end of the head.
+        let start = match self.start {
+            Some(start) => start,
+            None => {
+                let rest = window.get(self.scanned..).unwrap_or_default();
+                match rest.iter().position(|&b| b != b'\r' && b != b'\n') {
+                    Some(offset) => {
+                        self.start = Some(self.scanned + offset);
+                        self.scanned + offset
+                    }
+                    None => {
+                        self.scanned = window.len();
+                        return too_large_or_incomplete(input.len(), max);
+                    }
+                }
+            }
         };
-        let mut from = self.scanned.max(first);
+        let mut from = self.scanned.max(start);
         loop {
             let rest = window.get(from..).unwrap_or_default();
-            let Some(offset) = rest.iter().position(|&b| b == b'\n') else {
+            let Some(offset) = find_lf(rest) else {
                 self.scanned = window.len();
                 break;
             };
@@ -293,12 +327,45 @@ impl RequestReader {
                 _ => from = lf + 1,
             }
         }
-        if input.len() >= max {
-            Err(Error::HeadTooLarge)
-        } else {
-            Ok(None)
-        }
+        too_large_or_incomplete(input.len(), max)
     }
+}
+
+/// No end of head within the first `max` bytes of `len`: wait, or refuse.
+fn too_large_or_incomplete(len: usize, max: usize) -> Result<Option<usize>, Error> {
+    if len >= max {
+        Err(Error::HeadTooLarge)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The index of the first LF in `bytes`, eight bytes per step: the head
+/// scan is otherwise the largest cost of a read after httparse itself.
+fn find_lf(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    const LFS: u64 = u64::from_le_bytes([b'\n'; 8]);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ LFS;
+        // The high bit of each byte of `x` that is zero (an LF) is set; a
+        // borrow can also mark bytes after the first zero, never before it,
+        // so the lowest set bit locates the first LF.
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(offset + zeros.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| offset + i)
 }
 
 /// The header fields [`parse_head`] looks at.
@@ -348,19 +415,21 @@ impl Field {
     }
 }
 
-/// Parse a complete head (`head` ends with its empty line) into a request
-/// whose body range and length follow from `Content-Length`.
-fn parse_head(head: &[u8], limits: &Limits) -> Result<Request, Error> {
+/// Parse the head at the start of `input` into a request whose body range
+/// and length follow from `Content-Length`; `None` if the head is not all
+/// there.
+fn parse_head(input: &[u8], limits: &Limits) -> Result<Option<Request>, Error> {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let slots = slots
         .get_mut(..limits.max_headers.min(MAX_HEADERS))
         .unwrap_or_default();
     let mut parsed = httparse::Request::new(&mut []);
-    match parsed.parse_with_uninit_headers(head, slots) {
-        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+    let head_len = match parsed.parse_with_uninit_headers(input, slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Error::TooManyHeaders),
-        _ => return Err(Error::Malformed),
-    }
+        Err(_) => return Err(Error::Malformed),
+    };
     let (Some(method), Some(target), Some(minor_version)) =
         (parsed.method, parsed.path, parsed.version)
     else {
@@ -391,8 +460,8 @@ fn parse_head(head: &[u8], limits: &Limits) -> Result<Request, Error> {
         access_control_request_method: None,
         access_control_request_headers: None,
         content_type: None,
-        body: head.len()..head.len(),
-        len: head.len(),
+        body: head_len..head_len,
+        len: head_len,
     };
     let mut content_length = None;
     let mut transfer_encoding = false;
@@ -448,15 +517,15 @@ fn parse_head(head: &[u8], limits: &Limits) -> Result<Request, Error> {
         if length > limits.max_body_bytes {
             return Err(Error::BodyTooLarge);
         }
-        request.body = head.len()..head.len() + length;
-        request.len = head.len() + length;
+        request.body = head_len..head_len + length;
+        request.len = head_len + length;
     }
     request.keep_alive = match &request.connection {
         Some(connection) if has_token(connection, "close") => false,
         Some(connection) if has_token(connection, "keep-alive") => true,
         _ => minor_version >= 1,
     };
-    Ok(request)
+    Ok(Some(request))
 }
 
 /// `Content-Length = 1*DIGIT` (RFC 9110 §8.6). A list such as `5, 5` is
@@ -659,6 +728,7 @@ mod tests {
         assert_eq!(request_with(limits, &head_of_len(64)).len, 64);
         assert_eq!(error(limits, &head_of_len(65)), Error::HeadTooLarge);
         assert_eq!(error(limits, &[b'x'; 200]), Error::HeadTooLarge);
+        assert_eq!(error(limits, &b"\r\n".repeat(40)), Error::HeadTooLarge);
         assert_eq!(Error::HeadTooLarge.status().code(), 431);
     }
 
@@ -770,7 +840,7 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n folded\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: 1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
-            b"\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\r\rGET / HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nOrigin: \xff\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nOrigin: a\r\nOrigin: b\r\n\r\n",
         ] {
@@ -825,8 +895,10 @@ mod tests {
     }
 
     #[test]
-    fn one_leading_empty_line_and_bare_lf_are_accepted() {
+    fn leading_empty_lines_and_bare_lf_are_accepted() {
         let input = b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(request(input).len, input.len());
+        let input = b"\r\n\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(request(input).len, input.len());
         let input = b"GET / HTTP/1.1\nHost: a\n\n";
         assert_eq!(request(input).host.as_deref(), Some("a"));
@@ -853,6 +925,25 @@ mod tests {
         assert_eq!(reader.scanned, 3997);
         assert_eq!(reader.read(&input).unwrap().unwrap().len, 4000);
         assert_eq!(reader.scanned, 0);
+    }
+
+    #[test]
+    fn find_lf_agrees_with_a_plain_search() {
+        let mut bytes = vec![b'a'; 40];
+        assert_eq!(find_lf(&bytes), None);
+        for at in 0..40 {
+            // Bytes one off LF, and with the high bit, near every LF.
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = [0x8a, 0x0b, 0x09, b'a'][(i + at) % 4];
+            }
+            bytes[at] = b'\n';
+            bytes[(at + 3) % 40] = b'\n';
+            for start in 0..40 {
+                let rest = &bytes[start..];
+                let expected = rest.iter().position(|&b| b == b'\n');
+                assert_eq!(find_lf(rest), expected, "{at} {start}");
+            }
+        }
     }
 
     #[test]

@@ -99,7 +99,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(key: ConnKey, number: u64, stream: TcpStream, peer: SocketAddr, shared: &Shared) -> Self {
+    pub fn new(
+        key: ConnKey,
+        number: u64,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shared: &Shared,
+    ) -> Self {
         Conn {
             key,
             number,
@@ -135,10 +141,6 @@ impl Conn {
         if let Some(backend) = self.backend.as_mut() {
             let _ = registry.deregister(&mut backend.stream);
         }
-    }
-
-    pub fn is_session(&self) -> bool {
-        matches!(self.phase, Phase::WebSocket(_))
     }
 
     /// Log the end of a WebSocket session with its reason.
@@ -255,7 +257,10 @@ impl Conn {
             if self.output.is_empty() {
                 if let Phase::WebSocket(session) = &mut self.phase {
                     while !session.client_output().is_empty() && self.client.writable {
-                        match io::write_all_possible(&mut self.client.stream, session.client_output()) {
+                        match io::write_all_possible(
+                            &mut self.client.stream,
+                            session.client_output(),
+                        ) {
                             Ok(n) => {
                                 session.consume_client_output(n);
                                 progress |= n > 0;
@@ -277,8 +282,10 @@ impl Conn {
                 }
             }
         }
-        if let (Some(backend), Phase::WebSocket(session)) = (self.backend.as_mut(), &mut self.phase) {
-            if self.connecting.is_none() && backend.writable && !session.backend_output().is_empty() {
+        if let (Some(backend), Phase::WebSocket(session)) = (self.backend.as_mut(), &mut self.phase)
+        {
+            if self.connecting.is_none() && backend.writable && !session.backend_output().is_empty()
+            {
                 match io::write_all_possible(&mut backend.stream, session.backend_output()) {
                     Ok(n) => {
                         session.consume_backend_output(n);
@@ -313,7 +320,8 @@ impl Conn {
 
     /// Read from the client while allowed; `true` when bytes came in.
     fn read_client(&mut self, shared: &mut Shared) -> bool {
-        if !self.client.readable || self.closing.is_some() || !self.client_may_read(shared.settings) {
+        if !self.client.readable || self.closing.is_some() || !self.client_may_read(shared.settings)
+        {
             return false;
         }
         match io::read(&mut self.client.stream, shared.scratch) {
@@ -349,7 +357,9 @@ impl Conn {
     /// Back-pressure: stop reading a client whose backend output is full.
     fn client_may_read(&self, settings: &Settings) -> bool {
         match &self.phase {
-            Phase::Http(http) => !http.close_after_write && self.output.len() < settings.max_buffer_bytes,
+            Phase::Http(http) => {
+                !http.close_after_write && self.output.len() < settings.max_buffer_bytes
+            }
             Phase::WebSocket(session) => session.backend_output().len() < settings.max_buffer_bytes,
         }
     }
@@ -397,7 +407,14 @@ impl Conn {
                 Ok(Some(request)) => request,
                 Ok(None) => return,
                 Err(e) => {
-                    http::write_response(&mut self.output, e.status(), Some("text/plain"), &[], e.to_string().as_bytes(), false);
+                    http::write_response(
+                        &mut self.output,
+                        e.status(),
+                        Some("text/plain"),
+                        &[],
+                        e.to_string().as_bytes(),
+                        false,
+                    );
                     http.close_after_write = true;
                     return;
                 }
@@ -438,26 +455,53 @@ impl Conn {
                 Ok(response) => {
                     self.output.extend_from_slice(&response);
                     let id = shared.random.stream_id();
-                    self.phase = Phase::WebSocket(Box::new(Session::new(settings.session.clone(), shared.now, id)));
-                    info!("session {} start: websocket from {}", self.number, self.peer);
+                    self.phase = Phase::WebSocket(Box::new(Session::new(
+                        settings.session.clone(),
+                        shared.now,
+                        id,
+                    )));
+                    info!(
+                        "session {} start: websocket from {}",
+                        self.number, self.peer
+                    );
                     true
                 }
                 Err(refusal) => {
                     let body = refusal.to_string();
-                    http::write_response(&mut self.output, refusal.status(), Some("text/plain"), refusal.headers(), body.as_bytes(), false);
+                    http::write_response(
+                        &mut self.output,
+                        refusal.status(),
+                        Some("text/plain"),
+                        refusal.headers(),
+                        body.as_bytes(),
+                        false,
+                    );
                     self.set_close_after_write();
                     false
                 }
             };
         }
-        let (status, body) = if request.path == "/" && matches!(request.method, http::Method::Get | http::Method::Head) {
-            (http::Status::OK, format!("switchboard {}\n", env!("CARGO_PKG_VERSION")))
+        let (status, body) = if request.path == "/" && request.method == http::Method::Get {
+            (
+                http::Status::OK,
+                format!("switchboard {}\n", env!("CARGO_PKG_VERSION")),
+            )
         } else if request.path == settings.bosh_path {
-            (http::Status::NOT_IMPLEMENTED, "BOSH is not served yet\n".to_string())
+            (
+                http::Status::NOT_IMPLEMENTED,
+                "BOSH is not served yet\n".to_string(),
+            )
         } else {
             (http::Status::NOT_FOUND, "not found\n".to_string())
         };
-        http::write_response(&mut self.output, status, Some("text/plain; charset=utf-8"), &[], body.as_bytes(), keep_alive);
+        http::write_response(
+            &mut self.output,
+            status,
+            Some("text/plain; charset=utf-8"),
+            &[],
+            body.as_bytes(),
+            keep_alive,
+        );
         false
     }
 
@@ -527,7 +571,11 @@ impl Conn {
     }
 
     /// A DNS answer for this connection's dial.
-    pub fn handle_dns_answer(&mut self, answer: Result<dns::Answer, dns::Error>, shared: &mut Shared) {
+    pub fn handle_dns_answer(
+        &mut self,
+        answer: Result<dns::Answer, dns::Error>,
+        shared: &mut Shared,
+    ) {
         if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
             let random = shared.random.next();
             targets.handle_answer(answer, random);
@@ -580,7 +628,9 @@ impl Conn {
         self.dial = None;
         let _ = backend.stream.set_nodelay(true);
         if let Phase::WebSocket(session) = &mut self.phase {
-            let settings = shared.settings.backend_settings(session.domain(), session.lang());
+            let settings = shared
+                .settings
+                .backend_settings(session.domain(), session.lang());
             session.backend_connected(shared.now, settings);
         }
         Ok(())

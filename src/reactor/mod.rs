@@ -28,7 +28,7 @@ use crate::dns;
 use crate::wheel::Wheel;
 use conn::{Conn, Outcome, Rng, Shared};
 pub use settings::Settings;
-use token::{ConnKey, Side, DNS, LISTENER, WAKER};
+use token::{ConnKey, DNS, LISTENER, WAKER};
 
 /// Size of the one read buffer all sockets share.
 const SCRATCH_BYTES: usize = 16 * 1024;
@@ -103,10 +103,15 @@ impl Server {
     pub fn bind(config: &Config) -> Result<Server, String> {
         let settings = Settings::from_config(config)?;
         let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
-        let registry = poll.registry().try_clone().map_err(|e| format!("poll: {e}"))?;
-        let mut listener =
-            TcpListener::bind(config.server.listen).map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
-        let local_addr = listener.local_addr().map_err(|e| format!("listener: {e}"))?;
+        let registry = poll
+            .registry()
+            .try_clone()
+            .map_err(|e| format!("poll: {e}"))?;
+        let mut listener = TcpListener::bind(config.server.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| format!("listener: {e}"))?;
         registry
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|e| format!("poll: {e}"))?;
@@ -165,12 +170,14 @@ impl Server {
                         let Some((key, side)) = ConnKey::from_token(token) else {
                             continue;
                         };
-                        let Some(conn) = self.live(key) else {
+                        let Some(conn) = live(&mut self.conns, key) else {
                             continue;
                         };
                         // Errors and hang-ups surface through the next read.
-                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable =
+                            event.is_writable() || event.is_write_closed() || event.is_error();
                         conn.mark_ready(side, readable, writable);
                         self.drive(key, now);
                     }
@@ -189,7 +196,9 @@ impl Server {
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.again.is_empty() || (self.accept_pending && self.conns.len() < self.settings.max_connections) {
+        if !self.again.is_empty()
+            || (self.accept_pending && self.conns.len() < self.settings.max_connections)
+        {
             return Some(Duration::ZERO);
         }
         let next = match (self.wheel.next_deadline(), self.dns.resolver.poll_timeout()) {
@@ -199,16 +208,13 @@ impl Server {
         next.map(|deadline| deadline.saturating_duration_since(now))
     }
 
-    fn live(&mut self, key: ConnKey) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(key.index as usize)
-            .filter(|conn| conn.key.generation == key.generation)
-    }
-
     fn accept(&mut self, now: Instant) {
         for _ in 0..ACCEPT_BUDGET {
             if self.conns.len() >= self.settings.max_connections {
-                debug!("connection limit {} reached: accept paused", self.settings.max_connections);
+                debug!(
+                    "connection limit {} reached: accept paused",
+                    self.settings.max_connections
+                );
                 return;
             }
             let (stream, peer) = match self.listener.accept() {
@@ -252,11 +258,7 @@ impl Server {
 
     /// Drive one connection and settle what it asked for.
     fn drive(&mut self, key: ConnKey, now: Instant) {
-        let Some(conn) = self
-            .conns
-            .get_mut(key.index as usize)
-            .filter(|c| c.key.generation == key.generation)
-        else {
+        let Some(conn) = live(&mut self.conns, key) else {
             return;
         };
         let mut shared = Shared {
@@ -298,7 +300,7 @@ impl Server {
         let mut expired = Vec::new();
         self.wheel.advance(now, &mut expired);
         for key in expired {
-            let Some(conn) = self.live(key) else {
+            let Some(conn) = live(&mut self.conns, key) else {
                 continue;
             };
             conn.timer = None;
@@ -334,7 +336,10 @@ impl Server {
         };
         for _ in 0..DNS_BUDGET {
             match socket.recv_from(&mut self.scratch) {
-                Ok((n, from)) => self.dns.resolver.handle_datagram(now, from, &self.scratch[..n]),
+                Ok((n, from)) => self
+                    .dns
+                    .resolver
+                    .handle_datagram(now, from, &self.scratch[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
@@ -360,11 +365,7 @@ impl Server {
                 let Some(key) = self.dns.queries.remove(&id) else {
                     continue;
                 };
-                let Some(conn) = self
-                    .conns
-                    .get_mut(key.index as usize)
-                    .filter(|c| c.key.generation == key.generation)
-                else {
+                let Some(conn) = live(&mut self.conns, key) else {
                     continue;
                 };
                 let mut shared = Shared {
@@ -383,6 +384,13 @@ impl Server {
             }
         }
     }
+}
+
+/// The connection a key names, unless its slot was reused since.
+fn live(conns: &mut Slab<Conn>, key: ConnKey) -> Option<&mut Conn> {
+    conns
+        .get_mut(key.index as usize)
+        .filter(|conn| conn.key.generation == key.generation)
 }
 
 fn open_dns(config: &Config, registry: &Registry) -> Result<DnsClient, String> {
@@ -409,12 +417,15 @@ fn open_dns(config: &Config, registry: &Registry) -> Result<DnsClient, String> {
             Some(socket)
         }
     };
-    let resolver = dns::Resolver::new(dns::ResolverConfig {
-        servers,
-        timeout: config.dns.timeout,
-        attempts: config.dns.attempts,
-        max_cache_entries: config.dns.cache_entries,
-    }, seed());
+    let resolver = dns::Resolver::new(
+        dns::ResolverConfig {
+            servers,
+            timeout: config.dns.timeout,
+            attempts: config.dns.attempts,
+            max_cache_entries: config.dns.cache_entries,
+        },
+        seed(),
+    );
     Ok(DnsClient {
         resolver,
         socket,

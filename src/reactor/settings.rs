@@ -46,7 +46,8 @@ impl Settings {
             max_element_bytes: config.xml.max_element_bytes,
         };
         let mut routes = HashMap::new();
-        let mut plaintext: HashSet<String> = config.backend.plaintext_domains.iter().cloned().collect();
+        let mut plaintext: HashSet<String> =
+            config.backend.plaintext_domains.iter().cloned().collect();
         for (domain, target) in &config.backend.routes {
             let addrs: Vec<SocketAddr> = target
                 .to_socket_addrs()

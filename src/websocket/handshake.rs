@@ -14,6 +14,8 @@
 
 use std::fmt;
 
+use crate::http::Status;
+
 /// The subprotocol token of RFC 7395 §3.1 (IANA WebSocket Subprotocol Name
 /// Registry). Compared case-sensitively: the client checks our echo exactly.
 pub const SUBPROTOCOL: &str = "xmpp";
@@ -57,15 +59,15 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The HTTP status code to answer with.
-    pub fn status(self) -> u16 {
+    /// The HTTP status to answer with.
+    pub fn status(self) -> Status {
         match self {
-            Refusal::NotGet => 405,
-            Refusal::BadVersion => 426,
+            Refusal::NotGet => Status::METHOD_NOT_ALLOWED,
+            Refusal::BadVersion => Status::UPGRADE_REQUIRED,
             Refusal::NotUpgrade
             | Refusal::MissingKey
             | Refusal::InvalidKey
-            | Refusal::NoXmppProtocol => 400,
+            | Refusal::NoXmppProtocol => Status::BAD_REQUEST,
         }
     }
 
@@ -250,7 +252,7 @@ mod tests {
             };
             assert_eq!(accept(&req), Err(Refusal::NoXmppProtocol), "{offered:?}");
         }
-        assert_eq!(Refusal::NoXmppProtocol.status(), 400);
+        assert_eq!(Refusal::NoXmppProtocol.status().code(), 400);
     }
 
     #[test]
@@ -260,7 +262,7 @@ mod tests {
             ..request()
         };
         assert_eq!(accept(&req), Err(Refusal::NotGet));
-        assert_eq!(Refusal::NotGet.status(), 405);
+        assert_eq!(Refusal::NotGet.status().code(), 405);
         assert_eq!(Refusal::NotGet.headers(), &[("Allow", "GET")]);
     }
 
@@ -291,7 +293,7 @@ mod tests {
         for req in cases {
             assert_eq!(accept(&req), Err(Refusal::NotUpgrade), "{req:?}");
         }
-        assert_eq!(Refusal::NotUpgrade.status(), 400);
+        assert_eq!(Refusal::NotUpgrade.status().code(), 400);
     }
 
     #[test]
@@ -303,7 +305,7 @@ mod tests {
             };
             assert_eq!(accept(&req), Err(Refusal::BadVersion), "{version:?}");
         }
-        assert_eq!(Refusal::BadVersion.status(), 426);
+        assert_eq!(Refusal::BadVersion.status().code(), 426);
         assert_eq!(
             Refusal::BadVersion.headers(),
             &[("Sec-WebSocket-Version", "13")]
@@ -331,8 +333,8 @@ mod tests {
             };
             assert_eq!(accept(&req), Err(Refusal::InvalidKey), "{key}");
         }
-        assert_eq!(Refusal::MissingKey.status(), 400);
-        assert_eq!(Refusal::InvalidKey.status(), 400);
+        assert_eq!(Refusal::MissingKey.status().code(), 400);
+        assert_eq!(Refusal::InvalidKey.status().code(), 400);
     }
 
     #[test]

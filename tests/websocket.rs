@@ -1,0 +1,368 @@
+//! switchboard in-process, on loopback, between the test WebSocket client and
+//! the stub XMPP server: the whole RFC 7395 path, its failures, and that one
+//! bad session never disturbs another.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use support::ws_client::{client_frame, client_frame_header, OP_BINARY, OP_CONTINUATION, OP_TEXT};
+use support::{RecvError, StubEvent, StubOptions, StubServer, TlsMode, WsClient, WAIT};
+use switchboard::config::Config;
+use switchboard::reactor::{Handle, Server};
+
+const PATH: &str = "/xmpp-websocket";
+const CLOSE: &str = "<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" />";
+
+/// A switchboard serving on a loopback port until dropped.
+struct Switchboard {
+    addr: SocketAddr,
+    handle: Handle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Switchboard {
+    fn start(config: Config) -> Switchboard {
+        let mut server = Server::bind(&config).expect("bind");
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let thread = std::thread::spawn(move || server.run().expect("reactor"));
+        Switchboard {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// Routed to `stub` for its domain, trusting its CA.
+    fn in_front_of(stub: &StubServer) -> Switchboard {
+        Switchboard::start(config_for(stub))
+    }
+
+    fn ws(&self) -> WsClient {
+        WsClient::connect(self.addr, PATH, &["xmpp"]).expect("websocket upgrade")
+    }
+}
+
+impl Drop for Switchboard {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn config_for(stub: &StubServer) -> Config {
+    let mut config = Config::for_tests();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.backend.routes.clear();
+    config
+        .backend
+        .routes
+        .insert(stub.domain().to_string(), stub.addr().to_string());
+    if let Some(ca) = stub.ca_file() {
+        config.backend.ca_file = ca.to_path_buf();
+    }
+    config
+}
+
+fn tls_stub() -> StubServer {
+    StubServer::start(StubOptions::starttls("localhost", TlsMode::Required))
+}
+
+/// Both users log in over WebSocket through STARTTLS on the backend and
+/// exchange messages both ways; server stanzas carry `jabber:client`.
+#[test]
+fn two_clients_log_in_through_starttls_and_exchange_messages() {
+    let stub = tls_stub();
+    let sb = Switchboard::in_front_of(&stub);
+    let mut alice = sb.ws();
+    assert_eq!(alice.protocol(), Some("xmpp"));
+    let (open, features) = alice.open("localhost").unwrap();
+    assert!(open.starts_with("<open") && open.contains("urn:ietf:params:xml:ns:xmpp-framing"));
+    assert!(open.contains("from='localhost'") || open.contains("from=\"localhost\""));
+    assert!(features.contains("stream:features") && features.contains("xmlns:stream"));
+    assert!(features.contains("PLAIN"), "post-TLS features: {features}");
+    assert!(
+        !features.contains("starttls"),
+        "pre-TLS features leaked: {features}"
+    );
+    let alice_jid = alice.login_plain("alice", "pw", "localhost").unwrap();
+
+    let mut bob = sb.ws();
+    bob.open("localhost").unwrap();
+    let bob_jid = bob.login_plain("bob", "pw", "localhost").unwrap();
+
+    let conn = stub.connection_of(&alice_jid).unwrap();
+    assert!(stub.events(conn).contains(&StubEvent::StartTls));
+
+    alice
+        .send_text(&format!("<message xmlns='jabber:client' to='{bob_jid}' type='chat'><body>hi bob</body></message>"))
+        .unwrap();
+    let got = bob.recv_text(WAIT).unwrap();
+    assert!(got.contains("hi bob"), "{got}");
+    assert_eq!(
+        got.matches("xmlns='jabber:client'").count(),
+        1,
+        "declared once: {got}"
+    );
+    // Without its own declaration the stanza inherits `jabber:client` from
+    // the server stream; the frame must declare it.
+    bob.send_text(&format!(
+        "<message to='{alice_jid}'><body>hi alice</body></message>"
+    ))
+    .unwrap();
+    let got = alice.recv_text(WAIT).unwrap();
+    assert!(got.contains("hi alice"), "{got}");
+    assert!(got.starts_with("<message xmlns='jabber:client'"), "{got}");
+}
+
+/// RFC 7395 §3.6: `<close/>` is answered with exactly `<close/>` and the
+/// server stream is closed cleanly.
+#[test]
+fn clean_close_answers_close_and_ends_the_server_stream() {
+    let stub = tls_stub();
+    let sb = Switchboard::in_front_of(&stub);
+    let mut ws = sb.ws();
+    ws.open("localhost").unwrap();
+    let jid = ws.login_plain("alice", "pw", "localhost").unwrap();
+    let conn = stub.connection_of(&jid).unwrap();
+    assert_eq!(ws.close_stream().unwrap(), CLOSE);
+    stub.wait_event(conn, WAIT, |e| *e == StubEvent::ClientClosedStream)
+        .unwrap();
+}
+
+/// A client that vanishes leaves the server stream unclosed (XEP-0198
+/// resumption): the TCP connection ends without `</stream:stream>`.
+#[test]
+fn vanished_client_drops_backend_without_stream_close() {
+    let stub = tls_stub();
+    let sb = Switchboard::in_front_of(&stub);
+    let mut ws = sb.ws();
+    ws.open("localhost").unwrap();
+    let jid = ws.login_plain("alice", "pw", "localhost").unwrap();
+    let conn = stub.connection_of(&jid).unwrap();
+    ws.drop_tcp();
+    let log = stub
+        .wait_event(conn, WAIT, |e| *e == StubEvent::TcpClosed)
+        .unwrap();
+    assert!(!log.contains(&StubEvent::ClientClosedStream), "{log:?}");
+}
+
+/// Bad input ends only the session that sent it, with its own close code;
+/// a logged-in bystander keeps working.
+#[test]
+fn bad_input_ends_only_its_own_session() {
+    let stub = tls_stub();
+    let sb = Switchboard::in_front_of(&stub);
+    let mut bystander = sb.ws();
+    bystander.open("localhost").unwrap();
+    let jid = bystander.login_plain("carol", "pw", "localhost").unwrap();
+
+    let cases: Vec<(&str, Box<dyn Fn(&mut WsClient)>, u16, Option<&str>)> = vec![
+        (
+            "garbage",
+            Box::new(|ws| ws.send_text("<<>>not xml").unwrap()),
+            1007,
+            Some("not-well-formed"),
+        ),
+        (
+            "doctype",
+            Box::new(|ws| {
+                ws.send_text("<!DOCTYPE x [<!ENTITY a 'b'>]><message/>")
+                    .unwrap()
+            }),
+            1007,
+            Some("restricted-xml"),
+        ),
+        (
+            "binary",
+            Box::new(|ws| ws.send_binary(b"<message/>").unwrap()),
+            1003,
+            None,
+        ),
+        (
+            "continuation",
+            Box::new(|ws| {
+                ws.send_raw_frame(&client_frame(false, OP_TEXT, b"<message"))
+                    .unwrap();
+                ws.send_raw_frame(&client_frame(true, OP_CONTINUATION, b"/>"))
+                    .unwrap();
+            }),
+            1003,
+            None,
+        ),
+        (
+            "10 MB frame",
+            Box::new(|ws| {
+                ws.send_raw_frame(&client_frame_header(true, OP_TEXT, 10 * 1024 * 1024))
+                    .unwrap();
+            }),
+            1009,
+            None,
+        ),
+    ];
+    for (name, send, code, condition) in cases {
+        let mut ws = sb.ws();
+        ws.open("localhost").unwrap();
+        send(&mut ws);
+        let mut texts = Vec::new();
+        let closed = loop {
+            match ws.recv_text(WAIT) {
+                Ok(text) => texts.push(text),
+                Err(RecvError::Closed { code, .. }) => break code,
+                Err(e) => panic!("{name}: expected a close, got {e} after {texts:?}"),
+            }
+        };
+        assert_eq!(closed, Some(code), "{name}: {texts:?}");
+        if let Some(condition) = condition {
+            assert!(
+                texts
+                    .iter()
+                    .any(|t| t.contains("stream:error") && t.contains(condition)),
+                "{name}: {texts:?}"
+            );
+            assert!(texts.iter().any(|t| t == CLOSE), "{name}: {texts:?}");
+        }
+    }
+    // The bystander still relays.
+    bystander
+        .send_text(&format!(
+            "<message xmlns='jabber:client' to='{jid}'><body>still here</body></message>"
+        ))
+        .unwrap();
+    assert!(bystander.recv_text(WAIT).unwrap().contains("still here"));
+    let _ = OP_BINARY;
+}
+
+/// A server stream error reaches the client, followed by `<close/>`.
+#[test]
+fn server_stream_error_is_relayed_then_closed() {
+    let stub = StubServer::start(StubOptions::host_unknown("localhost"));
+    let sb = Switchboard::in_front_of(&stub);
+    let mut ws = sb.ws();
+    let (_open, error) = ws.open("localhost").unwrap();
+    assert!(
+        error.contains("stream:error")
+            && error.contains("host-unknown")
+            && error.contains("xmlns:stream"),
+        "{error}"
+    );
+    assert_eq!(ws.recv_text(WAIT).unwrap(), CLOSE);
+}
+
+/// A backend whose certificate is not trusted is never used: the client is
+/// told `remote-connection-failed`.
+#[test]
+fn untrusted_backend_certificate_fails_the_session() {
+    let stub = tls_stub();
+    let mut config = config_for(&stub);
+    config.backend.ca_file = Default::default();
+    let sb = Switchboard::start(config);
+    let mut ws = sb.ws();
+    let (_open, error) = ws.open("localhost").unwrap();
+    assert!(error.contains("remote-connection-failed"), "{error}");
+    assert_eq!(ws.recv_text(WAIT).unwrap(), CLOSE);
+}
+
+/// An unroutable domain fails with a stream error, not a hang.
+#[test]
+fn unreachable_backend_fails_the_session() {
+    let stub = tls_stub();
+    let mut config = config_for(&stub);
+    // A port nothing listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    config
+        .backend
+        .routes
+        .insert("localhost".into(), free.to_string());
+    let sb = Switchboard::start(config);
+    let mut ws = sb.ws();
+    let (_open, error) = ws.open("localhost").unwrap();
+    assert!(error.contains("remote-connection-failed"), "{error}");
+}
+
+/// RFC 7395 §3.1: the `xmpp` subprotocol is required; other paths get 404;
+/// `/` is a status page.
+#[test]
+fn http_front_door_refuses_what_it_does_not_serve() {
+    let stub = tls_stub();
+    let sb = Switchboard::in_front_of(&stub);
+    let Err(err) = WsClient::connect(sb.addr, PATH, &["chat"]) else {
+        panic!("upgrade without the xmpp subprotocol was accepted");
+    };
+    assert!(err.contains("400"), "{err}");
+    let reply = WsClient::raw_request(
+        sb.addr,
+        b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    let reply = WsClient::raw_request(
+        sb.addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.contains("switchboard"),
+        "{reply}"
+    );
+    let reply = WsClient::raw_request(
+        sb.addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+}
+
+/// An idle client gets WebSocket pings at the configured interval.
+#[test]
+fn idle_client_is_pinged() {
+    let stub = tls_stub();
+    let mut config = config_for(&stub);
+    config.websocket.ping_interval = Some(Duration::from_millis(100));
+    let sb = Switchboard::start(config);
+    let mut ws = sb.ws();
+    ws.open("localhost").unwrap();
+    // Nothing else arrives, but pings are counted while waiting.
+    assert_eq!(
+        ws.recv_text(Duration::from_millis(400)),
+        Err(RecvError::Timeout)
+    );
+    assert!(ws.pings_received() >= 1, "no ping in 400 ms");
+}
+
+/// At the connection limit, accept pauses; a freed slot lets the next in.
+#[test]
+fn connection_limit_pauses_accept_until_a_slot_frees() {
+    let stub = tls_stub();
+    let mut config = config_for(&stub);
+    config.server.max_connections = 1;
+    let sb = Switchboard::start(config);
+    let mut first = sb.ws();
+    first.open("localhost").unwrap();
+    let waiting = std::thread::spawn({
+        let addr = sb.addr;
+        move || {
+            WsClient::connect(addr, PATH, &["xmpp"])
+                .map(|mut ws| ws.open("localhost").is_ok())
+                .unwrap_or(false)
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !waiting.is_finished(),
+        "second connection served beyond the limit"
+    );
+    first.close_stream().unwrap();
+    assert!(
+        waiting.join().unwrap(),
+        "second connection not served after the first left"
+    );
+}

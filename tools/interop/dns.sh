@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# A local DNS server (dnsmasq as a plain process) for switchboard's SRV tests.
+#
+#   dns.sh start DIR   serve on 127.0.0.1:DNS_PORT until stopped; pid in DIR
+#   dns.sh stop DIR    kill by recorded pid and wait
+#
+# Records (nothing else is answered from outside; all of .test is local, so
+# unknown names there get NXDOMAIN rather than REFUSED):
+#   SRV _xmpp-client._tcp.srv.test -> xmpp.srv.test:PROSODY_C2S_PORT
+#   A   xmpp.srv.test              -> 127.0.0.1
+#   A   fallback.test              -> 127.0.0.1   (no SRV: clients fall back to :5222)
+#
+# Env: DNS_PORT (15353), PROSODY_C2S_PORT (15222).
+set -euo pipefail
+
+DNS_PORT="${DNS_PORT:-15353}"
+C2S_PORT="${PROSODY_C2S_PORT:-15222}"
+
+die() { echo "dns.sh: $*" >&2; exit 1; }
+
+ensure_installed() {
+    if ! command -v dnsmasq >/dev/null && [ ! -x /usr/sbin/dnsmasq ]; then
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y dnsmasq-base
+    fi
+}
+
+dnsmasq_bin() {
+    command -v dnsmasq 2>/dev/null || echo /usr/sbin/dnsmasq
+}
+
+start() {
+    local dir=$1
+    [ -d "$dir" ] || die "no such directory: $dir"
+    dir=$(cd "$dir" && pwd)
+    if [ -f "$dir/dnsmasq.run.pid" ] && kill -0 "$(cat "$dir/dnsmasq.run.pid")" 2>/dev/null; then
+        die "already running from $dir (pid $(cat "$dir/dnsmasq.run.pid"))"
+    fi
+    ensure_installed
+    # --keep-in-foreground: $! is dnsmasq itself. --user=root: it would switch
+    # to nobody and then could not write its log in DIR.
+    "$(dnsmasq_bin)" --keep-in-foreground --conf-file=/dev/null \
+        --user=root --group=root --pid-file="$dir/dnsmasq.pid" \
+        --listen-address=127.0.0.1 --bind-interfaces --port="$DNS_PORT" \
+        --no-resolv --no-hosts --no-poll --local=/test/ \
+        --log-queries --log-facility="$dir/dnsmasq.log" \
+        --srv-host="_xmpp-client._tcp.srv.test,xmpp.srv.test,$C2S_PORT,0,0" \
+        --host-record=xmpp.srv.test,127.0.0.1 \
+        --host-record=fallback.test,127.0.0.1 \
+        >>"$dir/dnsmasq.stdout.log" 2>&1 &
+    local pid=$!
+    echo "$pid" >"$dir/dnsmasq.run.pid"
+    local i
+    for i in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || { cat "$dir/dnsmasq.stdout.log" >&2 || true; die "dnsmasq exited during start-up"; }
+        # dnsmasq logs "started" once its sockets are bound.
+        if grep -q 'started, version' "$dir/dnsmasq.log" 2>/dev/null; then
+            echo "dnsmasq: pid $pid, 127.0.0.1:$DNS_PORT (udp+tcp), SRV srv.test -> :$C2S_PORT"
+            return 0
+        fi
+        sleep 0.1
+    done
+    kill "$pid" 2>/dev/null || true
+    die "dnsmasq not ready after 5 s"
+}
+
+stop() {
+    local dir=$1 pidfile=$1/dnsmasq.run.pid pid i
+    [ -f "$pidfile" ] || { echo "dnsmasq: not started from $dir"; return 0; }
+    pid=$(cat "$pidfile")
+    if kill "$pid" 2>/dev/null; then
+        for i in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -9 "$pid" 2>/dev/null || true
+        fi
+    fi
+    rm -f "$pidfile"
+    echo "dnsmasq: stopped (pid $pid)"
+}
+
+case "${1:-}" in
+    start) [ $# -eq 2 ] || die "usage: $0 start DIR"; start "$2" ;;
+    stop) [ $# -eq 2 ] || die "usage: $0 stop DIR"; stop "$2" ;;
+    *) die "usage: $0 start|stop DIR" ;;
+esac
