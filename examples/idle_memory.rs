@@ -19,9 +19,11 @@
 //! ```
 //!
 //! `--tls` makes the stub require STARTTLS, so every backend stream carries a
-//! rustls client session. Each session holds two sockets in switchboard and
-//! two in this process: for large N raise the open-file limit first
-//! (`ulimit -n 65536`); the run refuses to start when the limit is too low.
+//! rustls client session. Each session holds two descriptors in switchboard
+//! and four in this process (the stub clones its sockets): for large N raise
+//! the open-file limit first (`ulimit -n 65536`); the run refuses to start
+//! when the limit is too low. If it fails, the child's log is kept in the
+//! temporary directory and its path printed.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -45,7 +47,7 @@ const CLIENT_THREADS: usize = 8;
 /// (and the allocator to settle) before the second reading.
 const SETTLE: Duration = Duration::from_secs(2);
 const START_WAIT: Duration = Duration::from_secs(10);
-/// File descriptors this process needs besides two per session.
+/// File descriptors this process needs besides four per session.
 const FD_SPARE: u64 = 64;
 
 struct Options {
@@ -192,7 +194,7 @@ fn run(options: &Options) -> Result<(), String> {
     let pid = child.id();
     *cleanup.child.lock().unwrap_or_else(PoisonError::into_inner) = Some(child);
 
-    let with_log = |e: String| format!("{e}\n--- switchboard log ---\n{}", read_log(&log));
+    let with_log = |e: String| format!("{e}\n{}", keep_log(&log));
     wait_listening(&cleanup, listen).map_err(with_log)?;
     // Let start-up allocations finish before the baseline.
     thread::sleep(Duration::from_millis(500));
@@ -238,8 +240,9 @@ fn run(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Two sockets per session here (client and stub side) and two in the
-/// child, which inherits this process's limits.
+/// Four descriptors per session here (the client's socket; the stub's
+/// accepted socket and its two clones) and two in the child (client and
+/// backend sockets), which inherits this process's limits.
 fn check_fd_limit(sessions: usize) -> Result<(), String> {
     let limits = fs::read_to_string("/proc/self/limits")
         .map_err(|e| format!("read /proc/self/limits: {e}"))?;
@@ -254,7 +257,7 @@ fn check_fd_limit(sessions: usize) -> Result<(), String> {
     let soft: u64 = soft
         .parse()
         .map_err(|_| format!("open-file limit not a number: {soft}"))?;
-    let needed = 2 * sessions as u64 + FD_SPARE;
+    let needed = 4 * sessions as u64 + FD_SPARE;
     if soft < needed {
         return Err(format!(
             "open-file soft limit is {soft}, {sessions} sessions need about {needed}: \
@@ -416,8 +419,21 @@ fn status_kib(pid: u32, field: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("no {field} in {path}"))
 }
 
-fn read_log(path: &Path) -> String {
+/// Keeps the child's log past cleanup (the scratch directory goes) and
+/// shows its last lines.
+fn keep_log(path: &Path) -> String {
+    let kept = std::env::temp_dir().join(format!(
+        "switchboard-idle-memory-{}.log",
+        std::process::id()
+    ));
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    match fs::copy(path, &kept) {
+        Ok(_) => format!(
+            "--- switchboard log, whole in {} ---\n{tail}",
+            kept.display()
+        ),
+        Err(_) => format!("--- switchboard log ---\n{tail}"),
+    }
 }
