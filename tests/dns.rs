@@ -117,9 +117,9 @@ fn backend_is_found_by_srv_record() {
     let jid = ws.login_plain("alice", "pw", "srv.test").unwrap();
     assert!(jid.starts_with("alice@srv.test/"), "{jid}");
     let queries = dns.queries.lock().unwrap().clone();
-    assert_eq!(
-        queries[..2],
-        ["SRV _xmpp-client._tcp.srv.test.", "A xmpp.srv.test."],
+    assert_eq!(queries[0], "SRV _xmpp-client._tcp.srv.test.", "{queries:?}");
+    assert!(
+        queries.contains(&"A xmpp.srv.test.".to_string()),
         "{queries:?}"
     );
 

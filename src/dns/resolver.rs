@@ -1,605 +1,860 @@
-//! The stub resolver: one outstanding UDP exchange per query, retried on
-//! the next server after a timeout, answers cached by TTL.
+//! Sans-IO stub resolver: lookups in, UDP datagrams out, answers back.
 //!
-//! A response is taken only from the server the query went to, with the
-//! query's message id and question; anything else is dropped (RFC 5452
-//! §9.1 spoofing resistance). TCP fallback for truncated answers is left
-//! out: XMPP SRV and address answers fit a datagram, and a truncated one is
-//! used for what it holds.
+//! Drain order after every `query`, `handle_datagram` or `handle_timeout`:
+//! `poll_transmit` until `None`, then `poll_answer` until `None`, then
+//! re-arm the timer from `poll_timeout`.
+//!
+//! A response is accepted only from the server its query was last sent to,
+//! with that send's message id and the same question (RFC 5452 §9.1);
+//! anything else is dropped silently. Each retry uses a fresh random id, so
+//! a late answer to an earlier try is dropped too. Concurrent lookups of the
+//! same name and kind share one query on the wire.
+//!
+//! Truncated (TC) responses are used as they are, without TCP fallback
+//! (RFC 7766 would have us retry over TCP); queries advertise an EDNS(0)
+//! payload of [`MAX_DATAGRAM`] bytes so that truncation is rare, and a
+//! truncated response is never cached.
 
-use std::collections::{HashMap, VecDeque};
-use std::fmt;
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
-/// Negative answers without an SOA are cached this long.
-const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(60);
-/// CNAME links followed within one answer.
-const MAX_CNAME_CHAIN: usize = 8;
+use super::cache::Cache;
+use super::{Answer, Error, Kind, SplitMix64, SrvRecord};
 
-#[derive(Clone, Debug)]
+/// EDNS(0) payload size advertised in queries (the DNS Flag Day 2020 value).
+/// The reactor's receive buffer must hold at least this many bytes.
+pub const MAX_DATAGRAM: usize = 1232;
+
+/// Lookups in flight at once (after sharing equal ones); more fail at once
+/// with [`Error::TooManyQueries`] so a flood of sessions to random domains
+/// cannot grow the table without bound.
+pub const MAX_OUTSTANDING: usize = 1024;
+
+/// CNAME links followed in one answer before giving up on the chain.
+const MAX_CNAME_HOPS: usize = 8;
+/// Upper bound on how long anything is cached (RFC 2181 §8 allows far more).
+const MAX_TTL: u32 = 86_400;
+/// Negative answers without an SOA (RFC 2308 §5 says not to cache them;
+/// a short time still spares the server a storm of repeats).
+const DEFAULT_NEGATIVE_TTL: u32 = 60;
+/// Upper bound on negative caching, so a newly published record is seen soon.
+const MAX_NEGATIVE_TTL: u32 = 900;
+
+/// Resolver settings; `servers` usually come from [`super::system_servers`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolverConfig {
+    /// Recursive servers, asked in order on each attempt.
     pub servers: Vec<SocketAddr>,
-    /// Wait for one datagram exchange.
+    /// Wait for one server's answer before trying the next.
     pub timeout: Duration,
-    /// Tries per server.
+    /// Rounds over all servers (resolv.conf `attempts`); 0 counts as 1.
     pub attempts: u32,
+    /// Cached answers kept at most; 0 disables the cache.
     pub max_cache_entries: usize,
 }
 
-/// Names one [`Resolver::query`] call.
+impl Default for ResolverConfig {
+    /// No servers, 2 s timeout, 2 attempts, 1024 cache entries.
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            timeout: Duration::from_secs(2),
+            attempts: 2,
+            max_cache_entries: 1024,
+        }
+    }
+}
+
+/// Names one lookup; its answer comes back from [`Resolver::poll_answer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct QueryId(u64);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Srv,
-    A,
-    Aaaa,
-}
-
-impl Kind {
-    fn record_type(self) -> RecordType {
-        match self {
-            Kind::Srv => RecordType::SRV,
-            Kind::A => RecordType::A,
-            Kind::Aaaa => RecordType::AAAA,
-        }
-    }
-}
-
-/// RFC 2782 SRV record fields.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SrvRecord {
-    pub priority: u16,
-    pub weight: u16,
-    pub port: u16,
-    /// Without the trailing dot; "." stays "." (service not offered).
-    pub target: String,
-}
-
-/// A successful lookup. No records (NXDOMAIN or an empty answer) is an
-/// empty answer, not an error: callers fall back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Answer {
-    Srv(Vec<SrvRecord>),
-    Addrs(Vec<IpAddr>),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Error {
-    NoServers,
-    BadName,
-    /// Every server and attempt timed out or failed (SERVFAIL, REFUSED...).
-    Failed,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Error::NoServers => "no dns servers configured",
-            Error::BadName => "not a valid domain name",
-            Error::Failed => "dns lookup failed on every server",
-        })
-    }
-}
-
-impl std::error::Error for Error {}
-
-struct Pending {
-    id: QueryId,
-    name: String,
+struct Outstanding {
+    name: Name,
     kind: Kind,
-    message_id: u16,
-    server: usize,
+    waiters: Vec<QueryId>,
+    msg_id: u16,
+    server: SocketAddr,
     tries: u32,
     deadline: Instant,
+    last_error: Error,
 }
 
-struct Cached {
-    answer: Answer,
-    expires: Instant,
-}
-
+/// A stub resolver over UDP (RFC 1035 §7), sans-IO.
 pub struct Resolver {
     config: ResolverConfig,
-    next_id: u64,
-    random: u64,
-    pending: Vec<Pending>,
-    transmit: VecDeque<(SocketAddr, Vec<u8>)>,
+    rng: SplitMix64,
+    next_query: u64,
+    cache: Cache,
+    outstanding: Vec<Outstanding>,
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     answers: VecDeque<(QueryId, Result<Answer, Error>)>,
-    cache: HashMap<(String, Kind), Cached>,
 }
 
 impl Resolver {
-    /// `seed` feeds the message ids; any value works, a varying one is
-    /// better against blind spoofing.
+    /// `seed` drives message ids; take it from [`super::random_seed`] in the
+    /// server and a constant in tests.
     pub fn new(config: ResolverConfig, seed: u64) -> Self {
-        Resolver {
+        Self {
+            cache: Cache::new(config.max_cache_entries),
             config,
-            next_id: 0,
-            random: seed | 1,
-            pending: Vec::new(),
-            transmit: VecDeque::new(),
+            rng: SplitMix64(seed),
+            next_query: 0,
+            outstanding: Vec::new(),
+            transmits: VecDeque::new(),
             answers: VecDeque::new(),
-            cache: HashMap::new(),
         }
     }
 
-    /// Start a lookup. A cached answer is ready at once from
-    /// [`Resolver::poll_answer`].
+    /// Starts a lookup of `name` (UTF-8, IDNs become punycode). A cached or
+    /// immediately failing lookup has its answer ready in `poll_answer`.
     pub fn query(&mut self, now: Instant, name: &str, kind: Kind) -> QueryId {
-        self.next_id += 1;
-        let id = QueryId(self.next_id);
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(cached) = self.cache.get(&(name.clone(), kind)) {
-            if cached.expires > now {
-                self.answers.push_back((id, Ok(cached.answer.clone())));
+        let id = QueryId(self.next_query);
+        self.next_query += 1;
+        let name = match parse_name(name) {
+            Ok(name) => name,
+            Err(e) => {
+                self.answers.push_back((id, Err(e)));
                 return id;
             }
+        };
+        if let Some(answer) = self.cache.get(now, &name, kind) {
+            self.answers.push_back((id, Ok(answer)));
+            return id;
         }
-        if self.config.servers.is_empty() {
+        if let Some(o) = self
+            .outstanding
+            .iter_mut()
+            .find(|o| o.kind == kind && o.name == name)
+        {
+            o.waiters.push(id);
+            return id;
+        }
+        let Some(&server) = self.config.servers.first() else {
             self.answers.push_back((id, Err(Error::NoServers)));
             return id;
-        }
-        if Name::from_ascii(format!("{name}.")).is_err() || name.is_empty() {
-            self.answers.push_back((id, Err(Error::BadName)));
+        };
+        if self.outstanding.len() >= MAX_OUTSTANDING {
+            self.answers.push_back((id, Err(Error::TooManyQueries)));
             return id;
         }
-        let mut pending = Pending {
-            id,
+        let mut o = Outstanding {
             name,
             kind,
-            message_id: 0,
-            server: 0,
+            waiters: vec![id],
+            msg_id: 0,
+            server,
             tries: 0,
             deadline: now,
+            last_error: Error::Timeout,
         };
-        self.send(&mut pending, now);
-        self.pending.push(pending);
+        match self.send(now, &mut o) {
+            Ok(()) => self.outstanding.push(o),
+            Err(e) => self.answers.push_back((id, Err(e))),
+        }
         id
     }
 
+    /// The next datagram to send: (server, message).
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
-        self.transmit.pop_front()
+        self.transmits.pop_front()
     }
 
+    /// A datagram that arrived on the resolver's socket from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let Ok(msg) = Message::from_vec(bytes) else {
+            return;
+        };
+        if msg.message_type != MessageType::Response || msg.op_code != OpCode::Query {
+            return;
+        }
+        let Some(index) = self.outstanding.iter().position(|o| {
+            o.server == from && o.msg_id == msg.id && same_question(&msg, &o.name, o.kind)
+        }) else {
+            return;
+        };
+        match msg.response_code {
+            ResponseCode::NoError | ResponseCode::NXDomain => {
+                let o = self.outstanding.swap_remove(index);
+                let (answer, ttl) = extract(&msg, &o.name, o.kind);
+                if !msg.truncation {
+                    let ttl = Duration::from_secs(u64::from(ttl));
+                    self.cache.insert(now, &o.name, o.kind, answer.clone(), ttl);
+                }
+                for waiter in o.waiters {
+                    self.answers.push_back((waiter, Ok(answer.clone())));
+                }
+            }
+            code => {
+                // Another server may well answer (RFC 1035 §7.2; glibc does the same).
+                self.outstanding[index].last_error = Error::ServerFailure(u16::from(code));
+                self.retry_or_fail(now, index);
+            }
+        }
+    }
+
+    /// Retries lookups whose wait is over on the next server, or fails them
+    /// once every server was asked `attempts` times.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut index = 0;
+        while index < self.outstanding.len() {
+            if self.outstanding[index].deadline <= now {
+                self.outstanding[index].last_error = Error::Timeout;
+                if self.retry_or_fail(now, index) {
+                    // swap_remove moved an unvisited entry into `index`.
+                    continue;
+                }
+            }
+            index += 1;
+        }
+    }
+
+    /// When `handle_timeout` next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.outstanding.iter().map(|o| o.deadline).min()
+    }
+
+    /// The next finished lookup.
     pub fn poll_answer(&mut self) -> Option<(QueryId, Result<Answer, Error>)> {
         self.answers.pop_front()
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending.iter().map(|p| p.deadline).min()
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let mut i = 0;
-        while i < self.pending.len() {
-            if self.pending[i].deadline <= now {
-                self.retry_or_fail(i, now);
-            } else {
-                i += 1;
-            }
+    /// Sends the lookup at `index` again, or fails it; true when removed.
+    fn retry_or_fail(&mut self, now: Instant, index: usize) -> bool {
+        let servers = u32::try_from(self.config.servers.len()).unwrap_or(u32::MAX);
+        let total = self.config.attempts.max(1).saturating_mul(servers);
+        let mut o = self.outstanding.swap_remove(index);
+        if o.tries < total && self.send(now, &mut o).is_ok() {
+            // Back into its old slot so handle_timeout's scan stays correct.
+            self.outstanding.push(o);
+            let last = self.outstanding.len() - 1;
+            self.outstanding.swap(index, last);
+            return false;
         }
+        for waiter in o.waiters {
+            self.answers.push_back((waiter, Err(o.last_error.clone())));
+        }
+        true
     }
 
-    /// A datagram from the UDP socket.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        let Ok(message) = Message::from_vec(bytes) else {
-            return;
+    /// Queues the next try of `o`: next server in turn, fresh message id.
+    fn send(&mut self, now: Instant, o: &mut Outstanding) -> Result<(), Error> {
+        let servers = &self.config.servers;
+        let Some(&server) = usize::try_from(o.tries)
+            .ok()
+            .and_then(|tries| servers.get(tries % servers.len().max(1)))
+        else {
+            return Err(Error::NoServers);
         };
-        if message.metadata.message_type != MessageType::Response {
-            return;
+        // Ids may repeat across lookups: a response must also match server
+        // and question, and equal questions share one lookup.
+        let msg_id = (self.rng.next_u64() >> 48) as u16;
+        let bytes = encode_query(msg_id, &o.name, o.kind)?;
+        o.msg_id = msg_id;
+        o.server = server;
+        o.tries += 1;
+        o.deadline = now + self.config.timeout;
+        self.transmits.push_back((server, bytes));
+        Ok(())
+    }
+}
+
+fn parse_name(name: &str) -> Result<Name, Error> {
+    let mut parsed = Name::from_utf8(name).map_err(|_| Error::InvalidName)?;
+    if parsed.iter().next().is_none() {
+        return Err(Error::InvalidName);
+    }
+    parsed.set_fqdn(true);
+    Ok(parsed)
+}
+
+fn record_type(kind: Kind) -> RecordType {
+    match kind {
+        Kind::Srv => RecordType::SRV,
+        Kind::A => RecordType::A,
+        Kind::Aaaa => RecordType::AAAA,
+    }
+}
+
+fn encode_query(id: u16, name: &Name, kind: Kind) -> Result<Vec<u8>, Error> {
+    let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
+    msg.metadata.recursion_desired = true;
+    msg.add_query(Query::query(name.clone(), record_type(kind)));
+    let mut edns = Edns::new();
+    edns.set_max_payload(MAX_DATAGRAM as u16);
+    msg.set_edns(edns);
+    msg.to_vec().map_err(|_| Error::Encode)
+}
+
+fn same_question(msg: &Message, name: &Name, kind: Kind) -> bool {
+    match msg.queries.as_slice() {
+        [q] => {
+            q.query_class() == DNSClass::IN
+                && q.query_type() == record_type(kind)
+                && q.name() == name
         }
-        let Some(index) = self.pending.iter().position(|p| {
-            p.message_id == message.metadata.id
-                && self.config.servers.get(p.server) == Some(&from)
-                && asks(&message, &p.name, p.kind)
-        }) else {
-            return;
-        };
-        match message.metadata.response_code {
-            ResponseCode::NoError | ResponseCode::NXDomain => {
-                let pending = self.pending.swap_remove(index);
-                let (answer, ttl) = read_answer(&message, &pending.name, pending.kind);
-                self.store(now, &pending.name, pending.kind, &answer, ttl);
-                self.answers.push_back((pending.id, Ok(answer)));
+        _ => false,
+    }
+}
+
+/// The records answering `qname`/`kind`, following CNAMEs, and how long
+/// the result may be cached (RFC 2181 §5.2 for the minimum, RFC 2308 §5 for
+/// negative answers).
+fn extract(msg: &Message, qname: &Name, kind: Kind) -> (Answer, u32) {
+    let mut owner = qname;
+    let mut chain_ttl = u32::MAX;
+    for _ in 0..MAX_CNAME_HOPS {
+        let next = msg.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(cname) if r.dns_class == DNSClass::IN && r.name == *owner => {
+                Some((&cname.0, r.ttl))
             }
-            _ => self.retry_or_fail(index, now),
-        }
+            _ => None,
+        });
+        let Some((target, ttl)) = next else {
+            break;
+        };
+        owner = target;
+        chain_ttl = chain_ttl.min(ttl);
     }
-
-    fn retry_or_fail(&mut self, index: usize, now: Instant) {
-        let servers = self.config.servers.len() as u32;
-        let pending = &mut self.pending[index];
-        if pending.tries >= self.config.attempts.max(1) * servers {
-            let pending = self.pending.swap_remove(index);
-            self.answers.push_back((pending.id, Err(Error::Failed)));
-            return;
-        }
-        let mut pending = self.pending.swap_remove(index);
-        pending.server = (pending.server + 1) % servers as usize;
-        self.send(&mut pending, now);
-        self.pending.push(pending);
-    }
-
-    /// Encode and queue the query to its current server, with a fresh id.
-    fn send(&mut self, pending: &mut Pending, now: Instant) {
-        pending.message_id = self.next_message_id();
-        pending.tries += 1;
-        pending.deadline = now + self.config.timeout;
-        let mut message = Message::query();
-        message.metadata.id = pending.message_id;
-        message.metadata.recursion_desired = true;
-        if let Ok(name) = Name::from_ascii(format!("{}.", pending.name)) {
-            message.add_query(Query::query(name, pending.kind.record_type()));
-        }
-        if let (Ok(bytes), Some(server)) =
-            (message.to_vec(), self.config.servers.get(pending.server))
-        {
-            self.transmit.push_back((*server, bytes));
-        }
-    }
-
-    fn next_message_id(&mut self) -> u16 {
-        let mut x = self.random;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.random = x;
-        (x >> 24) as u16
-    }
-
-    fn store(&mut self, now: Instant, name: &str, kind: Kind, answer: &Answer, ttl: Duration) {
-        if ttl.is_zero() || self.config.max_cache_entries == 0 {
-            return;
-        }
-        if self.cache.len() >= self.config.max_cache_entries {
-            self.cache.retain(|_, c| c.expires > now);
-        }
-        if self.cache.len() >= self.config.max_cache_entries {
-            return;
-        }
-        self.cache.insert(
-            (name.to_string(), kind),
-            Cached {
-                answer: answer.clone(),
-                expires: now + ttl,
-            },
-        );
-    }
-}
-
-/// Whether the response's question is ours.
-fn asks(message: &Message, name: &str, kind: Kind) -> bool {
-    message.queries.first().is_some_and(|q| {
-        q.query_type == kind.record_type()
-            && q.name
-                .to_ascii()
-                .trim_end_matches('.')
-                .eq_ignore_ascii_case(name)
-    })
-}
-
-fn plain(name: &Name) -> String {
-    name.to_ascii().trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// The records answering `name` (following CNAMEs for addresses) and how
-/// long the answer may be cached.
-fn read_answer(message: &Message, name: &str, kind: Kind) -> (Answer, Duration) {
-    let mut ttl: Option<u32> = None;
-    let mut keep = |t: u32| ttl = Some(ttl.map_or(t, |m| m.min(t)));
+    let records = msg
+        .answers
+        .iter()
+        .filter(|r| r.dns_class == DNSClass::IN && r.name == *owner);
+    let mut ttl = chain_ttl;
     let answer = match kind {
         Kind::Srv => Answer::Srv(
-            message
-                .answers
-                .iter()
+            records
                 .filter_map(|r| match &r.data {
-                    RData::SRV(srv) if plain(&r.name) == name => {
-                        keep(r.ttl);
-                        let target = plain(&srv.target);
+                    RData::SRV(srv) => {
+                        ttl = ttl.min(r.ttl);
                         Some(SrvRecord {
                             priority: srv.priority,
                             weight: srv.weight,
                             port: srv.port,
-                            target: if target.is_empty() {
-                                ".".into()
-                            } else {
-                                target
-                            },
+                            target: target_string(&srv.target),
                         })
                     }
                     _ => None,
                 })
                 .collect(),
         ),
-        Kind::A | Kind::Aaaa => {
-            let mut names = vec![name.to_string()];
-            for _ in 0..MAX_CNAME_CHAIN {
-                let before = names.len();
-                for r in &message.answers {
-                    if let RData::CNAME(cname) = &r.data {
-                        let target = plain(&cname.0);
-                        if names.contains(&plain(&r.name)) && !names.contains(&target) {
-                            keep(r.ttl);
-                            names.push(target);
-                        }
-                    }
-                }
-                if names.len() == before {
-                    break;
-                }
-            }
-            Answer::Addrs(
-                message
-                    .answers
-                    .iter()
-                    .filter(|r| names.contains(&plain(&r.name)))
-                    .filter_map(|r| {
-                        let ip = match (&r.data, kind) {
-                            (RData::A(a), Kind::A) => IpAddr::V4(a.0),
-                            (RData::AAAA(a), Kind::Aaaa) => IpAddr::V6(a.0),
-                            _ => return None,
-                        };
-                        keep(r.ttl);
-                        Some(ip)
-                    })
-                    .collect(),
-            )
-        }
+        Kind::A | Kind::Aaaa => Answer::Addrs(
+            records
+                .filter_map(|r| {
+                    let ip = match (&r.data, kind) {
+                        (RData::A(a), Kind::A) => IpAddr::V4(a.0),
+                        (RData::AAAA(aaaa), Kind::Aaaa) => IpAddr::V6(aaaa.0),
+                        _ => return None,
+                    };
+                    ttl = ttl.min(r.ttl);
+                    Some(ip)
+                })
+                .collect(),
+        ),
     };
     let empty = match &answer {
-        Answer::Srv(r) => r.is_empty(),
-        Answer::Addrs(a) => a.is_empty(),
+        Answer::Srv(v) => v.is_empty(),
+        Answer::Addrs(v) => v.is_empty(),
     };
     let ttl = if empty {
-        // RFC 2308 §5: negative answers live as long as the SOA minimum.
-        message
+        let soa_ttl = msg
             .authorities
             .iter()
             .find_map(|r| match &r.data {
-                RData::SOA(soa) => Some(Duration::from_secs(u64::from(soa.minimum.min(r.ttl)))),
+                RData::SOA(soa) => Some(soa.minimum.min(r.ttl)),
                 _ => None,
             })
-            .unwrap_or(DEFAULT_NEGATIVE_TTL)
+            .unwrap_or(DEFAULT_NEGATIVE_TTL);
+        soa_ttl.min(chain_ttl).min(MAX_NEGATIVE_TTL)
     } else {
-        Duration::from_secs(u64::from(ttl.unwrap_or(0)))
+        ttl.min(MAX_TTL)
     };
     (answer, ttl)
+}
+
+fn target_string(target: &Name) -> String {
+    if target.is_root() {
+        return ".".to_owned();
+    }
+    target.to_ascii().trim_end_matches('.').to_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::rr::rdata::{A, CNAME, SOA, SRV};
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
     use hickory_proto::rr::Record;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
-    const S1: &str = "127.0.0.1:5301";
-    const S2: &str = "127.0.0.1:5302";
+    const S1: &str = "10.0.0.1:53";
+    const S2: &str = "10.0.0.2:53";
 
-    fn resolver(servers: &[&str]) -> Resolver {
-        Resolver::new(
-            ResolverConfig {
-                servers: servers.iter().map(|s| s.parse().unwrap()).collect(),
-                timeout: Duration::from_secs(1),
-                attempts: 1,
-                max_cache_entries: 16,
-            },
-            7,
-        )
+    fn server(s: &str) -> SocketAddr {
+        s.parse().unwrap()
     }
 
-    fn name(n: &str) -> Name {
-        Name::from_ascii(n).unwrap()
+    fn resolver(servers: &[&str], attempts: u32) -> Resolver {
+        let config = ResolverConfig {
+            servers: servers.iter().map(|s| server(s)).collect(),
+            timeout: Duration::from_secs(2),
+            attempts,
+            max_cache_entries: 16,
+        };
+        Resolver::new(config, 7)
     }
 
-    /// A response to the query in `datagram`, with `answers`.
-    fn respond(
-        datagram: &[u8],
-        code: ResponseCode,
-        answers: Vec<Record>,
-        authorities: Vec<Record>,
-    ) -> Vec<u8> {
-        let query = Message::from_vec(datagram).unwrap();
-        let mut m = Message::query();
-        m.metadata.id = query.metadata.id;
-        m.metadata.message_type = MessageType::Response;
-        m.metadata.response_code = code;
-        m.add_query(query.queries[0].clone());
-        m.answers = answers;
-        m.authorities = authorities;
-        m.to_vec().unwrap()
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
     }
 
-    fn srv(owner: &str, priority: u16, weight: u16, port: u16, target: &str) -> Record {
+    fn srv(ttl: u32, owner: &str, p: u16, w: u16, port: u16, t: &str) -> Record {
+        Record::from_rdata(name(owner), ttl, RData::SRV(SRV::new(p, w, port, name(t))))
+    }
+
+    fn a(ttl: u32, owner: &str, last: u8) -> Record {
         Record::from_rdata(
             name(owner),
-            300,
-            RData::SRV(SRV::new(priority, weight, port, name(target))),
+            ttl,
+            RData::A(A(Ipv4Addr::new(192, 0, 2, last))),
         )
     }
 
-    fn a(owner: &str, ip: [u8; 4], ttl: u32) -> Record {
-        Record::from_rdata(name(owner), ttl, RData::A(A(Ipv4Addr::from(ip))))
+    fn cname(ttl: u32, owner: &str, target: &str) -> Record {
+        Record::from_rdata(name(owner), ttl, RData::CNAME(CNAME(name(target))))
+    }
+
+    fn soa(ttl: u32, minimum: u32) -> Record {
+        let data = SOA::new(
+            name("ns.example."),
+            name("admin.example."),
+            1,
+            1,
+            1,
+            1,
+            minimum,
+        );
+        Record::from_rdata(name("example."), ttl, RData::SOA(data))
+    }
+
+    /// A response to `query` (a datagram the resolver sent).
+    fn respond(
+        query: &[u8],
+        code: ResponseCode,
+        answers: Vec<Record>,
+        auth: Vec<Record>,
+    ) -> Vec<u8> {
+        let q = Message::from_vec(query).unwrap();
+        let mut r = Message::response(q.id, OpCode::Query);
+        r.metadata.response_code = code;
+        r.add_queries(q.queries.clone());
+        r.add_answers(answers);
+        r.add_authorities(auth);
+        r.to_vec().unwrap()
+    }
+
+    fn ok(answers: Vec<Record>) -> impl Fn(&[u8]) -> Vec<u8> {
+        move |q| respond(q, ResponseCode::NoError, answers.clone(), vec![])
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
     }
 
     #[test]
-    fn srv_answer_comes_back_from_the_server_asked() {
-        let now = Instant::now();
-        let mut r = resolver(&[S1]);
-        let id = r.query(now, "_xmpp-client._tcp.example.org", Kind::Srv);
-        let (to, datagram) = r.poll_transmit().unwrap();
-        assert_eq!(to, S1.parse().unwrap());
-        let reply = respond(
-            &datagram,
-            ResponseCode::NoError,
-            vec![srv(
-                "_xmpp-client._tcp.example.org.",
-                5,
-                10,
-                5222,
-                "xmpp.example.org.",
-            )],
-            vec![],
+    fn query_is_a_recursive_question_for_the_name_and_type() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        r.query(t0, "_xmpp-client._tcp.Example.com", Kind::Srv);
+        let (to, bytes) = r.poll_transmit().unwrap();
+        assert_eq!(to, server(S1));
+        assert!(bytes.len() <= MAX_DATAGRAM);
+        let msg = Message::from_vec(&bytes).unwrap();
+        assert!(msg.recursion_desired);
+        assert_eq!(msg.message_type, MessageType::Query);
+        assert_eq!(msg.queries.len(), 1);
+        assert_eq!(
+            msg.queries[0].name(),
+            &name("_xmpp-client._tcp.example.com.")
         );
-        r.handle_datagram(now, S1.parse().unwrap(), &reply);
+        assert_eq!(msg.queries[0].query_type(), RecordType::SRV);
+        assert_eq!(msg.edns.as_ref().map(|e| e.max_payload()), Some(1232));
+        assert_eq!(r.poll_transmit(), None);
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn srv_answer_is_returned_with_all_records() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        let id = r.query(t0, "_xmpp-client._tcp.example.com", Kind::Srv);
+        let (to, q) = r.poll_transmit().unwrap();
+        let owner = "_xmpp-client._tcp.example.com.";
+        let reply = ok(vec![
+            srv(300, owner, 10, 5, 5222, "a.example.com."),
+            srv(300, owner, 20, 0, 5223, "b.example.com."),
+        ]);
+        r.handle_datagram(t0, to, &reply(&q));
         let (got, answer) = r.poll_answer().unwrap();
         assert_eq!(got, id);
-        assert_eq!(
-            answer,
-            Ok(Answer::Srv(vec![SrvRecord {
-                priority: 5,
-                weight: 10,
+        let expected = vec![
+            SrvRecord {
+                priority: 10,
+                weight: 5,
                 port: 5222,
-                target: "xmpp.example.org".into()
-            }]))
-        );
-    }
-
-    #[test]
-    fn responses_from_elsewhere_or_with_another_id_are_ignored() {
-        let now = Instant::now();
-        let mut r = resolver(&[S1]);
-        r.query(now, "example.org", Kind::A);
-        let (_, datagram) = r.poll_transmit().unwrap();
-        let reply = respond(
-            &datagram,
-            ResponseCode::NoError,
-            vec![a("example.org.", [1, 2, 3, 4], 60)],
-            vec![],
-        );
-        r.handle_datagram(now, S2.parse().unwrap(), &reply);
-        assert!(r.poll_answer().is_none(), "wrong server");
-        let mut forged = reply.clone();
-        forged[0] ^= 0xff;
-        r.handle_datagram(now, S1.parse().unwrap(), &forged);
-        assert!(r.poll_answer().is_none(), "wrong id");
-        r.handle_datagram(now, S1.parse().unwrap(), &reply);
-        assert!(r.poll_answer().is_some());
-    }
-
-    #[test]
-    fn timeout_retries_on_the_next_server_then_fails() {
-        let now = Instant::now();
-        let mut r = resolver(&[S1, S2]);
-        let id = r.query(now, "example.org", Kind::A);
-        assert_eq!(r.poll_transmit().unwrap().0, S1.parse().unwrap());
-        assert_eq!(r.poll_timeout(), Some(now + Duration::from_secs(1)));
-        r.handle_timeout(now + Duration::from_secs(1));
-        assert_eq!(r.poll_transmit().unwrap().0, S2.parse().unwrap());
-        assert!(r.poll_answer().is_none());
-        r.handle_timeout(now + Duration::from_secs(2));
-        assert_eq!(r.poll_answer(), Some((id, Err(Error::Failed))));
+                target: "a.example.com".into(),
+            },
+            SrvRecord {
+                priority: 20,
+                weight: 0,
+                port: 5223,
+                target: "b.example.com".into(),
+            },
+        ];
+        assert_eq!(answer, Ok(Answer::Srv(expected)));
         assert_eq!(r.poll_timeout(), None);
     }
 
     #[test]
-    fn nxdomain_is_an_empty_answer_cached_by_soa_minimum() {
-        let now = Instant::now();
-        let mut r = resolver(&[S1]);
-        r.query(now, "_xmpp-client._tcp.nosrv.test", Kind::Srv);
-        let (_, datagram) = r.poll_transmit().unwrap();
-        let soa = SOA::new(name("ns.test."), name("h.test."), 1, 1, 1, 1, 30);
-        let reply = respond(
-            &datagram,
-            ResponseCode::NXDomain,
-            vec![],
-            vec![Record::from_rdata(name("test."), 100, RData::SOA(soa))],
+    fn nxdomain_is_an_empty_answer_cached_for_the_soa_minimum() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        r.query(t0, "_xmpp-client._tcp.example.com", Kind::Srv);
+        let (to, q) = r.poll_transmit().unwrap();
+        r.handle_datagram(
+            t0,
+            to,
+            &respond(&q, ResponseCode::NXDomain, vec![], vec![soa(3600, 30)]),
         );
-        r.handle_datagram(now, S1.parse().unwrap(), &reply);
         assert_eq!(r.poll_answer().unwrap().1, Ok(Answer::Srv(vec![])));
-        r.query(
-            now + Duration::from_secs(29),
-            "_xmpp-client._tcp.nosrv.test",
-            Kind::Srv,
-        );
-        assert!(r.poll_transmit().is_none(), "cached");
-        assert_eq!(r.poll_answer().unwrap().1, Ok(Answer::Srv(vec![])));
-        r.query(
-            now + Duration::from_secs(30),
-            "_xmpp-client._tcp.nosrv.test",
-            Kind::Srv,
-        );
-        assert!(r.poll_transmit().is_some(), "expired");
-    }
 
-    #[test]
-    fn answers_are_cached_for_their_ttl() {
-        let now = Instant::now();
-        let mut r = resolver(&[S1]);
-        r.query(now, "Example.org.", Kind::A);
-        let (_, datagram) = r.poll_transmit().unwrap();
-        let reply = respond(
-            &datagram,
-            ResponseCode::NoError,
-            vec![a("example.org.", [1, 2, 3, 4], 60)],
-            vec![],
+        let t1 = t0 + Duration::from_secs(29);
+        let id = r.query(t1, "_xmpp-client._tcp.example.com", Kind::Srv);
+        assert_eq!(r.poll_transmit(), None);
+        assert_eq!(r.poll_answer(), Some((id, Ok(Answer::Srv(vec![])))));
+
+        r.query(
+            t0 + Duration::from_secs(30),
+            "_xmpp-client._tcp.example.com",
+            Kind::Srv,
         );
-        r.handle_datagram(now, S1.parse().unwrap(), &reply);
-        assert!(r.poll_answer().unwrap().1.is_ok());
-        r.query(now + Duration::from_secs(59), "example.org", Kind::A);
-        assert!(r.poll_transmit().is_none());
-        assert_eq!(
-            r.poll_answer().unwrap().1,
-            Ok(Answer::Addrs(vec![IpAddr::from([1, 2, 3, 4])]))
-        );
-        r.query(now + Duration::from_secs(60), "example.org", Kind::A);
         assert!(r.poll_transmit().is_some());
     }
 
     #[test]
-    fn cname_chains_lead_to_the_addresses() {
-        let now = Instant::now();
-        let mut r = resolver(&[S1]);
-        r.query(now, "chat.example.org", Kind::A);
-        let (_, datagram) = r.poll_transmit().unwrap();
-        let reply = respond(
-            &datagram,
-            ResponseCode::NoError,
-            vec![
-                Record::from_rdata(
-                    name("chat.example.org."),
-                    60,
-                    RData::CNAME(CNAME(name("xmpp.example.org."))),
-                ),
-                a("xmpp.example.org.", [10, 0, 0, 1], 60),
-                a("unrelated.example.org.", [10, 0, 0, 2], 60),
-            ],
-            vec![],
+    fn negative_answer_without_soa_is_cached_for_the_default() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        r.query(t0, "example.com", Kind::Aaaa);
+        let (to, q) = r.poll_transmit().unwrap();
+        r.handle_datagram(t0, to, &ok(vec![])(&q));
+        assert_eq!(r.poll_answer().unwrap().1, Ok(Answer::Addrs(vec![])));
+        r.query(t0 + Duration::from_secs(59), "example.com", Kind::Aaaa);
+        assert_eq!(r.poll_transmit(), None);
+        r.query(t0 + Duration::from_secs(60), "example.com", Kind::Aaaa);
+        assert!(r.poll_transmit().is_some());
+    }
+
+    #[test]
+    fn cache_hits_within_the_minimum_ttl_and_misses_after() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        r.query(t0, "example.com", Kind::A);
+        let (to, q) = r.poll_transmit().unwrap();
+        r.handle_datagram(
+            t0,
+            to,
+            &ok(vec![a(100, "example.com.", 1), a(40, "example.com.", 2)])(&q),
         );
-        r.handle_datagram(now, S1.parse().unwrap(), &reply);
         assert_eq!(
             r.poll_answer().unwrap().1,
-            Ok(Answer::Addrs(vec![IpAddr::from([10, 0, 0, 1])]))
+            Ok(Answer::Addrs(vec![ip(1), ip(2)]))
+        );
+
+        let id = r.query(t0 + Duration::from_secs(39), "EXAMPLE.com.", Kind::A);
+        assert_eq!(r.poll_transmit(), None, "cache hit sends nothing");
+        assert_eq!(
+            r.poll_answer(),
+            Some((id, Ok(Answer::Addrs(vec![ip(1), ip(2)]))))
+        );
+
+        r.query(t0 + Duration::from_secs(40), "example.com", Kind::A);
+        assert!(r.poll_transmit().is_some(), "expired entry is asked again");
+        assert_eq!(r.poll_answer(), None);
+    }
+
+    #[test]
+    fn cname_chain_is_followed_to_the_addresses() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        r.query(t0, "xmpp.example.com", Kind::A);
+        let (to, q) = r.poll_transmit().unwrap();
+        let reply = ok(vec![
+            cname(300, "xmpp.example.com.", "alias.example.net."),
+            cname(20, "alias.example.net.", "host.example.org."),
+            a(300, "host.example.org.", 7),
+            a(300, "unrelated.example.org.", 8),
+        ]);
+        r.handle_datagram(t0, to, &reply(&q));
+        assert_eq!(r.poll_answer().unwrap().1, Ok(Answer::Addrs(vec![ip(7)])));
+        r.query(t0 + Duration::from_secs(19), "xmpp.example.com", Kind::A);
+        assert_eq!(
+            r.poll_transmit(),
+            None,
+            "cached for the chain's minimum ttl"
+        );
+        r.query(t0 + Duration::from_secs(20), "xmpp.example.com", Kind::A);
+        assert!(r.poll_transmit().is_some());
+    }
+
+    #[test]
+    fn cname_loop_ends_in_an_empty_answer() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        r.query(t0, "a.example", Kind::A);
+        let (to, q) = r.poll_transmit().unwrap();
+        let reply = ok(vec![
+            cname(60, "a.example.", "b.example."),
+            cname(60, "b.example.", "a.example."),
+        ]);
+        r.handle_datagram(t0, to, &reply(&q));
+        assert_eq!(r.poll_answer().unwrap().1, Ok(Answer::Addrs(vec![])));
+    }
+
+    #[test]
+    fn aaaa_answer_ignores_a_records() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        r.query(t0, "example.com", Kind::Aaaa);
+        let (to, q) = r.poll_transmit().unwrap();
+        let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+        let aaaa = Record::from_rdata(name("example.com."), 60, RData::AAAA(AAAA(v6)));
+        r.handle_datagram(t0, to, &ok(vec![a(60, "example.com.", 1), aaaa])(&q));
+        assert_eq!(
+            r.poll_answer().unwrap().1,
+            Ok(Answer::Addrs(vec![IpAddr::V6(v6)]))
         );
     }
 
     #[test]
-    fn servfail_moves_to_the_next_server() {
-        let now = Instant::now();
-        let mut r = resolver(&[S1, S2]);
-        r.query(now, "example.org", Kind::A);
-        let (_, datagram) = r.poll_transmit().unwrap();
-        let reply = respond(&datagram, ResponseCode::ServFail, vec![], vec![]);
-        r.handle_datagram(now, S1.parse().unwrap(), &reply);
-        assert!(r.poll_answer().is_none());
-        assert_eq!(r.poll_transmit().unwrap().0, S2.parse().unwrap());
+    fn timeout_retries_on_the_second_server_then_fails() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1, S2], 1);
+        let id = r.query(t0, "example.com", Kind::A);
+        let (first, q1) = r.poll_transmit().unwrap();
+        assert_eq!(first, server(S1));
+
+        r.handle_timeout(t0 + Duration::from_secs(1));
+        assert_eq!(r.poll_transmit(), None, "nothing before the deadline");
+
+        let t1 = t0 + Duration::from_secs(2);
+        r.handle_timeout(t1);
+        let (second, q2) = r.poll_transmit().unwrap();
+        assert_eq!(second, server(S2));
+        assert_ne!(
+            Message::from_vec(&q1).unwrap().id,
+            Message::from_vec(&q2).unwrap().id
+        );
+        assert_eq!(r.poll_answer(), None);
+        assert_eq!(r.poll_timeout(), Some(t1 + Duration::from_secs(2)));
+
+        // A late answer from the first server is no longer accepted.
+        r.handle_datagram(t1, first, &ok(vec![a(60, "example.com.", 1)])(&q1));
+        assert_eq!(r.poll_answer(), None);
+
+        r.handle_timeout(t1 + Duration::from_secs(2));
+        assert_eq!(r.poll_transmit(), None);
+        assert_eq!(r.poll_answer(), Some((id, Err(Error::Timeout))));
+        assert_eq!(r.poll_timeout(), None);
     }
 
     #[test]
-    fn without_servers_or_with_a_bad_name_the_answer_is_an_error_at_once() {
-        let now = Instant::now();
-        let mut r = resolver(&[]);
-        let id = r.query(now, "example.org", Kind::A);
-        assert_eq!(r.poll_answer(), Some((id, Err(Error::NoServers))));
-        let mut r = resolver(&[S1]);
-        let id = r.query(now, "bad..name", Kind::A);
-        assert_eq!(r.poll_answer(), Some((id, Err(Error::BadName))));
-        assert!(r.poll_transmit().is_none());
+    fn attempts_repeat_the_round_of_servers() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1, S2], 2);
+        r.query(t0, "example.com", Kind::A);
+        let mut sent = vec![r.poll_transmit().unwrap().0];
+        let mut now = t0;
+        for _ in 0..4 {
+            now += Duration::from_secs(2);
+            r.handle_timeout(now);
+            sent.extend(r.poll_transmit().map(|(to, _)| to));
+        }
+        assert_eq!(sent, [S1, S2, S1, S2].map(server));
+        assert_eq!(r.poll_answer().unwrap().1, Err(Error::Timeout));
+    }
+
+    #[test]
+    fn servfail_moves_to_the_next_server_and_is_the_final_error() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1, S2], 1);
+        r.query(t0, "example.com", Kind::A);
+        let (to, q) = r.poll_transmit().unwrap();
+        r.handle_datagram(t0, to, &respond(&q, ResponseCode::ServFail, vec![], vec![]));
+        let (to2, q2) = r.poll_transmit().unwrap();
+        assert_eq!(to2, server(S2));
+        assert_eq!(r.poll_answer(), None);
+        r.handle_datagram(
+            t0,
+            to2,
+            &respond(&q2, ResponseCode::Refused, vec![], vec![]),
+        );
+        assert_eq!(r.poll_answer().unwrap().1, Err(Error::ServerFailure(5)));
+        // Failures are not cached.
+        r.query(t0, "example.com", Kind::A);
+        assert!(r.poll_transmit().is_some());
+    }
+
+    #[test]
+    fn responses_from_another_server_or_with_another_id_or_question_are_ignored() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        let id = r.query(t0, "example.com", Kind::A);
+        let (to, q) = r.poll_transmit().unwrap();
+        let good = ok(vec![a(60, "example.com.", 1)])(&q);
+
+        r.handle_datagram(t0, server("10.0.0.9:53"), &good);
+        r.handle_datagram(t0, server("10.0.0.1:5353"), &good);
+
+        let mut wrong_id = Message::from_vec(&good).unwrap();
+        wrong_id.metadata.id = wrong_id.id.wrapping_add(1);
+        r.handle_datagram(t0, to, &wrong_id.to_vec().unwrap());
+
+        let mut wrong_question = Message::from_vec(&good).unwrap();
+        wrong_question.queries[0].set_name(name("evil.example."));
+        r.handle_datagram(t0, to, &wrong_question.to_vec().unwrap());
+
+        let mut wrong_type = Message::from_vec(&good).unwrap();
+        wrong_type.queries[0].set_query_type(RecordType::AAAA);
+        r.handle_datagram(t0, to, &wrong_type.to_vec().unwrap());
+
+        let mut not_response = Message::from_vec(&good).unwrap();
+        not_response.metadata.message_type = MessageType::Query;
+        r.handle_datagram(t0, to, &not_response.to_vec().unwrap());
+
+        r.handle_datagram(t0, to, b"\x00\x01garbage");
+        assert_eq!(r.poll_answer(), None);
+
+        r.handle_datagram(t0, to, &good);
+        assert_eq!(r.poll_answer(), Some((id, Ok(Answer::Addrs(vec![ip(1)])))));
+        // A duplicate of an already answered response is ignored too.
+        r.handle_datagram(t0, to, &good);
+        assert_eq!(r.poll_answer(), None);
+    }
+
+    #[test]
+    fn response_split_at_any_byte_is_dropped_and_the_whole_one_still_accepted() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        r.query(t0, "example.com", Kind::A);
+        let (to, q) = r.poll_transmit().unwrap();
+        let good = ok(vec![a(60, "example.com.", 1)])(&q);
+        for cut in 0..good.len() {
+            r.handle_datagram(t0, to, &good[..cut]);
+            assert_eq!(r.poll_answer(), None, "prefix of {cut} bytes");
+        }
+        r.handle_datagram(t0, to, &good);
+        assert_eq!(r.poll_answer().unwrap().1, Ok(Answer::Addrs(vec![ip(1)])));
+    }
+
+    #[test]
+    fn equal_lookups_in_flight_share_one_query() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        let first = r.query(t0, "example.com", Kind::A);
+        let second = r.query(t0, "Example.COM", Kind::A);
+        let (to, q) = r.poll_transmit().unwrap();
+        assert_eq!(r.poll_transmit(), None);
+        r.handle_datagram(t0, to, &ok(vec![a(60, "example.com.", 1)])(&q));
+        let answer = Ok(Answer::Addrs(vec![ip(1)]));
+        assert_eq!(r.poll_answer(), Some((first, answer.clone())));
+        assert_eq!(r.poll_answer(), Some((second, answer)));
+    }
+
+    #[test]
+    fn truncated_response_is_used_but_not_cached() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        r.query(t0, "example.com", Kind::A);
+        let (to, q) = r.poll_transmit().unwrap();
+        let mut msg = Message::from_vec(&ok(vec![a(60, "example.com.", 1)])(&q)).unwrap();
+        msg.metadata.truncation = true;
+        r.handle_datagram(t0, to, &msg.to_vec().unwrap());
+        assert_eq!(r.poll_answer().unwrap().1, Ok(Answer::Addrs(vec![ip(1)])));
+        r.query(t0, "example.com", Kind::A);
+        assert!(r.poll_transmit().is_some());
+    }
+
+    #[test]
+    fn bad_names_and_missing_servers_fail_at_once() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        let id = r.query(t0, "bad..name", Kind::A);
+        assert_eq!(r.poll_answer(), Some((id, Err(Error::InvalidName))));
+        let id = r.query(t0, "", Kind::A);
+        assert_eq!(r.poll_answer(), Some((id, Err(Error::InvalidName))));
+        let id = r.query(t0, &"x".repeat(64), Kind::A);
+        assert_eq!(r.poll_answer(), Some((id, Err(Error::InvalidName))));
+        assert_eq!(r.poll_transmit(), None);
+
+        let mut none = resolver(&[], 1);
+        let id = none.query(t0, "example.com", Kind::A);
+        assert_eq!(none.poll_answer(), Some((id, Err(Error::NoServers))));
+    }
+
+    #[test]
+    fn lookups_beyond_the_outstanding_limit_fail() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        for i in 0..MAX_OUTSTANDING {
+            r.query(t0, &format!("h{i}.example"), Kind::A);
+        }
+        assert_eq!(r.poll_answer(), None);
+        let id = r.query(t0, "one-more.example", Kind::A);
+        assert_eq!(r.poll_answer(), Some((id, Err(Error::TooManyQueries))));
+    }
+
+    #[test]
+    fn timeouts_fail_every_expired_lookup_in_one_call() {
+        let t0 = Instant::now();
+        let mut r = resolver(&[S1], 1);
+        let ids: Vec<_> = (0..5)
+            .map(|i| r.query(t0, &format!("h{i}.example"), Kind::A))
+            .collect();
+        r.handle_timeout(t0 + Duration::from_secs(2));
+        let mut failed: Vec<_> = std::iter::from_fn(|| r.poll_answer()).collect();
+        failed.sort_by_key(|(id, _)| ids.iter().position(|x| x == id));
+        assert_eq!(
+            failed,
+            ids.iter()
+                .map(|&id| (id, Err(Error::Timeout)))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn same_seed_gives_the_same_message_ids() {
+        let t0 = Instant::now();
+        let ids = |seed| {
+            let mut r = Resolver::new(
+                ResolverConfig {
+                    servers: vec![server(S1)],
+                    ..Default::default()
+                },
+                seed,
+            );
+            (0..4)
+                .map(|i| {
+                    r.query(t0, &format!("h{i}.example"), Kind::A);
+                    Message::from_vec(&r.poll_transmit().unwrap().1).unwrap().id
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(1), ids(1));
+        assert_ne!(ids(1), ids(2));
     }
 }

@@ -1,165 +1,282 @@
-//! Which addresses to try, in order, for an XMPP domain (RFC 6120 §3.2).
+//! Which hosts to try, in which order, for one XMPP domain (RFC 6120 §3.2).
 //!
-//! SRV `_xmpp-client._tcp.DOMAIN` first: records by priority, weighted
-//! random within a priority (RFC 2782). Each target's A addresses are tried
-//! before its AAAA ones, and only looked up when the earlier ones failed.
-//! Without SRV records (or when the SRV lookup fails) the domain itself on
-//! port 5222 (RFC 6120 §3.2.2). A lone "." target means the service is not
-//! offered: nothing is tried. Lookups and connects are bounded so a hostile
-//! answer cannot make a session loop.
+//! Drive it by calling [`Targets::next_step`] and doing what it says:
+//! look a name up and pass the answer to [`Targets::handle_answer`], or
+//! connect and, on failure, call [`Targets::connect_failed`]. On success
+//! simply stop using it.
+//!
+//! Order: SRV `_xmpp-client._tcp.DOMAIN`, targets by priority then RFC 2782
+//! weighted random choice; for each target AAAA then A, and its addresses
+//! tried IPv6 and IPv4 alternately (RFC 8305 §4), skipping ones already
+//! tried. Without SRV records, or when the SRV lookup fails, the domain's
+//! own addresses on the default port (RFC 6120 §3.2.2). When SRV targets
+//! exist but none connects there is no fallback (RFC 6120 §3.2.1 step 7).
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use super::resolver::{Answer, Error, Kind, SrvRecord};
+use super::{Answer, Error, Kind, SplitMix64, SrvRecord};
 
-const MAX_CONNECT_ATTEMPTS: usize = 16;
-const MAX_LOOKUPS: usize = 16;
+/// The XMPP client port without SRV records (RFC 6120 §3.2.2, §14.7).
+pub const XMPP_CLIENT_PORT: u16 = 5222;
+
+/// Connections tried for one domain at most, and SRV targets considered at
+/// most, so that a hostile answer cannot keep a session looping.
+pub const MAX_CONNECT_ATTEMPTS: u32 = 16;
 
 /// What the caller should do next.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
+    /// Look this name up and pass the result to `handle_answer`.
     Query(String, Kind),
+    /// Connect here; call `connect_failed` if that fails.
     Connect(SocketAddr),
-    Exhausted,
+    /// A lookup or connection is under way: wait for its outcome.
+    Wait,
+    /// Nothing is left to try; why the last try failed.
+    Exhausted(Error),
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Phase {
-    /// Nothing asked yet.
     Start,
-    /// The SRV lookup is out.
-    AwaitSrv,
-    /// An address lookup is out, for this port.
-    AwaitAddrs(u16),
-    Walking,
-    /// The domain says it offers no XMPP service.
-    Refused,
+    AwaitingSrv,
+    Ready,
+    AwaitingAddrs,
+    Connecting,
+    Done(Error),
 }
 
+/// One host to resolve and the addresses found so far.
+#[derive(Debug)]
+struct Host {
+    name: String,
+    port: u16,
+    // Popped from the end: AAAA first.
+    pending: Vec<Kind>,
+    v6: Vec<IpAddr>,
+    v4: Vec<IpAddr>,
+}
+
+/// The connection plan for one XMPP domain (RFC 6120 §3.2.1).
+#[derive(Debug)]
 pub struct Targets {
     domain: String,
     default_port: u16,
     phase: Phase,
-    lookups: VecDeque<(String, u16, Kind)>,
+    hosts: VecDeque<Host>,
     addrs: VecDeque<SocketAddr>,
-    connects: usize,
-    lookups_done: usize,
+    tried: Vec<SocketAddr>,
+    attempts: u32,
+    last_error: Option<Error>,
 }
 
 impl Targets {
+    /// Plans connections to `domain` (an XMPP domainpart; an IP literal,
+    /// bracketed or not, is connected to directly on `default_port`).
     pub fn new(domain: &str, default_port: u16) -> Self {
-        let mut targets = Targets {
-            domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+        Self {
+            domain: domain.trim_end_matches('.').to_owned(),
             default_port,
             phase: Phase::Start,
-            lookups: VecDeque::new(),
+            hosts: VecDeque::new(),
             addrs: VecDeque::new(),
-            connects: 0,
-            lookups_done: 0,
-        };
-        if let Ok(ip) = domain.parse::<IpAddr>() {
-            targets.addrs.push_back(SocketAddr::new(ip, default_port));
-            targets.phase = Phase::Walking;
+            tried: Vec::new(),
+            attempts: 0,
+            last_error: None,
         }
-        targets
     }
 
+    /// What to do now. Repeating the call without feeding an outcome in
+    /// gives [`Step::Wait`] (or the same [`Step::Exhausted`]).
     pub fn next_step(&mut self) -> Step {
-        if matches!(self.phase, Phase::Refused) {
-            return Step::Exhausted;
-        }
-        if self.phase == Phase::Start {
-            self.phase = Phase::AwaitSrv;
-            return Step::Query(format!("_xmpp-client._tcp.{}", self.domain), Kind::Srv);
-        }
-        if self.connects < MAX_CONNECT_ATTEMPTS {
-            if let Some(addr) = self.addrs.pop_front() {
-                self.connects += 1;
-                return Step::Connect(addr);
-            }
-        }
-        while self.lookups_done < MAX_LOOKUPS && self.connects < MAX_CONNECT_ATTEMPTS {
-            let Some((host, port, kind)) = self.lookups.pop_front() else {
-                break;
-            };
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                if kind == Kind::A {
-                    self.connects += 1;
-                    return Step::Connect(SocketAddr::new(ip, port));
+        loop {
+            match &self.phase {
+                Phase::AwaitingSrv | Phase::AwaitingAddrs | Phase::Connecting => return Step::Wait,
+                Phase::Done(e) => return Step::Exhausted(e.clone()),
+                Phase::Start => {
+                    if let Some(ip) = ip_literal(&self.domain) {
+                        self.addrs.push_back(SocketAddr::new(ip, self.default_port));
+                        self.phase = Phase::Ready;
+                        continue;
+                    }
+                    self.phase = Phase::AwaitingSrv;
+                    return Step::Query(format!("_xmpp-client._tcp.{}", self.domain), Kind::Srv);
                 }
-                continue;
-            }
-            self.lookups_done += 1;
-            self.phase = Phase::AwaitAddrs(port);
-            return Step::Query(host, kind);
-        }
-        Step::Exhausted
-    }
-
-    /// The answer to the last [`Step::Query`]; `random` spreads SRV weights.
-    pub fn handle_answer(&mut self, answer: Result<Answer, Error>, random: u64) {
-        match std::mem::replace(&mut self.phase, Phase::Walking) {
-            Phase::AwaitSrv => match answer {
-                Ok(Answer::Srv(records)) if records.len() == 1 && records[0].target == "." => {
-                    self.phase = Phase::Refused;
-                }
-                Ok(Answer::Srv(records)) if !records.is_empty() => {
-                    for record in order(records, random) {
-                        self.lookups
-                            .push_back((record.target.clone(), record.port, Kind::A));
-                        self.lookups
-                            .push_back((record.target, record.port, Kind::Aaaa));
+                Phase::Ready => {
+                    if let Some(step) = self.ready_step() {
+                        return step;
                     }
                 }
-                _ => {
-                    let domain = self.domain.clone();
-                    self.lookups
-                        .push_back((domain.clone(), self.default_port, Kind::A));
-                    self.lookups
-                        .push_back((domain, self.default_port, Kind::Aaaa));
+            }
+        }
+    }
+
+    /// The outcome of the lookup the last [`Step::Query`] asked for;
+    /// `random` orders SRV targets of equal priority (RFC 2782).
+    pub fn handle_answer(&mut self, answer: Result<Answer, Error>, random: u64) {
+        match self.phase {
+            Phase::AwaitingSrv => self.handle_srv(answer, random),
+            Phase::AwaitingAddrs => {
+                match answer {
+                    Ok(Answer::Addrs(ips)) => {
+                        if let Some(host) = self.hosts.front_mut() {
+                            for ip in ips {
+                                match ip {
+                                    IpAddr::V6(_) => host.v6.push(ip),
+                                    IpAddr::V4(_) => host.v4.push(ip),
+                                }
+                            }
+                        }
+                    }
+                    Ok(Answer::Srv(_)) => {}
+                    Err(e) => self.last_error = Some(e),
                 }
-            },
-            Phase::AwaitAddrs(port) => {
-                if let Ok(Answer::Addrs(ips)) = answer {
-                    self.addrs
-                        .extend(ips.into_iter().map(|ip| SocketAddr::new(ip, port)));
+                self.phase = Phase::Ready;
+            }
+            _ => {}
+        }
+    }
+
+    /// The last [`Step::Connect`] failed: move on to the next address.
+    pub fn connect_failed(&mut self) {
+        if let Phase::Connecting = self.phase {
+            self.phase = Phase::Ready;
+        }
+    }
+
+    fn handle_srv(&mut self, answer: Result<Answer, Error>, random: u64) {
+        self.phase = Phase::Ready;
+        let records = match answer {
+            Ok(Answer::Srv(records)) if !records.is_empty() => records,
+            Ok(_) => {
+                self.fall_back();
+                return;
+            }
+            Err(e) => {
+                self.last_error = Some(e);
+                self.fall_back();
+                return;
+            }
+        };
+        // RFC 2782 gives "." meaning only as the sole record; among others it
+        // names no host, so it is skipped.
+        let records: Vec<SrvRecord> = records.into_iter().filter(|r| r.target != ".").collect();
+        if records.is_empty() {
+            self.phase = Phase::Done(Error::ServiceUnavailable);
+            return;
+        }
+        let limit = usize::try_from(MAX_CONNECT_ATTEMPTS).unwrap_or(usize::MAX);
+        self.hosts = order_srv(records, random)
+            .into_iter()
+            .take(limit)
+            .map(|r| Host::new(r.target, r.port))
+            .collect();
+    }
+
+    fn fall_back(&mut self) {
+        self.hosts = VecDeque::from([Host::new(self.domain.clone(), self.default_port)]);
+    }
+
+    /// One step from the Ready phase, or None to look again.
+    fn ready_step(&mut self) -> Option<Step> {
+        if let Some(addr) = self.addrs.pop_front() {
+            if self.attempts >= MAX_CONNECT_ATTEMPTS {
+                self.phase = Phase::Done(Error::TooManyAttempts);
+                return None;
+            }
+            self.attempts += 1;
+            self.tried.push(addr);
+            self.phase = Phase::Connecting;
+            return Some(Step::Connect(addr));
+        }
+        let Some(host) = self.hosts.front_mut() else {
+            let error = if self.attempts > 0 {
+                Error::ConnectFailed
+            } else {
+                self.last_error.take().unwrap_or(Error::NoAddresses)
+            };
+            self.phase = Phase::Done(error);
+            return None;
+        };
+        if let Some(kind) = host.pending.pop() {
+            self.phase = Phase::AwaitingAddrs;
+            return Some(Step::Query(host.name.clone(), kind));
+        }
+        if let Some(host) = self.hosts.pop_front() {
+            let port = host.port;
+            for ip in interleave(host.v6, host.v4) {
+                let addr = SocketAddr::new(ip, port);
+                if !self.tried.contains(&addr) && !self.addrs.contains(&addr) {
+                    self.addrs.push_back(addr);
                 }
             }
-            other => self.phase = other,
+        }
+        None
+    }
+}
+
+impl Host {
+    fn new(name: String, port: u16) -> Self {
+        Self {
+            name,
+            port,
+            pending: vec![Kind::A, Kind::Aaaa],
+            v6: Vec::new(),
+            v4: Vec::new(),
         }
     }
 }
 
-/// RFC 2782: ascending priority; within one priority, repeatedly pick a
-/// record with probability proportional to its weight (zero weights get a
-/// small chance, listed first as the RFC suggests).
-fn order(mut records: Vec<SrvRecord>, mut random: u64) -> Vec<SrvRecord> {
-    records.retain(|r| r.target != ".");
-    records.sort_by_key(|r| (r.priority, r.weight != 0));
+fn ip_literal(domain: &str) -> Option<IpAddr> {
+    if let Some(inner) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        return inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    domain.parse().ok()
+}
+
+fn interleave(first: Vec<IpAddr>, second: Vec<IpAddr>) -> Vec<IpAddr> {
+    let mut out = Vec::with_capacity(first.len() + second.len());
+    let mut first = first.into_iter();
+    let mut second = second.into_iter();
+    loop {
+        match (first.next(), second.next()) {
+            (None, None) => return out,
+            (a, b) => out.extend(a.into_iter().chain(b)),
+        }
+    }
+}
+
+/// Orders SRV records by priority, and within a priority by the weighted
+/// random selection of RFC 2782. The first draw is `random` itself, so a
+/// test can pick the first choice; later draws follow from it.
+fn order_srv(mut records: Vec<SrvRecord>, random: u64) -> Vec<SrvRecord> {
+    records.sort_by_key(|r| r.priority);
+    let mut rng = SplitMix64(random);
+    let mut draw = Some(random);
+    let mut next_draw = move || draw.take().unwrap_or_else(|| rng.next_u64());
     let mut ordered = Vec::with_capacity(records.len());
-    while !records.is_empty() {
-        let priority = records[0].priority;
-        let end = records
-            .iter()
-            .position(|r| r.priority != priority)
-            .unwrap_or(records.len());
-        let mut group: Vec<SrvRecord> = records.drain(..end).collect();
+    let mut rest = records.into_iter().peekable();
+    while let Some(first) = rest.next() {
+        let priority = first.priority;
+        let mut group = vec![first];
+        while let Some(r) = rest.next_if(|r| r.priority == priority) {
+            group.push(r);
+        }
+        // Zero weights first, so they are chosen only when the draw is 0.
+        group.sort_by_key(|r| r.weight != 0);
         while !group.is_empty() {
-            let total: u64 = group.iter().map(|r| u64::from(r.weight)).sum();
-            random ^= random << 13;
-            random ^= random >> 7;
-            random ^= random << 17;
-            let mut pick = if total == 0 { 0 } else { random % (total + 1) };
-            let mut chosen = group.len() - 1;
-            for (i, r) in group.iter().enumerate() {
-                if u64::from(r.weight) >= pick {
-                    chosen = i;
-                    break;
-                }
-                pick -= u64::from(r.weight);
-            }
-            ordered.push(group.remove(chosen));
+            let sum: u64 = group.iter().map(|r| u64::from(r.weight)).sum();
+            let pick = next_draw() % (sum + 1);
+            let mut running = 0;
+            let index = group
+                .iter()
+                .position(|r| {
+                    running += u64::from(r.weight);
+                    running >= pick
+                })
+                .unwrap_or(0);
+            ordered.push(group.remove(index));
         }
     }
     ordered
@@ -168,8 +285,9 @@ fn order(mut records: Vec<SrvRecord>, mut random: u64) -> Vec<SrvRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
-    fn srv(priority: u16, weight: u16, port: u16, target: &str) -> SrvRecord {
+    fn rec(priority: u16, weight: u16, port: u16, target: &str) -> SrvRecord {
         SrvRecord {
             priority,
             weight,
@@ -178,116 +296,351 @@ mod tests {
         }
     }
 
-    fn addr(s: &str) -> SocketAddr {
-        s.parse().unwrap()
+    fn v4(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
     }
 
-    #[test]
-    fn srv_targets_are_tried_by_priority_a_before_aaaa() {
-        let mut t = Targets::new("example.org", 5222);
-        assert_eq!(
-            t.next_step(),
-            Step::Query("_xmpp-client._tcp.example.org".into(), Kind::Srv)
-        );
-        t.handle_answer(
-            Ok(Answer::Srv(vec![
-                srv(20, 0, 5223, "b.example.org"),
-                srv(10, 0, 5222, "a.example.org"),
-            ])),
-            1,
-        );
-        assert_eq!(t.next_step(), Step::Query("a.example.org".into(), Kind::A));
-        t.handle_answer(
-            Ok(Answer::Addrs(vec![
-                [10, 0, 0, 1].into(),
-                [10, 0, 0, 2].into(),
-            ])),
-            1,
-        );
-        assert_eq!(t.next_step(), Step::Connect(addr("10.0.0.1:5222")));
-        assert_eq!(t.next_step(), Step::Connect(addr("10.0.0.2:5222")));
-        assert_eq!(
-            t.next_step(),
-            Step::Query("a.example.org".into(), Kind::Aaaa)
-        );
-        t.handle_answer(Ok(Answer::Addrs(vec![])), 1);
-        assert_eq!(t.next_step(), Step::Query("b.example.org".into(), Kind::A));
-        t.handle_answer(Err(Error::Failed), 1);
-        assert_eq!(
-            t.next_step(),
-            Step::Query("b.example.org".into(), Kind::Aaaa)
-        );
-        t.handle_answer(Ok(Answer::Addrs(vec!["::1".parse().unwrap()])), 1);
-        assert_eq!(t.next_step(), Step::Connect(addr("[::1]:5223")));
-        assert_eq!(t.next_step(), Step::Exhausted);
+    fn v6(last: u16) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last))
     }
 
-    #[test]
-    fn without_srv_records_the_domain_itself_on_5222() {
-        for answer in [Ok(Answer::Srv(vec![])), Err(Error::Failed)] {
-            let mut t = Targets::new("fallback.test", 5222);
-            t.next_step();
-            t.handle_answer(answer, 1);
-            assert_eq!(t.next_step(), Step::Query("fallback.test".into(), Kind::A));
-            t.handle_answer(Ok(Answer::Addrs(vec![[127, 0, 0, 1].into()])), 1);
-            assert_eq!(t.next_step(), Step::Connect(addr("127.0.0.1:5222")));
-        }
+    fn sa(ip: IpAddr, port: u16) -> Step {
+        Step::Connect(SocketAddr::new(ip, port))
     }
 
-    #[test]
-    fn a_dot_target_means_no_service() {
-        let mut t = Targets::new("example.org", 5222);
-        t.next_step();
-        t.handle_answer(Ok(Answer::Srv(vec![srv(0, 0, 0, ".")])), 1);
-        assert_eq!(t.next_step(), Step::Exhausted);
-    }
-
-    #[test]
-    fn ip_literals_connect_directly() {
-        let mut t = Targets::new("127.0.0.1", 5222);
-        assert_eq!(t.next_step(), Step::Connect(addr("127.0.0.1:5222")));
-        assert_eq!(t.next_step(), Step::Exhausted);
-    }
-
-    #[test]
-    fn weights_spread_the_choice_within_a_priority() {
-        let records = vec![
-            srv(1, 90, 1, "heavy"),
-            srv(1, 10, 1, "light"),
-            srv(0, 5, 1, "first"),
-        ];
-        let mut heavy_first = 0;
-        for seed in 1..=200u64 {
-            let ordered = order(records.clone(), seed * 7919);
-            assert_eq!(ordered[0].target, "first");
-            assert_eq!(ordered.len(), 3);
-            heavy_first += usize::from(ordered[1].target == "heavy");
-        }
-        assert!(
-            (150..200).contains(&heavy_first),
-            "heavy first {heavy_first}/200"
-        );
-    }
-
-    #[test]
-    fn a_hostile_answer_cannot_make_it_loop() {
-        let mut t = Targets::new("example.org", 5222);
-        t.next_step();
-        let many: Vec<SrvRecord> = (0..100)
-            .map(|i| srv(1, 1, 5222, &format!("h{i}.example.org")))
-            .collect();
-        t.handle_answer(Ok(Answer::Srv(many)), 3);
-        let mut steps = 0;
-        loop {
-            match t.next_step() {
-                Step::Query(..) => {
-                    t.handle_answer(Ok(Answer::Addrs(vec![[10, 0, 0, 1].into(); 10])), 3)
+    /// Runs `targets` to the end: `dns` answers every lookup, every connect
+    /// fails. Returns all steps, the final Exhausted included.
+    fn drive(
+        targets: &mut Targets,
+        random: u64,
+        dns: impl Fn(&str, Kind) -> Result<Answer, Error>,
+    ) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for _ in 0..500 {
+            let step = targets.next_step();
+            steps.push(step.clone());
+            match step {
+                Step::Query(name, kind) => {
+                    assert_eq!(targets.next_step(), Step::Wait);
+                    targets.handle_answer(dns(&name, kind), random);
                 }
-                Step::Connect(_) => {}
-                Step::Exhausted => break,
+                Step::Connect(_) => {
+                    assert_eq!(targets.next_step(), Step::Wait);
+                    targets.connect_failed();
+                }
+                Step::Wait => panic!("wait with nothing under way"),
+                Step::Exhausted(_) => return steps,
             }
-            steps += 1;
-            assert!(steps < 100, "unbounded");
         }
+        panic!("did not end: {steps:?}");
+    }
+
+    fn query(name: &str, kind: Kind) -> Step {
+        Step::Query(name.into(), kind)
+    }
+
+    fn srv_query() -> Step {
+        query("_xmpp-client._tcp.example.com", Kind::Srv)
+    }
+
+    fn queried_hosts(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Query(name, Kind::A) => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn srv_targets_are_tried_by_priority() {
+        let mut t = Targets::new("example.com", XMPP_CLIENT_PORT);
+        let steps = drive(&mut t, 0, |name, kind| match (name, kind) {
+            (_, Kind::Srv) => Ok(Answer::Srv(vec![
+                rec(20, 0, 5300, "late.example.com"),
+                rec(10, 0, 5301, "first.example.com"),
+                rec(10, 0, 5302, "second.example.com"),
+            ])),
+            (_, Kind::Aaaa) => Ok(Answer::Addrs(vec![])),
+            ("first.example.com", Kind::A) => Ok(Answer::Addrs(vec![v4(1)])),
+            ("second.example.com", Kind::A) => Ok(Answer::Addrs(vec![v4(2)])),
+            (_, Kind::A) => Ok(Answer::Addrs(vec![v4(3)])),
+        });
+        assert_eq!(
+            steps,
+            vec![
+                srv_query(),
+                query("first.example.com", Kind::Aaaa),
+                query("first.example.com", Kind::A),
+                sa(v4(1), 5301),
+                query("second.example.com", Kind::Aaaa),
+                query("second.example.com", Kind::A),
+                sa(v4(2), 5302),
+                query("late.example.com", Kind::Aaaa),
+                query("late.example.com", Kind::A),
+                sa(v4(3), 5300),
+                Step::Exhausted(Error::ConnectFailed),
+            ]
+        );
+    }
+
+    #[test]
+    fn weights_choose_the_first_target_by_the_random_draw() {
+        let order = |random| {
+            let mut t = Targets::new("example.com", XMPP_CLIENT_PORT);
+            let steps = drive(&mut t, random, |_, kind| match kind {
+                Kind::Srv => Ok(Answer::Srv(vec![
+                    rec(0, 10, 5222, "light.example.com"),
+                    rec(0, 90, 5222, "heavy.example.com"),
+                ])),
+                _ => Ok(Answer::Addrs(vec![])),
+            });
+            assert_eq!(steps.last(), Some(&Step::Exhausted(Error::NoAddresses)));
+            queried_hosts(&steps)
+        };
+        let light_first = vec![
+            "light.example.com".to_owned(),
+            "heavy.example.com".to_owned(),
+        ];
+        let heavy_first = vec![
+            "heavy.example.com".to_owned(),
+            "light.example.com".to_owned(),
+        ];
+        // Draws are taken modulo 101 (the weight sum plus one).
+        assert_eq!(order(0), light_first);
+        assert_eq!(order(10), light_first);
+        assert_eq!(order(11), heavy_first);
+        assert_eq!(order(100), heavy_first);
+        assert_eq!(order(101 + 5), light_first);
+    }
+
+    #[test]
+    fn zero_weight_is_chosen_only_on_a_zero_draw() {
+        let records = vec![rec(0, 5, 1, "weighted"), rec(0, 0, 2, "zero")];
+        let first = |random| order_srv(records.clone(), random)[0].target.clone();
+        assert_eq!(first(0), "zero");
+        assert_eq!(first(1), "weighted");
+        assert_eq!(first(5), "weighted");
+    }
+
+    #[test]
+    fn weighted_order_favours_heavy_targets_over_many_draws() {
+        let records = vec![rec(0, 1, 1, "light"), rec(0, 9, 2, "heavy")];
+        let mut rng = SplitMix64(42);
+        let heavy_first = (0..1000)
+            .filter(|_| order_srv(records.clone(), rng.next_u64())[0].target == "heavy")
+            .count();
+        assert!((800..=950).contains(&heavy_first), "{heavy_first}");
+    }
+
+    #[test]
+    fn no_srv_records_fall_back_to_the_domain_on_5222() {
+        let mut t = Targets::new("example.com.", XMPP_CLIENT_PORT);
+        let steps = drive(&mut t, 0, |name, kind| match kind {
+            Kind::Srv => Ok(Answer::Srv(vec![])),
+            Kind::Aaaa => Ok(Answer::Addrs(vec![])),
+            Kind::A => {
+                assert_eq!(name, "example.com");
+                Ok(Answer::Addrs(vec![v4(9)]))
+            }
+        });
+        assert_eq!(
+            steps,
+            vec![
+                srv_query(),
+                query("example.com", Kind::Aaaa),
+                query("example.com", Kind::A),
+                sa(v4(9), 5222),
+                Step::Exhausted(Error::ConnectFailed),
+            ]
+        );
+    }
+
+    #[test]
+    fn failed_srv_lookup_falls_back_too() {
+        let mut t = Targets::new("example.com", XMPP_CLIENT_PORT);
+        let steps = drive(&mut t, 0, |_, kind| match kind {
+            Kind::Srv => Err(Error::Timeout),
+            _ => Ok(Answer::Addrs(vec![v4(9)])),
+        });
+        assert_eq!(steps[3], sa(v4(9), 5222));
+    }
+
+    #[test]
+    fn sole_dot_target_means_no_service_and_no_fallback() {
+        let mut t = Targets::new("example.com", XMPP_CLIENT_PORT);
+        let steps = drive(&mut t, 0, |_, kind| match kind {
+            Kind::Srv => Ok(Answer::Srv(vec![rec(0, 0, 0, ".")])),
+            _ => panic!("no address lookup after a '.' target"),
+        });
+        assert_eq!(
+            steps,
+            vec![srv_query(), Step::Exhausted(Error::ServiceUnavailable)]
+        );
+        assert_eq!(t.next_step(), Step::Exhausted(Error::ServiceUnavailable));
+    }
+
+    #[test]
+    fn dot_among_real_targets_is_skipped() {
+        let mut t = Targets::new("example.com", XMPP_CLIENT_PORT);
+        let steps = drive(&mut t, 0, |_, kind| match kind {
+            Kind::Srv => Ok(Answer::Srv(vec![
+                rec(0, 0, 0, "."),
+                rec(1, 0, 5222, "real.example.com"),
+            ])),
+            _ => Ok(Answer::Addrs(vec![])),
+        });
+        assert_eq!(queried_hosts(&steps), vec!["real.example.com".to_owned()]);
+    }
+
+    #[test]
+    fn connect_failures_walk_every_address_alternating_families() {
+        let mut t = Targets::new("example.com", XMPP_CLIENT_PORT);
+        let steps = drive(&mut t, 0, |name, kind| match (name, kind) {
+            (_, Kind::Srv) => Ok(Answer::Srv(vec![
+                rec(0, 0, 5222, "a.example.com"),
+                rec(1, 0, 5223, "b.example.com"),
+            ])),
+            ("a.example.com", Kind::Aaaa) => Ok(Answer::Addrs(vec![v6(1), v6(2)])),
+            ("a.example.com", Kind::A) => Ok(Answer::Addrs(vec![v4(1), v4(2), v4(3)])),
+            // b repeats an address of a, but on another port: a new target.
+            (_, Kind::Aaaa) => Ok(Answer::Addrs(vec![])),
+            (_, Kind::A) => Ok(Answer::Addrs(vec![v4(1), v4(4)])),
+        });
+        let connects: Vec<_> = steps
+            .iter()
+            .filter(|s| matches!(s, Step::Connect(_)))
+            .cloned()
+            .collect();
+        assert_eq!(
+            connects,
+            vec![
+                sa(v6(1), 5222),
+                sa(v4(1), 5222),
+                sa(v6(2), 5222),
+                sa(v4(2), 5222),
+                sa(v4(3), 5222),
+                sa(v4(1), 5223),
+                sa(v4(4), 5223),
+            ]
+        );
+        assert_eq!(steps.last(), Some(&Step::Exhausted(Error::ConnectFailed)));
+        assert!(
+            !queried_hosts(&steps).contains(&"example.com".to_owned()),
+            "no fallback after srv"
+        );
+    }
+
+    #[test]
+    fn repeated_addresses_are_tried_once() {
+        let mut t = Targets::new("example.com", XMPP_CLIENT_PORT);
+        let steps = drive(&mut t, 0, |_, kind| match kind {
+            Kind::Srv => Ok(Answer::Srv(vec![
+                rec(0, 0, 5222, "a.example"),
+                rec(0, 0, 5222, "b.example"),
+            ])),
+            _ => Ok(Answer::Addrs(vec![v4(1), v4(1)])),
+        });
+        let connects = steps
+            .iter()
+            .filter(|s| matches!(s, Step::Connect(_)))
+            .count();
+        assert_eq!(connects, 1);
+    }
+
+    #[test]
+    fn connect_attempts_are_bounded() {
+        let mut t = Targets::new("example.com", XMPP_CLIENT_PORT);
+        let steps = drive(&mut t, 0, |_, kind| match kind {
+            Kind::Srv => Ok(Answer::Srv(vec![rec(0, 0, 5222, "many.example")])),
+            Kind::A => Ok(Answer::Addrs((0..=200).map(v4).collect())),
+            Kind::Aaaa => Ok(Answer::Addrs(vec![])),
+        });
+        let connects = steps
+            .iter()
+            .filter(|s| matches!(s, Step::Connect(_)))
+            .count();
+        assert_eq!(connects, MAX_CONNECT_ATTEMPTS as usize);
+        assert_eq!(steps.last(), Some(&Step::Exhausted(Error::TooManyAttempts)));
+    }
+
+    #[test]
+    fn srv_targets_considered_are_bounded() {
+        let mut t = Targets::new("example.com", XMPP_CLIENT_PORT);
+        let steps = drive(&mut t, 0, |_, kind| match kind {
+            Kind::Srv => Ok(Answer::Srv(
+                (0..500)
+                    .map(|i| rec(i, 0, 5222, &format!("h{i}.example")))
+                    .collect(),
+            )),
+            _ => Ok(Answer::Addrs(vec![])),
+        });
+        assert_eq!(queried_hosts(&steps).len(), MAX_CONNECT_ATTEMPTS as usize);
+        assert_eq!(steps.last(), Some(&Step::Exhausted(Error::NoAddresses)));
+    }
+
+    #[test]
+    fn ip_literal_domains_connect_directly() {
+        for (domain, ip) in [
+            ("127.0.0.1", IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ("[::1]", IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            ("::1", IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        ] {
+            let mut t = Targets::new(domain, 5333);
+            let steps = drive(&mut t, 0, |_, _| panic!("no lookup for an ip literal"));
+            assert_eq!(
+                steps,
+                vec![sa(ip, 5333), Step::Exhausted(Error::ConnectFailed)],
+                "{domain}"
+            );
+        }
+    }
+
+    #[test]
+    fn lookup_errors_are_reported_when_no_address_was_found() {
+        let mut t = Targets::new("example.com", XMPP_CLIENT_PORT);
+        let steps = drive(&mut t, 0, |_, kind| match kind {
+            Kind::Srv => Ok(Answer::Srv(vec![])),
+            _ => Err(Error::ServerFailure(2)),
+        });
+        assert_eq!(
+            steps.last(),
+            Some(&Step::Exhausted(Error::ServerFailure(2)))
+        );
+    }
+
+    #[test]
+    fn aaaa_failure_still_tries_a() {
+        let mut t = Targets::new("example.com", XMPP_CLIENT_PORT);
+        let steps = drive(&mut t, 0, |_, kind| match kind {
+            Kind::Srv => Ok(Answer::Srv(vec![])),
+            Kind::Aaaa => Err(Error::Timeout),
+            Kind::A => Ok(Answer::Addrs(vec![v4(1)])),
+        });
+        assert!(steps.contains(&sa(v4(1), 5222)));
+        assert_eq!(steps.last(), Some(&Step::Exhausted(Error::ConnectFailed)));
+    }
+
+    #[test]
+    fn stray_outcomes_are_ignored() {
+        let mut t = Targets::new("example.com", XMPP_CLIENT_PORT);
+        t.connect_failed();
+        t.handle_answer(Ok(Answer::Addrs(vec![v4(1)])), 0);
+        assert_eq!(t.next_step(), srv_query());
+        t.connect_failed();
+        assert_eq!(t.next_step(), Step::Wait);
+        t.handle_answer(Ok(Answer::Srv(vec![])), 0);
+        assert_eq!(t.next_step(), query("example.com", Kind::Aaaa));
+        t.handle_answer(Ok(Answer::Srv(vec![rec(0, 0, 1, "x")])), 0);
+        assert_eq!(t.next_step(), query("example.com", Kind::A));
+        t.handle_answer(Ok(Answer::Addrs(vec![v4(1)])), 0);
+        assert_eq!(t.next_step(), sa(v4(1), 5222));
+        t.handle_answer(Ok(Answer::Addrs(vec![v4(2)])), 0);
+        assert_eq!(
+            t.next_step(),
+            Step::Wait,
+            "an answer does not end a connect"
+        );
     }
 }

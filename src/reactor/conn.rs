@@ -541,7 +541,9 @@ impl Conn {
         loop {
             let step = match self.dial.as_mut() {
                 None => return,
-                Some(Dial::Route(addrs)) => addrs.next().map_or(Step::Exhausted, Step::Connect),
+                Some(Dial::Route(addrs)) => addrs
+                    .next()
+                    .map_or(Step::Exhausted(dns::Error::ConnectFailed), Step::Connect),
                 Some(Dial::Dns(targets)) => targets.next_step(),
             };
             match step {
@@ -551,13 +553,18 @@ impl Conn {
                 }
                 Step::Connect(addr) => match self.start_connect(addr, shared) {
                     Ok(()) => return,
-                    // The next step is the next address.
-                    Err(e) => debug!("session {}: connect {addr} failed: {e}", self.number),
+                    Err(e) => {
+                        debug!("session {}: connect {addr} failed: {e}", self.number);
+                        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
+                            targets.connect_failed();
+                        }
+                    }
                 },
-                Step::Exhausted => {
+                Step::Wait => return,
+                Step::Exhausted(why) => {
                     self.dial = None;
                     if let Phase::WebSocket(session) = &mut self.phase {
-                        let why = format!("no server reachable for {}", session.domain());
+                        let why = format!("{}: {why}", session.domain());
                         session.backend_failed(why);
                     }
                     return;
@@ -637,6 +644,9 @@ impl Conn {
             let _ = shared.registry.deregister(&mut backend.stream);
         }
         self.connecting = None;
+        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
+            targets.connect_failed();
+        }
         self.advance_dial(shared);
     }
 }

@@ -128,7 +128,7 @@ impl Server {
             dns,
             settings,
             scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
-            random: Rng::new(seed()),
+            random: Rng::new(dns::random_seed()),
             next_generation: 0,
             sessions_started: 0,
             accept_pending: false,
@@ -424,19 +424,11 @@ fn open_dns(config: &Config, registry: &Registry) -> Result<DnsClient, String> {
             attempts: config.dns.attempts,
             max_cache_entries: config.dns.cache_entries,
         },
-        seed(),
+        dns::random_seed(),
     );
     Ok(DnsClient {
         resolver,
         socket,
         queries: HashMap::new(),
     })
-}
-
-/// Seed for ids: the clock and the process id are enough to spread them.
-fn seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
 }
