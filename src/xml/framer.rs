@@ -93,7 +93,7 @@ impl Framer {
     /// drops whatever it still buffered of the old stream.
     pub fn reset(&mut self) {
         self.phase = Self::first_phase(self.mode);
-        self.finish_unit(0);
+        self.finish_unit();
         self.valid_to = 0;
     }
 
@@ -138,7 +138,7 @@ impl Framer {
                 }
                 self.validate(input, frame.len)?;
                 self.valid_to -= frame.len.min(self.valid_to);
-                self.finish_unit(frame.len);
+                self.finish_unit();
                 Ok(Some(frame))
             }
             Step::NeedMore => {
@@ -168,7 +168,7 @@ impl Framer {
         Ok(())
     }
 
-    fn finish_unit(&mut self, _len: usize) {
+    fn finish_unit(&mut self) {
         self.resume = 0;
         self.stack.clear();
         self.waited_len = 0;

@@ -157,7 +157,9 @@ pub(crate) fn qname(bytes: &[u8], start: usize) -> Result<Option<QName>, Error> 
         let Some(&b) = bytes.get(i) else {
             return Ok(None);
         };
-        let first = i == start;
+        // The prefix and the local part are each an NCName: each starts
+        // with a NameStartChar.
+        let first = i == start || colon.is_some_and(|c| c + 1 == i);
         if class(b) & HIGH != 0 {
             let Some((c, len)) = char_at(bytes, i)? else {
                 return Ok(None);
@@ -174,8 +176,8 @@ pub(crate) fn qname(bytes: &[u8], start: usize) -> Result<Option<QName>, Error> 
             continue;
         }
         let wanted = if first { NAME_START } else { NAME };
-        if class(b) & wanted == 0 {
-            if first {
+        if class(b) & wanted == 0 || (first && b == b':') {
+            if i == start || first {
                 return Err(Error::Malformed("expected a name"));
             }
             break;
@@ -188,13 +190,7 @@ pub(crate) fn qname(bytes: &[u8], start: usize) -> Result<Option<QName>, Error> 
         }
         i += 1;
     }
-    let local = match colon {
-        Some(c) if c == start || c + 1 == i => {
-            return Err(Error::Malformed("empty prefix or local name"))
-        }
-        Some(c) => c + 1,
-        None => start,
-    };
+    let local = colon.map_or(start, |c| c + 1);
     Ok(Some(QName {
         start,
         local,
