@@ -726,7 +726,7 @@ fn framer_agrees_with_xmlparser_on_mutated_stanzas() {
         let expected = reference_accepts(&input);
         let whole = framer_accepts(&[&input]);
         assert_eq!(
-            whole.clone().unwrap_or(false),
+            whole.unwrap_or(false),
             expected,
             "{:?} framer {whole:?}",
             String::from_utf8_lossy(&input)
@@ -735,7 +735,7 @@ fn framer_agrees_with_xmlparser_on_mutated_stanzas() {
         let split = framer_accepts(&bytes);
         // Which of two faults is found first may depend on the reads.
         assert_eq!(
-            split.clone().unwrap_or(false),
+            split.unwrap_or(false),
             expected,
             "byte at a time differs on {:?}",
             String::from_utf8_lossy(&input)
