@@ -16,7 +16,12 @@
 //! ones; CDATA sections are allowed), the well-formedness a tokenizer can see,
 //! valid UTF-8 (a character split across reads is normal) and the configured
 //! [`Limits`]. Each refusal is an [`Error`] that names its RFC 6120 §4.9.3
-//! stream error condition.
+//! stream error condition. Not checked: namespace prefixes bound to nothing
+//! (the server refuses those with `bad-namespace-prefix`).
+//!
+//! Stanzas are scanned by a byte-level lexer (about twice xmlparser's
+//! tokenize rate); xmlparser reads the stream header and serves [`children`].
+//! A differential test holds the lexer to xmlparser's verdicts.
 
 mod framer;
 mod inspect;
