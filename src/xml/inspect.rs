@@ -127,18 +127,6 @@ pub fn unescape(value: &str) -> Result<Cow<'_, str>, Error> {
     Ok(Cow::Owned(out))
 }
 
-/// Bytes spanned by the allowed reference at the start of `s` (which starts
-/// with `&`); the five predefined entities take a fast path.
-pub(crate) fn reference_len(s: &str) -> Result<usize, Error> {
-    let after = s.as_bytes().get(1..).unwrap_or_default();
-    for name in [&b"amp;"[..], b"lt;", b"gt;", b"quot;", b"apos;"] {
-        if after.starts_with(name) {
-            return Ok(1 + name.len());
-        }
-    }
-    reference(s).map(|(_, len)| len)
-}
-
 /// Decode the reference at the start of `s` (which starts with `&`): the
 /// character and the bytes it spans.
 fn reference(s: &str) -> Result<(char, usize), Error> {
@@ -147,20 +135,25 @@ fn reference(s: &str) -> Result<(char, usize), Error> {
     let window = s.get(1..).unwrap_or("");
     let Some(semi) = window.bytes().take(12).position(|b| b == b';') else {
         return Err(
-            if window.starts_with(|c: char| c == '_' || c.is_alphabetic()) {
+            if window.starts_with(|c: char| c == '_' || c == ':' || c.is_alphabetic()) {
                 Error::Restricted(Restricted::EntityReference)
             } else {
                 Error::InvalidReference
             },
         );
     };
-    let name = &window[..semi];
-    let c = match name {
-        "lt" => '<',
-        "gt" => '>',
-        "amp" => '&',
-        "apos" => '\'',
-        "quot" => '"',
+    let c = decode_reference(window.get(..semi).unwrap_or_default())?;
+    Ok((c, semi + 2))
+}
+
+/// The character a reference names, given what stands between `&` and `;`.
+pub(crate) fn decode_reference(name: &str) -> Result<char, Error> {
+    match name {
+        "lt" => Ok('<'),
+        "gt" => Ok('>'),
+        "amp" => Ok('&'),
+        "apos" => Ok('\''),
+        "quot" => Ok('"'),
         _ => {
             if let Some(num) = name.strip_prefix('#') {
                 let code = match num.strip_prefix('x') {
@@ -174,15 +167,14 @@ fn reference(s: &str) -> Result<(char, usize), Error> {
                 code.ok()
                     .and_then(char::from_u32)
                     .filter(|&c| is_xml_char(c))
-                    .ok_or(Error::InvalidReference)?
+                    .ok_or(Error::InvalidReference)
             } else if name.starts_with(|c: char| c == '_' || c == ':' || c.is_alphabetic()) {
-                return Err(Error::Restricted(Restricted::EntityReference));
+                Err(Error::Restricted(Restricted::EntityReference))
             } else {
-                return Err(Error::InvalidReference);
+                Err(Error::InvalidReference)
             }
         }
-    };
-    Ok((c, semi + 2))
+    }
 }
 
 /// XML 1.0 §2.2 `Char`.

@@ -16,10 +16,16 @@
 //! ones; CDATA sections are allowed), the well-formedness a tokenizer can see,
 //! valid UTF-8 (a character split across reads is normal) and the configured
 //! [`Limits`]. Each refusal is an [`Error`] that names its RFC 6120 §4.9.3
-//! stream error condition.
+//! stream error condition. Not checked: namespace prefixes bound to nothing
+//! (the server refuses those with `bad-namespace-prefix`).
+//!
+//! Stanzas are scanned by a byte-level lexer (about twice xmlparser's
+//! tokenize rate); xmlparser reads the stream header and serves [`children`].
+//! A differential test holds the lexer to xmlparser's verdicts.
 
 mod framer;
 mod inspect;
+mod lex;
 
 pub use framer::Framer;
 pub use inspect::{children, splice_namespaces, unescape, Child};
@@ -202,8 +208,10 @@ pub enum Restricted {
 pub enum Error {
     /// Bytes that are not UTF-8 (RFC 6120 §11.6).
     InvalidUtf8,
-    /// Malformed XML as the tokenizer reports it.
+    /// Malformed XML as xmlparser reports it (stream header, [`children`]).
     Syntax(xmlparser::Error),
+    /// Malformed XML as the framer's scanner finds it.
+    Malformed(&'static str),
     /// An end tag that does not match the open element.
     MismatchedEndTag,
     /// An end tag with no open element (other than `</stream:stream>`).
@@ -237,6 +245,7 @@ impl Error {
         match self {
             Error::InvalidUtf8 => "unsupported-encoding",
             Error::Syntax(_)
+            | Error::Malformed(_)
             | Error::MismatchedEndTag
             | Error::UnexpectedEndTag
             | Error::DuplicateAttribute
@@ -255,6 +264,7 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidUtf8 => f.write_str("invalid utf-8"),
             Error::Syntax(e) => write!(f, "malformed xml: {e}"),
+            Error::Malformed(what) => write!(f, "malformed xml: {what}"),
             Error::MismatchedEndTag => f.write_str("end tag does not match the open element"),
             Error::UnexpectedEndTag => f.write_str("end tag without an open element"),
             Error::TextOutsideElement => f.write_str("character data outside any element"),

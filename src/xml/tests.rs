@@ -281,12 +281,33 @@ fn malformed_xml_is_refused_as_not_well_formed() {
     for body in [
         "<message a=1/>",
         "<message a='1'b='2'/>",
+        "<message a/>",
         "<message><1a/></message>",
+        "< message/>",
+        "<message/ >",
+        "<a:b:c/>",
+        "<:a/>",
+        "<m a='<'/>",
+        "<m>]]></m>",
         "<m>\u{1}</m>",
+        "<m a='\u{0}'/>",
+        "<m>\u{FFFE}</m>",
+        "<m><!x></m>",
+        "<m></m >x",
     ] {
         let err = stream_error(body);
-        assert!(matches!(err, Error::Syntax(_)), "{body}: {err:?}");
-        assert_eq!(err.condition(), "not-well-formed");
+        assert!(
+            matches!(err, Error::Malformed(_) | Error::TextOutsideElement),
+            "{body}: {err:?}"
+        );
+        assert_eq!(
+            err.condition(),
+            if matches!(err, Error::Malformed(_)) {
+                "not-well-formed"
+            } else {
+                "bad-format"
+            }
+        );
     }
     assert_eq!(stream_error("hello<message/>"), Error::TextOutsideElement);
     assert_eq!(
@@ -567,4 +588,164 @@ fn errors_display_in_lower_case() {
         let s = e.to_string();
         assert_eq!(s, s.to_lowercase());
     }
+}
+
+/// Names as XML Namespaces §4 `QName` has them (xmlparser allows a
+/// leading ':'; the framer does not).
+fn is_qname(name: &str) -> bool {
+    let mut parts = name.split(':');
+    parts.all(|part| !part.is_empty()) && name.matches(':').count() <= 1
+}
+
+/// What the framer should decide for input meant to be exactly one
+/// standalone element, judged by xmlparser plus RFC 6120 §11.1.
+fn reference_accepts(input: &[u8]) -> bool {
+    use xmlparser::{ElementEnd, Token, Tokenizer};
+    let Ok(text) = std::str::from_utf8(input) else {
+        return false;
+    };
+    let mut stack: Vec<&str> = Vec::new();
+    let mut attrs: Vec<&str> = Vec::new();
+    let mut roots = 0;
+    for token in Tokenizer::from_fragment(text, 0..text.len()) {
+        let Ok(token) = token else {
+            return false;
+        };
+        match token {
+            Token::ElementStart { span, .. } => {
+                if stack.is_empty() {
+                    roots += 1;
+                }
+                if !is_qname(&span.as_str()[1..]) {
+                    return false;
+                }
+                stack.push(&span.as_str()[1..]);
+                attrs.clear();
+            }
+            Token::Attribute {
+                span, local, value, ..
+            } => {
+                let name = &text[span.start()..local.end()];
+                if !is_qname(name) || attrs.contains(&name) || unescape(value.as_str()).is_err() {
+                    return false;
+                }
+                attrs.push(name);
+            }
+            Token::ElementEnd { end, span } => match end {
+                ElementEnd::Open => {}
+                ElementEnd::Empty => {
+                    stack.pop();
+                }
+                ElementEnd::Close(_, local) => {
+                    let name = &text[span.start() + 2..local.end()];
+                    if stack.pop() != Some(name) {
+                        return false;
+                    }
+                }
+            },
+            Token::Text { text: t } => {
+                if stack.is_empty() || unescape(t.as_str()).is_err() {
+                    return false;
+                }
+            }
+            Token::Cdata { .. } if !stack.is_empty() => {}
+            _ => return false,
+        }
+    }
+    roots == 1 && stack.is_empty()
+}
+
+/// The framer's verdict on `input` as one standalone element: accepted
+/// only as exactly one element frame covering all of it.
+fn framer_accepts(chunks: &[&[u8]]) -> Result<bool, Error> {
+    let frames = run(&mut Framer::new(Mode::Fragments, Limits::default()), chunks)?;
+    let total: usize = chunks.iter().map(|c| c.len()).sum();
+    Ok(matches!(frames.as_slice(), [(bytes, FrameKind::Element(_))] if bytes.len() == total))
+}
+
+#[test]
+fn framer_agrees_with_xmlparser_on_mutated_stanzas() {
+    let seeds: [&[u8]; 5] = [
+        b"<message from='a@b/c' to=\"d@e\" type='chat'><body>hi &amp; bye &#233;</body></message>",
+        b"<iq type='get' id='1'><query xmlns='jabber:iq:roster'><item jid='x@y' name='&lt;3'/></query></iq>",
+        "<presence><status>caf\u{e9} \u{1F600}</status><x:y xmlns:x='u'/></presence>".as_bytes(),
+        b"<m><![CDATA[a<b&c]]]]><![CDATA[>]]></m >",
+        b"<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+    ];
+    let alphabet: &[&[u8]] = &[
+        b"<",
+        b">",
+        b"/",
+        b"'",
+        b"\"",
+        b"=",
+        b"&",
+        b";",
+        b":",
+        b"!",
+        b"?",
+        b"[",
+        b"]",
+        b"-",
+        b"x",
+        b" ",
+        b"\t",
+        b"#",
+        b"\x01",
+        b"\xC3",
+        "\u{e9}".as_bytes(),
+        b"\xEF\xBF\xBE",
+        b"1",
+        b".",
+    ];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut random = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..20_000 {
+        let mut input = seeds[round % seeds.len()].to_vec();
+        for _ in 0..1 + random(3) {
+            let at = random(input.len() + 1);
+            let piece = alphabet[random(alphabet.len())];
+            match random(3) {
+                0 if at < input.len() => {
+                    input.remove(at);
+                }
+                1 if at < input.len() => {
+                    input.splice(at..at + 1, piece.iter().copied());
+                }
+                _ => {
+                    input.splice(at..at, piece.iter().copied());
+                }
+            }
+        }
+        let expected = reference_accepts(&input);
+        let whole = framer_accepts(&[&input]);
+        assert_eq!(
+            whole.unwrap_or(false),
+            expected,
+            "{:?} framer {whole:?}",
+            String::from_utf8_lossy(&input)
+        );
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        let split = framer_accepts(&bytes);
+        // Which of two faults is found first may depend on the reads.
+        assert_eq!(
+            split.unwrap_or(false),
+            expected,
+            "byte at a time differs on {:?}",
+            String::from_utf8_lossy(&input)
+        );
+        if expected {
+            accepted += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    // The mutations exercise both outcomes.
+    assert!(accepted > 1000 && refused > 1000, "{accepted} {refused}");
 }
