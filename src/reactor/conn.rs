@@ -21,13 +21,16 @@ use crate::websocket;
 /// Reads per socket per wake-up before yielding to other connections.
 const READ_BUDGET: usize = 16;
 
-/// What the reactor lends a connection while driving it.
-pub struct Shared<'a> {
-    pub registry: &'a Registry,
-    pub settings: &'a Settings,
-    pub dns: &'a mut DnsClient,
-    pub scratch: &'a mut [u8],
-    pub random: &'a mut Rng,
+/// The parts of the reactor every connection uses while it is driven:
+/// owned by the reactor, lent whole, apart from the connection slab.
+pub struct Shared {
+    pub registry: Registry,
+    pub settings: Settings,
+    pub dns: DnsClient,
+    /// The one read buffer all sockets share.
+    pub scratch: Box<[u8]>,
+    pub random: Rng,
+    /// The time of the current wake-up.
     pub now: Instant,
 }
 
@@ -320,11 +323,13 @@ impl Conn {
 
     /// Read from the client while allowed; `true` when bytes came in.
     fn read_client(&mut self, shared: &mut Shared) -> bool {
-        if !self.client.readable || self.closing.is_some() || !self.client_may_read(shared.settings)
+        if !self.client.readable
+            || self.closing.is_some()
+            || !self.client_may_read(&shared.settings)
         {
             return false;
         }
-        match io::read(&mut self.client.stream, shared.scratch) {
+        match io::read(&mut self.client.stream, &mut shared.scratch) {
             Io::Progress(n) => {
                 let bytes = &shared.scratch[..n];
                 match &mut self.phase {
@@ -378,7 +383,7 @@ impl Conn {
         {
             return false;
         }
-        match io::read(&mut backend.stream, shared.scratch) {
+        match io::read(&mut backend.stream, &mut shared.scratch) {
             Io::Progress(n) => {
                 session.handle_backend_input(&shared.scratch[..n]);
                 true
@@ -440,7 +445,7 @@ impl Conn {
 
     /// Answer one request; `true` when it upgraded the connection.
     fn handle_request(&mut self, request: &http::Request, shared: &mut Shared) -> bool {
-        let settings = shared.settings;
+        let settings = &shared.settings;
         let keep_alive = request.keep_alive;
         if request.path == settings.websocket_path {
             let upgrade = websocket::UpgradeRequest {

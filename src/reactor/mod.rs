@@ -71,15 +71,11 @@ impl DnsClient {
 
 pub struct Server {
     poll: Poll,
-    registry: Registry,
     listener: TcpListener,
     local_addr: SocketAddr,
     conns: Slab<Conn>,
     wheel: Wheel<ConnKey>,
-    dns: DnsClient,
-    settings: Settings,
-    scratch: Box<[u8]>,
-    random: Rng,
+    shared: Shared,
     next_generation: u32,
     sessions_started: u64,
     /// The listener may hold connections not accepted yet (edge-triggered:
@@ -120,15 +116,18 @@ impl Server {
         let now = Instant::now();
         Ok(Server {
             poll,
-            registry,
             listener,
             local_addr,
             conns: Slab::new(),
             wheel: Wheel::new(now, WHEEL_TICK, WHEEL_SLOTS),
-            dns,
-            settings,
-            scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
-            random: Rng::new(dns::random_seed()),
+            shared: Shared {
+                registry,
+                settings,
+                dns,
+                scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
+                random: Rng::new(dns::random_seed()),
+                now,
+            },
             next_generation: 0,
             sessions_started: 0,
             accept_pending: false,
@@ -161,10 +160,11 @@ impl Server {
                 return Err(e);
             }
             let now = Instant::now();
+            self.shared.now = now;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_pending = true,
-                    DNS => self.read_dns(now),
+                    DNS => self.read_dns(),
                     WAKER => {}
                     token => {
                         let Some((key, side)) = ConnKey::from_token(token) else {
@@ -179,41 +179,44 @@ impl Server {
                         let writable =
                             event.is_writable() || event.is_write_closed() || event.is_error();
                         conn.mark_ready(side, readable, writable);
-                        self.drive(key, now);
+                        self.drive(key);
                     }
                 }
             }
             if self.accept_pending {
-                self.accept(now);
+                self.accept();
             }
             for key in std::mem::take(&mut self.again) {
-                self.drive(key, now);
+                self.drive(key);
             }
-            self.fire_timers(now);
-            self.service_dns(now);
+            self.fire_timers();
+            self.service_dns();
         }
         Ok(())
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         if !self.again.is_empty()
-            || (self.accept_pending && self.conns.len() < self.settings.max_connections)
+            || (self.accept_pending && self.conns.len() < self.shared.settings.max_connections)
         {
             return Some(Duration::ZERO);
         }
-        let next = match (self.wheel.next_deadline(), self.dns.resolver.poll_timeout()) {
+        let next = match (
+            self.wheel.next_deadline(),
+            self.shared.dns.resolver.poll_timeout(),
+        ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         next.map(|deadline| deadline.saturating_duration_since(now))
     }
 
-    fn accept(&mut self, now: Instant) {
+    fn accept(&mut self) {
         for _ in 0..ACCEPT_BUDGET {
-            if self.conns.len() >= self.settings.max_connections {
+            if self.conns.len() >= self.shared.settings.max_connections {
                 debug!(
                     "connection limit {} reached: accept paused",
-                    self.settings.max_connections
+                    self.shared.settings.max_connections
                 );
                 return;
             }
@@ -237,16 +240,8 @@ impl Server {
             self.next_generation = self.next_generation.wrapping_add(1);
             let key = ConnKey::new(entry.key(), self.next_generation);
             self.sessions_started += 1;
-            let shared = Shared {
-                registry: &self.registry,
-                settings: &self.settings,
-                dns: &mut self.dns,
-                scratch: &mut self.scratch,
-                random: &mut self.random,
-                now,
-            };
-            let mut conn = Conn::new(key, self.sessions_started, stream, peer, &shared);
-            if let Err(e) = conn.register(&self.registry) {
+            let mut conn = Conn::new(key, self.sessions_started, stream, peer, &self.shared);
+            if let Err(e) = conn.register(&self.shared.registry) {
                 warn!("cannot register connection from {peer}: {e}");
                 continue;
             }
@@ -257,25 +252,17 @@ impl Server {
     }
 
     /// Drive one connection and settle what it asked for.
-    fn drive(&mut self, key: ConnKey, now: Instant) {
+    fn drive(&mut self, key: ConnKey) {
         let Some(conn) = live(&mut self.conns, key) else {
             return;
         };
-        let mut shared = Shared {
-            registry: &self.registry,
-            settings: &self.settings,
-            dns: &mut self.dns,
-            scratch: &mut self.scratch,
-            random: &mut self.random,
-            now,
-        };
-        match conn.drive(&mut shared) {
+        match conn.drive(&mut self.shared) {
             Outcome::Keep => self.rearm(key),
             Outcome::Again => {
                 self.again.push(key);
                 self.rearm(key);
             }
-            Outcome::Finish(reason) => self.finish(key, &reason, now),
+            Outcome::Finish(reason) => self.finish(key, &reason),
         }
     }
 
@@ -296,7 +283,8 @@ impl Server {
         }
     }
 
-    fn fire_timers(&mut self, now: Instant) {
+    fn fire_timers(&mut self) {
+        let now = self.shared.now;
         let mut expired = Vec::new();
         self.wheel.advance(now, &mut expired);
         for key in expired {
@@ -304,42 +292,38 @@ impl Server {
                 continue;
             };
             conn.timer = None;
-            let mut shared = Shared {
-                registry: &self.registry,
-                settings: &self.settings,
-                dns: &mut self.dns,
-                scratch: &mut self.scratch,
-                random: &mut self.random,
-                now,
-            };
-            match conn.handle_timeout(&mut shared) {
-                Some(reason) => self.finish(key, &reason, now),
-                None => self.drive(key, now),
+            match conn.handle_timeout(&mut self.shared) {
+                Some(reason) => self.finish(key, &reason),
+                None => self.drive(key),
             }
         }
     }
 
-    fn finish(&mut self, key: ConnKey, reason: &str, now: Instant) {
+    fn finish(&mut self, key: ConnKey, reason: &str) {
+        let now = self.shared.now;
         let Some(mut conn) = self.conns.try_remove(key.index as usize) else {
             return;
         };
         conn.log_end(reason, now);
-        conn.deregister(&self.registry);
+        conn.deregister(&self.shared.registry);
         if let Some((id, _)) = conn.timer.take() {
             self.wheel.cancel(id);
         }
     }
 
-    fn read_dns(&mut self, now: Instant) {
-        let Some(socket) = self.dns.socket.as_ref() else {
+    fn read_dns(&mut self) {
+        let now = self.shared.now;
+        let Some(socket) = self.shared.dns.socket.as_ref() else {
             return;
         };
         for _ in 0..DNS_BUDGET {
-            match socket.recv_from(&mut self.scratch) {
-                Ok((n, from)) => self
-                    .dns
-                    .resolver
-                    .handle_datagram(now, from, &self.scratch[..n]),
+            match socket.recv_from(&mut self.shared.scratch) {
+                Ok((n, from)) => {
+                    self.shared
+                        .dns
+                        .resolver
+                        .handle_datagram(now, from, &self.shared.scratch[..n])
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
@@ -348,36 +332,29 @@ impl Server {
 
     /// Send queued queries, apply timeouts and hand answers to their
     /// connections (an answer may start another query: loop, bounded).
-    fn service_dns(&mut self, now: Instant) {
-        self.dns.resolver.handle_timeout(now);
+    fn service_dns(&mut self) {
+        let now = self.shared.now;
+        self.shared.dns.resolver.handle_timeout(now);
         for _ in 0..DNS_BUDGET {
             let mut progress = false;
-            while let Some((server, datagram)) = self.dns.resolver.poll_transmit() {
+            while let Some((server, datagram)) = self.shared.dns.resolver.poll_transmit() {
                 progress = true;
-                if let Some(socket) = self.dns.socket.as_ref() {
+                if let Some(socket) = self.shared.dns.socket.as_ref() {
                     if let Err(e) = socket.send_to(&datagram, server) {
                         debug!("dns send to {server} failed: {e}");
                     }
                 }
             }
-            while let Some((id, answer)) = self.dns.resolver.poll_answer() {
+            while let Some((id, answer)) = self.shared.dns.resolver.poll_answer() {
                 progress = true;
-                let Some(key) = self.dns.queries.remove(&id) else {
+                let Some(key) = self.shared.dns.queries.remove(&id) else {
                     continue;
                 };
                 let Some(conn) = live(&mut self.conns, key) else {
                     continue;
                 };
-                let mut shared = Shared {
-                    registry: &self.registry,
-                    settings: &self.settings,
-                    dns: &mut self.dns,
-                    scratch: &mut self.scratch,
-                    random: &mut self.random,
-                    now,
-                };
-                conn.handle_dns_answer(answer, &mut shared);
-                self.drive(key, now);
+                conn.handle_dns_answer(answer, &mut self.shared);
+                self.drive(key);
             }
             if !progress {
                 return;
