@@ -6,15 +6,20 @@
 #
 # Records (nothing else is answered from outside; all of .test is local, so
 # unknown names there get NXDOMAIN rather than REFUSED):
-#   SRV _xmpp-client._tcp.srv.test -> xmpp.srv.test:PROSODY_C2S_PORT
-#   A   xmpp.srv.test              -> 127.0.0.1
+#   SRV _xmpp-client._tcp.srv.test -> dead.srv.test:DEAD_PORT (priority 0,
+#                                     nothing listens there)
+#                                  -> xmpp.srv.test:PROSODY_C2S_PORT (priority 10)
+#   A   dead.srv.test, xmpp.srv.test -> 127.0.0.1
 #   A   fallback.test              -> 127.0.0.1   (no SRV: clients fall back to :5222)
 #
-# Env: DNS_PORT (15353), PROSODY_C2S_PORT (15222).
+# Env: DNS_PORT (15353), PROSODY_C2S_PORT (15222), DEAD_PORT (15299).
 set -euo pipefail
 
 DNS_PORT="${DNS_PORT:-15353}"
 C2S_PORT="${PROSODY_C2S_PORT:-15222}"
+# The first SRV target: a port nothing listens on, so a client must fall
+# back to the next target (RFC 6120 §3.2.1).
+DEAD_PORT="${DEAD_PORT:-15299}"
 
 die() { echo "dns.sh: $*" >&2; exit 1; }
 
@@ -44,7 +49,9 @@ start() {
         --listen-address=127.0.0.1 --bind-interfaces --port="$DNS_PORT" \
         --no-resolv --no-hosts --no-poll --local=/test/ \
         --log-queries --log-facility="$dir/dnsmasq.log" \
-        --srv-host="_xmpp-client._tcp.srv.test,xmpp.srv.test,$C2S_PORT,0,0" \
+        --srv-host="_xmpp-client._tcp.srv.test,dead.srv.test,$DEAD_PORT,0,0" \
+        --srv-host="_xmpp-client._tcp.srv.test,xmpp.srv.test,$C2S_PORT,10,0" \
+        --host-record=dead.srv.test,127.0.0.1 \
         --host-record=xmpp.srv.test,127.0.0.1 \
         --host-record=fallback.test,127.0.0.1 \
         >>"$dir/dnsmasq.stdout.log" 2>&1 &
@@ -55,7 +62,7 @@ start() {
         kill -0 "$pid" 2>/dev/null || { cat "$dir/dnsmasq.stdout.log" >&2 || true; die "dnsmasq exited during start-up"; }
         # dnsmasq logs "started" once its sockets are bound.
         if grep -q 'started, version' "$dir/dnsmasq.log" 2>/dev/null; then
-            echo "dnsmasq: pid $pid, 127.0.0.1:$DNS_PORT (udp+tcp), SRV srv.test -> :$C2S_PORT"
+            echo "dnsmasq: pid $pid, 127.0.0.1:$DNS_PORT (udp+tcp), SRV srv.test -> :$DEAD_PORT (priority 0, nothing listens), :$C2S_PORT (priority 10)"
             return 0
         fi
         sleep 0.1
