@@ -10,10 +10,11 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
 use super::io::{self, Io};
+use super::link::{Link, Progress, Socket};
 use super::settings::Settings;
 use super::token::{ConnKey, Side};
 use super::DnsClient;
-use crate::dns::{self, Step};
+use crate::dns;
 use crate::http;
 use crate::session::{Command, End, Session};
 use crate::websocket;
@@ -43,24 +44,6 @@ pub enum Outcome {
     Finish(String),
 }
 
-/// A socket with its remembered readiness (edge-triggered: readiness stays
-/// true until an operation reports `WouldBlock`).
-struct Socket {
-    stream: TcpStream,
-    readable: bool,
-    writable: bool,
-}
-
-impl Socket {
-    fn new(stream: TcpStream) -> Self {
-        Socket {
-            stream,
-            readable: false,
-            writable: false,
-        }
-    }
-}
-
 enum Phase {
     Http(Box<HttpPhase>),
     WebSocket(Box<Session>),
@@ -71,12 +54,6 @@ struct HttpPhase {
     /// Deadline for the request being read, or for the next one to start.
     deadline: Instant,
     close_after_write: bool,
-}
-
-/// How the backend's address is being found.
-enum Dial {
-    Route(std::vec::IntoIter<SocketAddr>),
-    Dns(dns::Targets),
 }
 
 pub struct Conn {
@@ -92,10 +69,7 @@ pub struct Conn {
     /// responses, the 101 of the upgrade).
     output: Vec<u8>,
     phase: Phase,
-    dial: Option<Dial>,
-    backend: Option<Socket>,
-    /// Set while the backend TCP connect is in flight, with its deadline.
-    connecting: Option<Instant>,
+    backend: Option<Link>,
     /// Set once a close is decided: flush, then finish by this deadline.
     closing: Option<(End, Instant)>,
     pub timer: Option<(crate::wheel::TimerId, Instant)>,
@@ -122,9 +96,7 @@ impl Conn {
                 deadline: shared.now + shared.settings.http_read_timeout,
                 close_after_write: false,
             })),
-            dial: None,
             backend: None,
-            connecting: None,
             closing: None,
             timer: None,
         }
@@ -141,8 +113,8 @@ impl Conn {
     /// Release both sockets from the poll; dropping closes them.
     pub fn deregister(&mut self, registry: &Registry) {
         let _ = registry.deregister(&mut self.client.stream);
-        if let Some(backend) = self.backend.as_mut() {
-            let _ = registry.deregister(&mut backend.stream);
+        if let Some(link) = self.backend.as_mut() {
+            link.deregister(registry);
         }
     }
 
@@ -163,13 +135,16 @@ impl Conn {
 
     /// Remember readiness from a poll event.
     pub fn mark_ready(&mut self, side: Side, readable: bool, writable: bool) {
-        let socket = match side {
-            Side::Client => Some(&mut self.client),
-            Side::Backend => self.backend.as_mut(),
-        };
-        if let Some(socket) = socket {
-            socket.readable |= readable;
-            socket.writable |= writable;
+        match side {
+            Side::Client => {
+                self.client.readable |= readable;
+                self.client.writable |= writable;
+            }
+            Side::Backend => {
+                if let Some(link) = self.backend.as_mut() {
+                    link.mark_ready(readable, writable);
+                }
+            }
         }
     }
 
@@ -179,7 +154,8 @@ impl Conn {
             Phase::Http(http) => Some(http.deadline),
             Phase::WebSocket(session) => session.poll_timeout(),
         };
-        [phase, self.connecting, self.closing.as_ref().map(|c| c.1)]
+        let connect = self.backend.as_ref().and_then(Link::deadline);
+        [phase, connect, self.closing.as_ref().map(|c| c.1)]
             .into_iter()
             .flatten()
             .min()
@@ -192,8 +168,9 @@ impl Conn {
                 return Some(format!("{end} (close not flushed in time)"));
             }
         }
-        if self.connecting.is_some_and(|d| now >= d) {
-            self.connect_failed(shared);
+        if let Some(link) = self.backend.as_mut() {
+            let progress = link.handle_timeout(shared);
+            self.apply(progress, shared);
         }
         match &mut self.phase {
             Phase::Http(http) if now >= http.deadline => Some("http read timeout".into()),
@@ -209,8 +186,9 @@ impl Conn {
     pub fn drive(&mut self, shared: &mut Shared) -> Outcome {
         for _ in 0..READ_BUDGET {
             let mut progress = false;
-            if let Err(why) = self.check_connected(shared) {
-                return Outcome::Finish(why);
+            if let Some(link) = self.backend.as_mut() {
+                let progress = link.check_connected(shared);
+                self.apply(progress, shared);
             }
             match self.flush() {
                 Ok(p) => progress |= p,
@@ -285,10 +263,11 @@ impl Conn {
                 }
             }
         }
-        if let (Some(backend), Phase::WebSocket(session)) = (self.backend.as_mut(), &mut self.phase)
-        {
-            if self.connecting.is_none() && backend.writable && !session.backend_output().is_empty()
-            {
+        if let (Some(backend), Phase::WebSocket(session)) = (
+            self.backend.as_mut().and_then(Link::socket),
+            &mut self.phase,
+        ) {
+            if backend.writable && !session.backend_output().is_empty() {
                 match io::write_all_possible(&mut backend.stream, session.backend_output()) {
                     Ok(n) => {
                         session.consume_backend_output(n);
@@ -373,14 +352,11 @@ impl Conn {
         let Phase::WebSocket(session) = &mut self.phase else {
             return false;
         };
-        let Some(backend) = self.backend.as_mut() else {
+        let Some(backend) = self.backend.as_mut().and_then(Link::socket) else {
             return false;
         };
         // Back-pressure: a client that does not read stops the server's reads.
-        if !backend.readable
-            || self.connecting.is_some()
-            || session.client_output().len() >= shared.settings.max_buffer_bytes
-        {
+        if !backend.readable || session.client_output().len() >= shared.settings.max_buffer_bytes {
             return false;
         }
         match io::read(&mut backend.stream, &mut shared.scratch) {
@@ -525,11 +501,10 @@ impl Conn {
             };
             match session.poll_command()? {
                 Command::Connect { domain } => {
-                    self.dial = Some(match shared.settings.routes.get(&domain) {
-                        Some(addrs) => Dial::Route(addrs.clone().into_iter()),
-                        None => Dial::Dns(dns::Targets::new(&domain, shared.settings.default_port)),
-                    });
-                    self.advance_dial(shared);
+                    let token = self.key.token(Side::Backend);
+                    let (link, progress) = Link::start(&domain, self.key, token, shared);
+                    self.backend = Some(link);
+                    self.apply(progress, shared);
                 }
                 Command::Close(end) => {
                     let linger = shared.now + shared.settings.linger;
@@ -540,119 +515,33 @@ impl Conn {
         }
     }
 
-    /// Take the next step towards a backend connection: a DNS query, a TCP
-    /// connect, or giving up.
-    pub fn advance_dial(&mut self, shared: &mut Shared) {
-        loop {
-            let step = match self.dial.as_mut() {
-                None => return,
-                Some(Dial::Route(addrs)) => addrs
-                    .next()
-                    .map_or(Step::Exhausted(dns::Error::ConnectFailed), Step::Connect),
-                Some(Dial::Dns(targets)) => targets.next_step(),
-            };
-            match step {
-                Step::Query(name, kind) => {
-                    shared.dns.query(self.key, shared.now, &name, kind);
-                    return;
-                }
-                Step::Connect(addr) => match self.start_connect(addr, shared) {
-                    Ok(()) => return,
-                    Err(e) => {
-                        debug!("session {}: connect {addr} failed: {e}", self.number);
-                        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
-                            targets.connect_failed();
-                        }
-                    }
-                },
-                Step::Wait => return,
-                Step::Exhausted(why) => {
-                    self.dial = None;
-                    if let Phase::WebSocket(session) = &mut self.phase {
-                        let why = format!("{}: {why}", session.domain());
-                        session.backend_failed(why);
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// A DNS answer for this connection's dial.
+    /// A DNS answer for this connection's backend link.
     pub fn handle_dns_answer(
         &mut self,
         answer: Result<dns::Answer, dns::Error>,
         shared: &mut Shared,
     ) {
-        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
-            let random = shared.random.next();
-            targets.handle_answer(answer, random);
-            self.advance_dial(shared);
+        if let Some(link) = self.backend.as_mut() {
+            let progress = link.handle_dns_answer(answer, shared);
+            self.apply(progress, shared);
         }
     }
 
-    fn start_connect(&mut self, addr: SocketAddr, shared: &mut Shared) -> std::io::Result<()> {
-        let mut stream = TcpStream::connect(addr)?;
-        shared.registry.register(
-            &mut stream,
-            self.key.token(Side::Backend),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        debug!("session {}: connecting to {addr}", self.number);
-        self.backend = Some(Socket::new(stream));
-        self.connecting = Some(shared.now + shared.settings.connect_timeout);
-        Ok(())
-    }
-
-    /// While a connect is in flight, see whether it finished (mio: a
-    /// writable event, then `take_error` and `peer_addr`).
-    fn check_connected(&mut self, shared: &mut Shared) -> Result<(), String> {
-        if self.connecting.is_none() {
-            return Ok(());
-        }
-        let Some(backend) = self.backend.as_mut() else {
-            return Ok(());
+    /// Tell the session what became of its backend link.
+    fn apply(&mut self, progress: Progress, shared: &Shared) {
+        let Phase::WebSocket(session) = &mut self.phase else {
+            return;
         };
-        if !backend.writable && !backend.readable {
-            return Ok(());
+        match progress {
+            Progress::Pending => {}
+            Progress::Connected => {
+                let settings = shared
+                    .settings
+                    .backend_settings(session.domain(), session.lang());
+                session.backend_connected(shared.now, settings);
+            }
+            Progress::Failed(why) => session.backend_failed(why),
         }
-        let failed = match backend.stream.take_error() {
-            Ok(Some(_)) | Err(_) => true,
-            Ok(None) => match backend.stream.peer_addr() {
-                Ok(_) => false,
-                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
-                    backend.writable = false;
-                    backend.readable = false;
-                    return Ok(());
-                }
-                Err(_) => true,
-            },
-        };
-        if failed {
-            self.connect_failed(shared);
-            return Ok(());
-        }
-        self.connecting = None;
-        self.dial = None;
-        let _ = backend.stream.set_nodelay(true);
-        if let Phase::WebSocket(session) = &mut self.phase {
-            let settings = shared
-                .settings
-                .backend_settings(session.domain(), session.lang());
-            session.backend_connected(shared.now, settings);
-        }
-        Ok(())
-    }
-
-    fn connect_failed(&mut self, shared: &mut Shared) {
-        if let Some(mut backend) = self.backend.take() {
-            let _ = shared.registry.deregister(&mut backend.stream);
-        }
-        self.connecting = None;
-        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
-            targets.connect_failed();
-        }
-        self.advance_dial(shared);
     }
 }
 

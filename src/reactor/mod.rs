@@ -9,6 +9,7 @@
 
 mod conn;
 mod io;
+mod link;
 mod settings;
 mod token;
 

@@ -1,0 +1,220 @@
+//! The TCP side of a backend: finding the XMPP server of a domain (static
+//! route, else DNS through [`dns::Targets`]), connecting one address at a
+//! time, each attempt with a deadline, then carrying bytes. What goes over
+//! it is the session's business; this only owns the socket.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::debug;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use super::conn::Shared;
+use super::token::ConnKey;
+use crate::dns::{self, Step};
+
+/// A socket with its remembered readiness (edge-triggered: readiness stays
+/// true until an operation reports `WouldBlock`).
+pub struct Socket {
+    pub stream: TcpStream,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+impl Socket {
+    pub fn new(stream: TcpStream) -> Self {
+        Socket {
+            stream,
+            readable: false,
+            writable: false,
+        }
+    }
+}
+
+/// How the server's addresses are being found.
+enum Dial {
+    Route(std::vec::IntoIter<SocketAddr>),
+    Dns(dns::Targets),
+}
+
+/// Where a link stands after an input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Still resolving or connecting.
+    Pending,
+    /// The TCP connection is up: start the XMPP stream.
+    Connected,
+    /// Every address failed or none was found.
+    Failed(String),
+}
+
+pub struct Link {
+    /// Answers for this link's DNS queries go to this connection.
+    owner: ConnKey,
+    token: Token,
+    domain: String,
+    /// Until connected.
+    dial: Option<Dial>,
+    socket: Option<Socket>,
+    /// The deadline of the connect attempt in flight.
+    connecting: Option<Instant>,
+}
+
+impl Link {
+    /// Start finding and connecting the server of `domain`.
+    pub fn start(
+        domain: &str,
+        owner: ConnKey,
+        token: Token,
+        shared: &mut Shared,
+    ) -> (Link, Progress) {
+        let dial = match shared.settings.routes.get(domain) {
+            Some(addrs) => Dial::Route(addrs.clone().into_iter()),
+            None => Dial::Dns(dns::Targets::new(domain, shared.settings.default_port)),
+        };
+        let mut link = Link {
+            owner,
+            token,
+            domain: domain.to_string(),
+            dial: Some(dial),
+            socket: None,
+            connecting: None,
+        };
+        let progress = link.advance(shared);
+        (link, progress)
+    }
+
+    /// The connected socket; `None` while resolving or connecting.
+    pub fn socket(&mut self) -> Option<&mut Socket> {
+        match self.connecting {
+            None => self.socket.as_mut(),
+            Some(_) => None,
+        }
+    }
+
+    pub fn mark_ready(&mut self, readable: bool, writable: bool) {
+        if let Some(socket) = self.socket.as_mut() {
+            socket.readable |= readable;
+            socket.writable |= writable;
+        }
+    }
+
+    /// The deadline of the connect attempt in flight.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.connecting
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        if let Some(socket) = self.socket.as_mut() {
+            let _ = registry.deregister(&mut socket.stream);
+        }
+    }
+
+    /// A DNS answer for this link.
+    pub fn handle_dns_answer(
+        &mut self,
+        answer: Result<dns::Answer, dns::Error>,
+        shared: &mut Shared,
+    ) -> Progress {
+        let Some(Dial::Dns(targets)) = self.dial.as_mut() else {
+            return Progress::Pending;
+        };
+        targets.handle_answer(answer, shared.random.next());
+        self.advance(shared)
+    }
+
+    /// A timer fired: an attempt past its deadline counts as failed.
+    pub fn handle_timeout(&mut self, shared: &mut Shared) -> Progress {
+        if self.connecting.is_some_and(|d| shared.now >= d) {
+            return self.attempt_failed(shared);
+        }
+        Progress::Pending
+    }
+
+    /// After readiness on a connecting socket, see whether the connect
+    /// finished (mio: a writable event, then `take_error` and `peer_addr`).
+    pub fn check_connected(&mut self, shared: &mut Shared) -> Progress {
+        let Some(socket) = self.socket.as_mut().filter(|_| self.connecting.is_some()) else {
+            return Progress::Pending;
+        };
+        if !socket.writable && !socket.readable {
+            return Progress::Pending;
+        }
+        let failed = match socket.stream.take_error() {
+            Ok(Some(_)) | Err(_) => true,
+            Ok(None) => match socket.stream.peer_addr() {
+                Ok(_) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
+                    socket.writable = false;
+                    socket.readable = false;
+                    return Progress::Pending;
+                }
+                Err(_) => true,
+            },
+        };
+        if failed {
+            return self.attempt_failed(shared);
+        }
+        let _ = socket.stream.set_nodelay(true);
+        self.connecting = None;
+        self.dial = None;
+        Progress::Connected
+    }
+
+    fn attempt_failed(&mut self, shared: &mut Shared) -> Progress {
+        self.deregister(&shared.registry);
+        self.socket = None;
+        self.connecting = None;
+        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
+            targets.connect_failed();
+        }
+        self.advance(shared)
+    }
+
+    /// Take the next step: a DNS query, a TCP connect, or giving up.
+    fn advance(&mut self, shared: &mut Shared) -> Progress {
+        loop {
+            let step = match self.dial.as_mut() {
+                None => return Progress::Pending,
+                Some(Dial::Route(addrs)) => addrs
+                    .next()
+                    .map_or(Step::Exhausted(dns::Error::ConnectFailed), Step::Connect),
+                Some(Dial::Dns(targets)) => targets.next_step(),
+            };
+            match step {
+                Step::Query(name, kind) => {
+                    shared.dns.query(self.owner, shared.now, &name, kind);
+                    return Progress::Pending;
+                }
+                Step::Connect(addr) => match self.connect(addr, shared) {
+                    Ok(()) => return Progress::Pending,
+                    Err(e) => {
+                        debug!("{}: connect {addr} failed: {e}", self.domain);
+                        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
+                            targets.connect_failed();
+                        }
+                    }
+                },
+                Step::Wait => return Progress::Pending,
+                Step::Exhausted(why) => {
+                    self.dial = None;
+                    return Progress::Failed(format!("{}: {why}", self.domain));
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, addr: SocketAddr, shared: &mut Shared) -> std::io::Result<()> {
+        let mut stream = TcpStream::connect(addr)?;
+        shared.registry.register(
+            &mut stream,
+            self.token,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        debug!("{}: connecting to {addr}", self.domain);
+        self.socket = Some(Socket::new(stream));
+        self.connecting = Some(shared.now + shared.settings.connect_timeout);
+        Ok(())
+    }
+}
