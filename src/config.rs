@@ -82,6 +82,10 @@ pub struct WebSocket {
     pub ping_interval: Option<Duration>,
     #[serde(deserialize_with = "duration")]
     pub pong_timeout: Duration,
+    /// Browser origins allowed to upgrade (RFC 6455 §10.2), compared
+    /// exactly, e.g. "https://chat.example.org"; empty allows any, like
+    /// Prosody's default `cross_domain_websocket`.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -158,6 +162,7 @@ impl Default for WebSocket {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             ping_interval: Some(DEFAULT_PING_INTERVAL),
             pong_timeout: DEFAULT_PONG_TIMEOUT,
+            allowed_origins: Vec::new(),
         }
     }
 }

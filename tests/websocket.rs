@@ -368,3 +368,32 @@ fn connection_limit_pauses_accept_until_a_slot_frees() {
         "second connection not served after the first left"
     );
 }
+
+/// With an origin list, a browser page from elsewhere is refused with 403;
+/// a listed origin and a client without Origin (not a browser) get in.
+#[test]
+fn websocket_origins_can_be_restricted() {
+    let stub = tls_stub();
+    let mut config = config_for(&stub);
+    config.websocket.allowed_origins = vec!["https://chat.example.org".into()];
+    let sb = Switchboard::start(config);
+    let Err(err) = WsClient::connect_with_headers(
+        sb.addr,
+        PATH,
+        &["xmpp"],
+        &[("Origin", "https://evil.example")],
+    ) else {
+        panic!("a foreign origin was let in");
+    };
+    assert!(err.contains("403"), "{err}");
+    let mut ws = WsClient::connect_with_headers(
+        sb.addr,
+        PATH,
+        &["xmpp"],
+        &[("Origin", "https://chat.example.org")],
+    )
+    .unwrap();
+    ws.open("localhost").unwrap();
+    let mut ws = sb.ws();
+    ws.open("localhost").unwrap();
+}

@@ -424,6 +424,19 @@ impl Conn {
         let settings = &shared.settings;
         let keep_alive = request.keep_alive;
         if request.path == settings.websocket_path {
+            if !origin_allowed(&settings.websocket_origins, request.origin.as_deref()) {
+                let body = b"origin not allowed\n";
+                http::write_response(
+                    &mut self.output,
+                    http::Status::FORBIDDEN,
+                    Some("text/plain"),
+                    &[],
+                    body,
+                    false,
+                );
+                self.set_close_after_write();
+                return false;
+            }
             let upgrade = websocket::UpgradeRequest {
                 is_get: request.method == http::Method::Get,
                 upgrade: request.upgrade.as_deref(),
@@ -542,6 +555,15 @@ impl Conn {
             }
             Progress::Failed(why) => session.backend_failed(why),
         }
+    }
+}
+
+/// RFC 6455 §10.2: a browser names the page's origin; non-browser clients
+/// send none and are let through.
+fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
+    match origin {
+        Some(origin) if !allowed.is_empty() => allowed.iter().any(|a| a == origin),
+        _ => true,
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Settings {
     pub http_read_timeout: Duration,
     pub http_idle_timeout: Duration,
     pub websocket_path: String,
+    /// Empty: any origin may upgrade.
+    pub websocket_origins: Vec<String>,
     pub bosh_path: String,
     pub session: session::Settings,
     pub max_connections: usize,
@@ -71,6 +73,7 @@ impl Settings {
             http_read_timeout: config.http.read_timeout,
             http_idle_timeout: config.http.idle_timeout,
             websocket_path: config.websocket.path.clone(),
+            websocket_origins: config.websocket.allowed_origins.clone(),
             bosh_path: config.bosh.path.clone(),
             session: session::Settings {
                 websocket: websocket::Limits {
