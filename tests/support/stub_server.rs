@@ -5,6 +5,8 @@
 //! accepting any credentials, resource binding, routing of stanzas addressed
 //! to bound JIDs and a result for any iq get/set addressed to the server.
 //! Every connection keeps an event log that tests wait on and assert against.
+//! For back-pressure tests it can flood a plaintext connection and stop
+//! reading one.
 //! The server stops, closing every connection, when dropped.
 
 use std::io::{self, Read, Write};
@@ -139,6 +141,8 @@ struct ConnRecord {
     conn: Arc<Conn>,
     jid: Option<String>,
     open: bool,
+    /// Set by [`StubServer::pause_reading`].
+    paused: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -280,6 +284,62 @@ impl StubServer {
             .map_err(|e| format!("stub: send failed: {e}"))
     }
 
+    /// Writes the endless repetition of `chunk` on plaintext connection
+    /// `conn`, from stream position `from` up to `to` (positions count bytes
+    /// of that repetition, so a call can resume where a stalled one stopped,
+    /// even mid-chunk). Stops early when one write makes no progress for
+    /// `stall`; returns the position reached (`to` unless stalled).
+    ///
+    /// Writes on a clone of the socket without the connection's lock, so the
+    /// stub's own thread keeps reading; nothing else should write to `conn`
+    /// meanwhile. TLS connections are refused.
+    pub fn flood(
+        &self,
+        conn: usize,
+        chunk: &[u8],
+        from: usize,
+        to: usize,
+        stall: Duration,
+    ) -> Result<usize, String> {
+        let conn = lock(&self.shared.state)
+            .conns
+            .get(conn)
+            .map(|r| Arc::clone(&r.conn))
+            .ok_or_else(|| format!("stub: no connection {conn}"))?;
+        let mut sock = {
+            let io = lock(&conn.io);
+            if io.tls.is_some() {
+                return Err("stub: flood on a TLS connection".into());
+            }
+            io.sock.try_clone().map_err(|e| format!("stub: {e}"))?
+        };
+        // The timeout is the socket's, shared with the stub's own writes:
+        // restored below.
+        sock.set_write_timeout(Some(stall))
+            .map_err(|e| format!("stub: {e}"))?;
+        let result = write_repeated(&mut sock, chunk, from, to);
+        let _ = sock.set_write_timeout(Some(WRITE_TIMEOUT));
+        result
+    }
+
+    /// Stops reading connection `conn` until [`Self::resume_reading`], so its
+    /// peer's writes back up. A read already blocked completes first (at most
+    /// one buffer, 16 KiB).
+    pub fn pause_reading(&self, conn: usize) {
+        if let Some(r) = lock(&self.shared.state).conns.get_mut(conn) {
+            r.paused = true;
+        }
+        self.shared.changed.notify_all();
+    }
+
+    /// Undoes [`Self::pause_reading`].
+    pub fn resume_reading(&self, conn: usize) {
+        if let Some(r) = lock(&self.shared.state).conns.get_mut(conn) {
+            r.paused = false;
+        }
+        self.shared.changed.notify_all();
+    }
+
     /// Closes connection `conn`'s TCP socket without `</stream:stream>`, as a
     /// crashing server would.
     pub fn drop_connection(&self, conn: usize) {
@@ -367,6 +427,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             conn: Arc::clone(&conn),
             jid: None,
             open: true,
+            paused: false,
         });
         let handler = Handler {
             shared: Arc::clone(shared),
@@ -524,6 +585,7 @@ impl Handler {
                     break 'connection;
                 }
             }
+            self.wait_while_paused();
             let n = match reader.read(&mut buf) {
                 Ok(0) => {
                     self.log(StubEvent::TcpClosed);
@@ -560,6 +622,22 @@ impl Handler {
 
     fn log(&self, event: StubEvent) {
         self.shared.log(self.index, event);
+    }
+
+    /// Blocks while the test paused this connection's reads; polls the stop
+    /// flag so dropping the server never waits on a paused connection.
+    fn wait_while_paused(&self) {
+        let mut state = lock(&self.shared.state);
+        while state.conns.get(self.index).is_some_and(|r| r.paused)
+            && !self.shared.stop.load(Ordering::SeqCst)
+        {
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, Duration::from_millis(50))
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
     }
 
     fn send(&self, data: &str) -> Next {
@@ -752,6 +830,41 @@ impl Handler {
             xml::escape(&jid)
         ))
     }
+}
+
+/// Writes the endless repetition of `chunk` from stream position `from` up
+/// to `to` (positions count bytes of that repetition) on a socket with a
+/// write timeout; returns the position reached, short of `to` when a write
+/// timed out without progress.
+pub(super) fn write_repeated(
+    sock: &mut TcpStream,
+    chunk: &[u8],
+    from: usize,
+    to: usize,
+) -> Result<usize, String> {
+    if chunk.is_empty() {
+        return Err("flood with an empty chunk".into());
+    }
+    let mut at = from;
+    while at < to {
+        let offset = at % chunk.len();
+        let end = chunk.len().min(offset + (to - at));
+        match sock.write(&chunk[offset..end]) {
+            Ok(0) => return Err(format!("flood wrote nothing at {at}")),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(at)
+            }
+            Err(e) => return Err(format!("flood write failed at {at}: {e}")),
+        }
+    }
+    Ok(at)
 }
 
 /// Stamps the sender's full JID on a routed stanza, as servers do

@@ -11,6 +11,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Error as WsError, Message, WebSocket};
 
+use super::stub_server::write_repeated;
 use super::xml;
 use super::xmpp::{self, ElementStream, NS_FRAMING};
 use super::{RecvError, WAIT};
@@ -200,6 +201,27 @@ impl WsClient {
         sock.write_all(bytes)
             .and_then(|()| sock.flush())
             .map_err(|e| format!("send raw: {e}"))
+    }
+
+    /// Writes the endless repetition of `frame` (e.g. one [`client_frame`])
+    /// straight to the socket, from stream position `from` up to `to`
+    /// (positions count bytes of that repetition, so a call resumes where a
+    /// stalled one stopped, even mid-frame). Stops early when one write makes
+    /// no progress for `stall`; returns the position reached (`to` unless
+    /// stalled). Finish on a frame boundary before using tungstenite again.
+    pub fn flood_raw(
+        &mut self,
+        frame: &[u8],
+        from: usize,
+        to: usize,
+        stall: Duration,
+    ) -> Result<usize, String> {
+        let sock = self.ws.get_mut();
+        sock.set_write_timeout(Some(stall))
+            .map_err(|e| e.to_string())?;
+        let result = write_repeated(sock, frame, from, to);
+        let _ = sock.set_write_timeout(Some(WAIT));
+        result
     }
 
     fn send(&mut self, message: Message) -> Result<(), String> {
