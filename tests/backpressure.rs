@@ -6,14 +6,10 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use support::ws_client::{client_frame, OP_TEXT};
-use support::{StubEvent, StubOptions, StubServer, WsClient, WAIT};
-use switchboard::config::Config;
-use switchboard::reactor::{Handle, Server};
+use support::{config_for, StubEvent, StubOptions, StubServer, Switchboard, WsClient, WAIT};
 
 /// switchboard's per-direction buffer cap in these tests.
 const CAP: usize = 64 * 1024;
@@ -33,54 +29,21 @@ const DRAIN: Duration = Duration::from_secs(20);
 /// Whole stanzas the drain phase sends after the stall, beyond the one cut.
 const EXTRA_STANZAS: usize = 256;
 
-/// A switchboard serving on a loopback port until dropped.
-struct Switchboard {
-    addr: SocketAddr,
-    handle: Handle,
-    thread: Option<JoinHandle<()>>,
+/// switchboard routed to plaintext `stub`, with the buffer cap at [`CAP`]
+/// and no WebSocket pings (a client that does not read would miss pongs).
+fn switchboard_for(stub: &StubServer) -> Switchboard {
+    let mut config = config_for(stub);
+    config.backend.max_buffer_bytes = CAP;
+    config.websocket.ping_interval = None;
+    Switchboard::start(config)
 }
 
-impl Switchboard {
-    /// Routed to plaintext `stub`, with the buffer cap at [`CAP`] and no
-    /// WebSocket pings (a client that does not read would miss its pongs).
-    fn in_front_of(stub: &StubServer) -> Switchboard {
-        let mut config = Config::for_tests();
-        config.server.listen = "127.0.0.1:0".parse().unwrap();
-        config.backend.routes.clear();
-        config
-            .backend
-            .routes
-            .insert(stub.domain().to_string(), stub.addr().to_string());
-        config.backend.max_buffer_bytes = CAP;
-        config.websocket.ping_interval = None;
-        let mut server = Server::bind(&config).expect("bind");
-        let addr = server.local_addr();
-        let handle = server.handle();
-        let thread = std::thread::spawn(move || server.run().expect("reactor"));
-        Switchboard {
-            addr,
-            handle,
-            thread: Some(thread),
-        }
-    }
-
-    /// A client logged in as `user`; returns it and its full JID.
-    fn logged_in(&self, user: &str) -> (WsClient, String) {
-        let mut ws =
-            WsClient::connect(self.addr, "/xmpp-websocket", &["xmpp"]).expect("websocket upgrade");
-        ws.open("localhost").unwrap();
-        let jid = ws.login_plain(user, "pw", "localhost").unwrap();
-        (ws, jid)
-    }
-}
-
-impl Drop for Switchboard {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// A client logged in as `user`; returns it and its full JID.
+fn logged_in(sb: &Switchboard, user: &str) -> (WsClient, String) {
+    let mut ws = sb.ws();
+    ws.open("localhost").unwrap();
+    let jid = ws.login_plain(user, "pw", "localhost").unwrap();
+    (ws, jid)
 }
 
 /// A ~1 KiB message stanza to `to`, its body `filler` repeated.
@@ -104,8 +67,8 @@ fn drain_end(reached: usize, chunk_len: usize) -> usize {
 #[test]
 fn client_not_reading_stalls_the_server_and_loses_nothing() {
     let stub = StubServer::start(StubOptions::plaintext("localhost"));
-    let sb = Switchboard::in_front_of(&stub);
-    let (mut ws, jid) = sb.logged_in("alice");
+    let sb = switchboard_for(&stub);
+    let (mut ws, jid) = logged_in(&sb, "alice");
     let conn = stub.connection_of(&jid).unwrap();
     let chunk = stanza(&jid, "s2c ");
     let marker = "last-stanza-5f1c";
@@ -157,8 +120,8 @@ fn client_not_reading_stalls_the_server_and_loses_nothing() {
 #[test]
 fn server_not_reading_stalls_the_client_and_loses_nothing() {
     let stub = StubServer::start(StubOptions::plaintext("localhost"));
-    let sb = Switchboard::in_front_of(&stub);
-    let (mut ws, jid) = sb.logged_in("bob");
+    let sb = switchboard_for(&stub);
+    let (mut ws, jid) = logged_in(&sb, "bob");
     let conn = stub.connection_of(&jid).unwrap();
     // To nobody bound: the stub reads and logs it, routes it nowhere.
     let payload = stanza("nobody@localhost", "c2s ");

@@ -12,9 +12,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::{A, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use support::{StubOptions, StubServer, TlsMode, WsClient};
-use switchboard::config::Config;
-use switchboard::reactor::Server;
+use support::{config_for, StubOptions, StubServer, Switchboard, TlsMode};
 
 /// Answers SRV for `_xmpp-client._tcp.DOMAIN` → `xmpp.DOMAIN:port` and A
 /// for `xmpp.DOMAIN` → 127.0.0.1; NXDOMAIN for anything else.
@@ -101,17 +99,12 @@ impl Drop for DnsStub {
 fn backend_is_found_by_srv_record() {
     let stub = StubServer::start(StubOptions::starttls("srv.test", TlsMode::Required));
     let dns = DnsStub::start("srv.test", stub.addr().port());
-    let mut config = Config::for_tests();
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = config_for(&stub);
     config.backend.routes.clear();
-    config.backend.ca_file = stub.ca_file().unwrap().to_path_buf();
     config.dns.servers = vec![dns.addr];
-    let mut server = Server::bind(&config).unwrap();
-    let addr = server.local_addr();
-    let handle = server.handle();
-    let thread = std::thread::spawn(move || server.run().unwrap());
+    let sb = Switchboard::start(config);
 
-    let mut ws = WsClient::connect(addr, "/xmpp-websocket", &["xmpp"]).unwrap();
+    let mut ws = sb.ws();
     let (_open, features) = ws.open("srv.test").unwrap();
     assert!(features.contains("PLAIN"), "{features}");
     let jid = ws.login_plain("alice", "pw", "srv.test").unwrap();
@@ -124,15 +117,12 @@ fn backend_is_found_by_srv_record() {
     );
 
     // A second session is served from the cache: no new queries.
-    let mut again = WsClient::connect(addr, "/xmpp-websocket", &["xmpp"]).unwrap();
+    let mut again = sb.ws();
     again.open("srv.test").unwrap();
     assert_eq!(dns.queries.lock().unwrap().len(), queries.len());
 
     // A domain with no records at all fails the session cleanly.
-    let mut lost = WsClient::connect(addr, "/xmpp-websocket", &["xmpp"]).unwrap();
+    let mut lost = sb.ws();
     let (_open, error) = lost.open("nowhere.test").unwrap();
     assert!(error.contains("remote-connection-failed"), "{error}");
-
-    handle.shutdown();
-    thread.join().unwrap();
 }

@@ -4,70 +4,15 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use support::ws_client::{client_frame, client_frame_header, OP_CONTINUATION, OP_TEXT};
-use support::{RecvError, StubEvent, StubOptions, StubServer, TlsMode, WsClient, WAIT};
-use switchboard::config::Config;
-use switchboard::reactor::{Handle, Server};
+use support::{
+    config_for, RecvError, StubEvent, StubOptions, StubServer, Switchboard, TlsMode, WsClient,
+    WAIT, WS_PATH as PATH,
+};
 
-const PATH: &str = "/xmpp-websocket";
 const CLOSE: &str = "<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" />";
-
-/// A switchboard serving on a loopback port until dropped.
-struct Switchboard {
-    addr: SocketAddr,
-    handle: Handle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Switchboard {
-    fn start(config: Config) -> Switchboard {
-        let mut server = Server::bind(&config).expect("bind");
-        let addr = server.local_addr();
-        let handle = server.handle();
-        let thread = std::thread::spawn(move || server.run().expect("reactor"));
-        Switchboard {
-            addr,
-            handle,
-            thread: Some(thread),
-        }
-    }
-
-    /// Routed to `stub` for its domain, trusting its CA.
-    fn in_front_of(stub: &StubServer) -> Switchboard {
-        Switchboard::start(config_for(stub))
-    }
-
-    fn ws(&self) -> WsClient {
-        WsClient::connect(self.addr, PATH, &["xmpp"]).expect("websocket upgrade")
-    }
-}
-
-impl Drop for Switchboard {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn config_for(stub: &StubServer) -> Config {
-    let mut config = Config::for_tests();
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.backend.routes.clear();
-    config
-        .backend
-        .routes
-        .insert(stub.domain().to_string(), stub.addr().to_string());
-    if let Some(ca) = stub.ca_file() {
-        config.backend.ca_file = ca.to_path_buf();
-    }
-    config
-}
 
 fn tls_stub() -> StubServer {
     StubServer::start(StubOptions::starttls("localhost", TlsMode::Required))
@@ -78,7 +23,7 @@ fn tls_stub() -> StubServer {
 #[test]
 fn two_clients_log_in_through_starttls_and_exchange_messages() {
     let stub = tls_stub();
-    let sb = Switchboard::in_front_of(&stub);
+    let sb = Switchboard::start(config_for(&stub));
     let mut alice = sb.ws();
     assert_eq!(alice.protocol(), Some("xmpp"));
     let (open, features) = alice.open("localhost").unwrap();
@@ -125,7 +70,7 @@ fn two_clients_log_in_through_starttls_and_exchange_messages() {
 #[test]
 fn clean_close_answers_close_and_ends_the_server_stream() {
     let stub = tls_stub();
-    let sb = Switchboard::in_front_of(&stub);
+    let sb = Switchboard::start(config_for(&stub));
     let mut ws = sb.ws();
     ws.open("localhost").unwrap();
     let jid = ws.login_plain("alice", "pw", "localhost").unwrap();
@@ -140,7 +85,7 @@ fn clean_close_answers_close_and_ends_the_server_stream() {
 #[test]
 fn vanished_client_drops_backend_without_stream_close() {
     let stub = tls_stub();
-    let sb = Switchboard::in_front_of(&stub);
+    let sb = Switchboard::start(config_for(&stub));
     let mut ws = sb.ws();
     ws.open("localhost").unwrap();
     let jid = ws.login_plain("alice", "pw", "localhost").unwrap();
@@ -160,7 +105,7 @@ type Misbehaviour = Box<dyn Fn(&mut WsClient)>;
 #[test]
 fn bad_input_ends_only_its_own_session() {
     let stub = tls_stub();
-    let sb = Switchboard::in_front_of(&stub);
+    let sb = Switchboard::start(config_for(&stub));
     let mut bystander = sb.ws();
     bystander.open("localhost").unwrap();
     let jid = bystander.login_plain("carol", "pw", "localhost").unwrap();
@@ -244,7 +189,7 @@ fn bad_input_ends_only_its_own_session() {
 #[test]
 fn server_stream_error_is_relayed_then_closed() {
     let stub = StubServer::start(StubOptions::host_unknown("localhost"));
-    let sb = Switchboard::in_front_of(&stub);
+    let sb = Switchboard::start(config_for(&stub));
     let mut ws = sb.ws();
     let (_open, error) = ws.open("localhost").unwrap();
     assert!(
@@ -295,7 +240,7 @@ fn unreachable_backend_fails_the_session() {
 #[test]
 fn http_front_door_refuses_what_it_does_not_serve() {
     let stub = tls_stub();
-    let sb = Switchboard::in_front_of(&stub);
+    let sb = Switchboard::start(config_for(&stub));
     let Err(err) = WsClient::connect(sb.addr, PATH, &["chat"]) else {
         panic!("upgrade without the xmpp subprotocol was accepted");
     };

@@ -10,6 +10,7 @@
 
 pub mod certs;
 pub mod stub_server;
+pub mod switchboard;
 pub mod ws_client;
 pub mod xml;
 pub mod xmpp;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 pub use certs::TestCa;
 pub use stub_server::{StubEvent, StubOptions, StubServer, TlsMode};
+pub use switchboard::{config_for, Switchboard, WS_PATH};
 pub use ws_client::WsClient;
 pub use xmpp_client::XmppTcpClient;
 
