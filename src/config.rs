@@ -92,6 +92,12 @@ pub struct WebSocket {
 #[serde(default, deny_unknown_fields)]
 pub struct Bosh {
     pub path: String,
+    /// Origins whose pages may use BOSH (CORS); "*" allows any (BOSH
+    /// carries no cookies), an empty list sends no CORS headers.
+    pub allowed_origins: Vec<String>,
+    /// Extra headers on every BOSH response (node-xmpp-bosh's
+    /// `http_headers`).
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -171,6 +177,8 @@ impl Default for Bosh {
     fn default() -> Self {
         Bosh {
             path: DEFAULT_BOSH_PATH.into(),
+            allowed_origins: vec!["*".into()],
+            headers: BTreeMap::new(),
         }
     }
 }

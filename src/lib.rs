@@ -7,6 +7,7 @@
 //! `reactor` owns sockets and reads the clock.
 
 pub mod backend;
+pub mod bosh;
 pub mod config;
 pub mod dns;
 pub mod http;

@@ -51,6 +51,22 @@ impl Status {
         Status { code, reason }
     }
 
+    /// The status for a code from a protocol core (BOSH's legacy codes,
+    /// XEP-0124 §17.1); codes without a constant here answer 500.
+    pub fn from_code(code: u16) -> Status {
+        [
+            Status::OK,
+            Status::BAD_REQUEST,
+            Status::FORBIDDEN,
+            Status::NOT_FOUND,
+            Status::METHOD_NOT_ALLOWED,
+            Status::SERVICE_UNAVAILABLE,
+        ]
+        .into_iter()
+        .find(|s| s.code == code)
+        .unwrap_or(Status::INTERNAL_SERVER_ERROR)
+    }
+
     /// The three-digit status code.
     pub fn code(self) -> u16 {
         self.code

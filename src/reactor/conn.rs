@@ -12,8 +12,9 @@ use mio::{Interest, Registry};
 use super::io::{self, Io};
 use super::link::{Link, Progress, Socket};
 use super::settings::Settings;
-use super::token::{ConnKey, Side};
+use super::token::{Key, Owner};
 use super::DnsClient;
+use crate::bosh;
 use crate::dns;
 use crate::http;
 use crate::session::{Command, End, Session};
@@ -54,10 +55,17 @@ struct HttpPhase {
     /// Deadline for the request being read, or for the next one to start.
     deadline: Instant,
     close_after_write: bool,
+    /// A BOSH request body for the reactor to take to its session.
+    bosh_request: Option<Vec<u8>>,
+    /// The BOSH session holding this connection's request; no further
+    /// request is read until it answers.
+    awaiting: Option<Key>,
+    /// `Access-Control-Allow-Origin` for the BOSH response, if any.
+    cors_origin: Option<String>,
 }
 
 pub struct Conn {
-    pub key: ConnKey,
+    pub key: Key,
     /// Counts sessions since start, for log lines.
     number: u64,
     peer: SocketAddr,
@@ -77,7 +85,7 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(
-        key: ConnKey,
+        key: Key,
         number: u64,
         stream: TcpStream,
         peer: SocketAddr,
@@ -95,6 +103,9 @@ impl Conn {
                 reader: http::RequestReader::new(shared.settings.http),
                 deadline: shared.now + shared.settings.http_read_timeout,
                 close_after_write: false,
+                bosh_request: None,
+                awaiting: None,
+                cors_origin: None,
             })),
             backend: None,
             closing: None,
@@ -105,7 +116,7 @@ impl Conn {
     pub fn register(&mut self, registry: &Registry) -> std::io::Result<()> {
         registry.register(
             &mut self.client.stream,
-            self.key.token(Side::Client),
+            Owner::Client(self.key).token(),
             Interest::READABLE | Interest::WRITABLE,
         )
     }
@@ -134,23 +145,22 @@ impl Conn {
     }
 
     /// Remember readiness from a poll event.
-    pub fn mark_ready(&mut self, side: Side, readable: bool, writable: bool) {
-        match side {
-            Side::Client => {
-                self.client.readable |= readable;
-                self.client.writable |= writable;
-            }
-            Side::Backend => {
-                if let Some(link) = self.backend.as_mut() {
-                    link.mark_ready(readable, writable);
-                }
-            }
+    pub fn mark_client_ready(&mut self, readable: bool, writable: bool) {
+        self.client.readable |= readable;
+        self.client.writable |= writable;
+    }
+
+    pub fn mark_backend_ready(&mut self, readable: bool, writable: bool) {
+        if let Some(link) = self.backend.as_mut() {
+            link.mark_ready(readable, writable);
         }
     }
 
     /// The earliest deadline among this connection's timers.
     pub fn next_deadline(&self) -> Option<Instant> {
         let phase = match &self.phase {
+            // A held BOSH request is the session's to time (`wait`).
+            Phase::Http(http) if http.awaiting.is_some() => None,
             Phase::Http(http) => Some(http.deadline),
             Phase::WebSocket(session) => session.poll_timeout(),
         };
@@ -173,7 +183,9 @@ impl Conn {
             self.apply(progress, shared);
         }
         match &mut self.phase {
-            Phase::Http(http) if now >= http.deadline => Some("http read timeout".into()),
+            Phase::Http(http) if http.awaiting.is_none() && now >= http.deadline => {
+                Some("http read timeout".into())
+            }
             Phase::Http(_) => None,
             Phase::WebSocket(session) => {
                 session.handle_timeout(now);
@@ -342,7 +354,10 @@ impl Conn {
     fn client_may_read(&self, settings: &Settings) -> bool {
         match &self.phase {
             Phase::Http(http) => {
-                !http.close_after_write && self.output.len() < settings.max_buffer_bytes
+                !http.close_after_write
+                    && self.output.len() < settings.max_buffer_bytes
+                    && self.input.len()
+                        < settings.http.max_head_bytes + settings.http.max_body_bytes
             }
             Phase::WebSocket(session) => session.backend_output().len() < settings.max_buffer_bytes,
         }
@@ -381,7 +396,7 @@ impl Conn {
             let Phase::Http(http) = &mut self.phase else {
                 return;
             };
-            if http.close_after_write {
+            if http.close_after_write || http.bosh_request.is_some() || http.awaiting.is_some() {
                 return;
             }
             let request = match http.reader.read(&self.input) {
@@ -475,15 +490,14 @@ impl Conn {
                 }
             };
         }
+        if request.path == settings.bosh_path {
+            self.handle_bosh_request(request, shared);
+            return false;
+        }
         let (status, body) = if request.path == "/" && request.method == http::Method::Get {
             (
                 http::Status::OK,
                 format!("switchboard {}\n", env!("CARGO_PKG_VERSION")),
-            )
-        } else if request.path == settings.bosh_path {
-            (
-                http::Status::NOT_IMPLEMENTED,
-                "BOSH is not served yet\n".to_string(),
             )
         } else {
             (http::Status::NOT_FOUND, "not found\n".to_string())
@@ -497,6 +511,103 @@ impl Conn {
             keep_alive,
         );
         false
+    }
+
+    /// XEP-0124 §4: a POST carries one `<body/>` for the reactor to take to
+    /// its session; OPTIONS is a CORS preflight.
+    fn handle_bosh_request(&mut self, request: &http::Request, shared: &Shared) {
+        let Phase::Http(http) = &mut self.phase else {
+            return;
+        };
+        let cors = cors_origin(&shared.settings.bosh_origins, request.origin.as_deref());
+        match request.method {
+            http::Method::Post => {
+                let body = self.input.get(request.body.clone()).unwrap_or_default();
+                http.bosh_request = Some(body.to_vec());
+                http.cors_origin = cors;
+            }
+            http::Method::Options => {
+                let mut headers = vec![
+                    ("Access-Control-Allow-Methods", "POST, OPTIONS"),
+                    ("Access-Control-Allow-Headers", "Content-Type"),
+                    ("Access-Control-Max-Age", "86400"),
+                ];
+                if let Some(origin) = cors.as_deref() {
+                    headers.push(("Access-Control-Allow-Origin", origin));
+                }
+                http::write_response(
+                    &mut self.output,
+                    http::Status::NO_CONTENT,
+                    None,
+                    &headers,
+                    b"",
+                    request.keep_alive,
+                );
+            }
+            _ => http::write_response(
+                &mut self.output,
+                http::Status::METHOD_NOT_ALLOWED,
+                Some("text/plain"),
+                &[("Allow", "POST, OPTIONS")],
+                b"BOSH takes POST\n",
+                request.keep_alive,
+            ),
+        }
+    }
+
+    /// The BOSH request body read from this connection, for the reactor.
+    pub fn take_bosh_request(&mut self) -> Option<Vec<u8>> {
+        match &mut self.phase {
+            Phase::Http(http) => http.bosh_request.take(),
+            Phase::WebSocket(_) => None,
+        }
+    }
+
+    /// The BOSH session holding this connection's request.
+    pub fn awaiting(&self) -> Option<Key> {
+        match &self.phase {
+            Phase::Http(http) => http.awaiting,
+            Phase::WebSocket(_) => None,
+        }
+    }
+
+    pub fn set_awaiting(&mut self, session: Option<Key>) {
+        if let Phase::Http(http) = &mut self.phase {
+            http.awaiting = session;
+        }
+    }
+
+    /// Write a BOSH response and read the next request (XEP-0124 §8: the
+    /// client may pipeline on a kept-alive connection).
+    pub fn deliver_bosh(&mut self, response: bosh::Response, shared: &mut Shared) {
+        let Phase::Http(http) = &mut self.phase else {
+            return;
+        };
+        http.awaiting = None;
+        http.deadline = shared.now + shared.settings.http_idle_timeout;
+        let mut headers: Vec<(&str, &str)> = shared
+            .settings
+            .bosh_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Some(origin) = http.cors_origin.as_deref() {
+            headers.push(("Access-Control-Allow-Origin", origin));
+            if origin != "*" {
+                headers.push(("Vary", "Origin"));
+            }
+        }
+        let status = http::Status::from_code(response.status);
+        let keep_alive = !http.close_after_write;
+        http::write_response(
+            &mut self.output,
+            status,
+            Some("text/xml; charset=utf-8"),
+            &headers,
+            &response.body,
+            keep_alive,
+        );
+        self.handle_http_input(shared);
     }
 
     fn set_close_after_write(&mut self) {
@@ -514,8 +625,7 @@ impl Conn {
             };
             match session.poll_command()? {
                 Command::Connect { domain } => {
-                    let token = self.key.token(Side::Backend);
-                    let (link, progress) = Link::start(&domain, self.key, token, shared);
+                    let (link, progress) = Link::start(&domain, Owner::WsBackend(self.key), shared);
                     self.backend = Some(link);
                     self.apply(progress, shared);
                 }
@@ -567,6 +677,19 @@ fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     }
 }
 
+/// The `Access-Control-Allow-Origin` value for a request: `*` when the
+/// list allows any origin, the request's origin when listed, else none.
+fn cors_origin(allowed: &[String], origin: Option<&str>) -> Option<String> {
+    if allowed.iter().any(|a| a == "*") {
+        return Some("*".to_string());
+    }
+    let origin = origin?;
+    allowed
+        .iter()
+        .any(|a| a == origin)
+        .then(|| origin.to_string())
+}
+
 /// A small xorshift generator for stream ids and SRV weights: neither needs
 /// to be unpredictable to an attacker, only spread.
 pub struct Rng(u64);
@@ -587,5 +710,10 @@ impl Rng {
 
     pub fn stream_id(&mut self) -> String {
         format!("{:016x}", self.next())
+    }
+
+    /// A BOSH sid (XEP-0124 §7.1): 128 bits, so not guessed by chance.
+    pub fn session_id(&mut self) -> String {
+        format!("{:016x}{:016x}", self.next(), self.next())
     }
 }

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use log::debug;
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry};
 
 use super::conn::Shared;
-use super::token::ConnKey;
+use super::token::Owner;
 use crate::dns::{self, Step};
 
 /// A socket with its remembered readiness (edge-triggered: readiness stays
@@ -50,9 +50,8 @@ pub enum Progress {
 }
 
 pub struct Link {
-    /// Answers for this link's DNS queries go to this connection.
-    owner: ConnKey,
-    token: Token,
+    /// Socket events and DNS answers for this link go to its owner.
+    owner: Owner,
     domain: String,
     /// Until connected.
     dial: Option<Dial>,
@@ -63,19 +62,13 @@ pub struct Link {
 
 impl Link {
     /// Start finding and connecting the server of `domain`.
-    pub fn start(
-        domain: &str,
-        owner: ConnKey,
-        token: Token,
-        shared: &mut Shared,
-    ) -> (Link, Progress) {
+    pub fn start(domain: &str, owner: Owner, shared: &mut Shared) -> (Link, Progress) {
         let dial = match shared.settings.routes.get(domain) {
             Some(addrs) => Dial::Route(addrs.clone().into_iter()),
             None => Dial::Dns(dns::Targets::new(domain, shared.settings.default_port)),
         };
         let mut link = Link {
             owner,
-            token,
             domain: domain.to_string(),
             dial: Some(dial),
             socket: None,
@@ -209,7 +202,7 @@ impl Link {
         let mut stream = TcpStream::connect(addr)?;
         shared.registry.register(
             &mut stream,
-            self.token,
+            self.owner.token(),
             Interest::READABLE | Interest::WRITABLE,
         )?;
         debug!("{}: connecting to {addr}", self.domain);

@@ -7,6 +7,7 @@
 //! `again` list), fire due timers, service DNS. The poll timeout is the
 //! earliest of the wheel's next deadline and the resolver's.
 
+mod bosh;
 mod conn;
 mod io;
 mod link;
@@ -27,9 +28,10 @@ use slab::Slab;
 use crate::config::Config;
 use crate::dns;
 use crate::wheel::Wheel;
+use bosh::BoshEntry;
 use conn::{Conn, Outcome, Rng, Shared};
 pub use settings::Settings;
-use token::{ConnKey, DNS, LISTENER, WAKER};
+use token::{Key, Owner, DNS, LISTENER, WAKER};
 
 /// Size of the one read buffer all sockets share.
 const SCRATCH_BYTES: usize = 16 * 1024;
@@ -60,14 +62,21 @@ impl Handle {
 pub struct DnsClient {
     resolver: dns::Resolver,
     socket: Option<UdpSocket>,
-    queries: HashMap<dns::QueryId, ConnKey>,
+    queries: HashMap<dns::QueryId, Owner>,
 }
 
 impl DnsClient {
-    fn query(&mut self, key: ConnKey, now: Instant, name: &str, kind: dns::Kind) {
+    fn query(&mut self, owner: Owner, now: Instant, name: &str, kind: dns::Kind) {
         let id = self.resolver.query(now, name, kind);
-        self.queries.insert(id, key);
+        self.queries.insert(id, owner);
     }
+}
+
+/// What a wheel entry (or an `again` entry) is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    Conn(Key),
+    Bosh(Key),
 }
 
 pub struct Server {
@@ -75,14 +84,17 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     conns: Slab<Conn>,
-    wheel: Wheel<ConnKey>,
+    /// BOSH sessions, which outlive the connections that carry them.
+    boshes: Slab<BoshEntry>,
+    sids: HashMap<String, Key>,
+    wheel: Wheel<Timer>,
     shared: Shared,
     next_generation: u32,
     sessions_started: u64,
     /// The listener may hold connections not accepted yet (edge-triggered:
     /// set by its event, cleared only by `WouldBlock`).
     accept_pending: bool,
-    again: Vec<ConnKey>,
+    again: Vec<Timer>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
 }
@@ -120,6 +132,8 @@ impl Server {
             listener,
             local_addr,
             conns: Slab::new(),
+            boshes: Slab::new(),
+            sids: HashMap::new(),
             wheel: Wheel::new(now, WHEEL_TICK, WHEEL_SLOTS),
             shared: Shared {
                 registry,
@@ -168,10 +182,7 @@ impl Server {
                     DNS => self.read_dns(),
                     WAKER => {}
                     token => {
-                        let Some((key, side)) = ConnKey::from_token(token) else {
-                            continue;
-                        };
-                        let Some(conn) = live(&mut self.conns, key) else {
+                        let Some(owner) = Owner::from_token(token) else {
                             continue;
                         };
                         // Errors and hang-ups surface through the next read.
@@ -179,16 +190,15 @@ impl Server {
                             event.is_readable() || event.is_read_closed() || event.is_error();
                         let writable =
                             event.is_writable() || event.is_write_closed() || event.is_error();
-                        conn.mark_ready(side, readable, writable);
-                        self.drive(key);
+                        self.socket_ready(owner, readable, writable);
                     }
                 }
             }
             if self.accept_pending {
                 self.accept();
             }
-            for key in std::mem::take(&mut self.again) {
-                self.drive(key);
+            for timer in std::mem::take(&mut self.again) {
+                self.drive_owner(timer);
             }
             self.fire_timers();
             self.service_dns();
@@ -239,7 +249,7 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let entry = self.conns.vacant_entry();
             self.next_generation = self.next_generation.wrapping_add(1);
-            let key = ConnKey::new(entry.key(), self.next_generation);
+            let key = Key::new(entry.key(), self.next_generation);
             self.sessions_started += 1;
             let mut conn = Conn::new(key, self.sessions_started, stream, peer, &self.shared);
             if let Err(e) = conn.register(&self.shared.registry) {
@@ -248,39 +258,174 @@ impl Server {
             }
             debug!("accepted {peer}");
             entry.insert(conn);
-            self.rearm(key);
+            self.rearm(Timer::Conn(key));
+        }
+    }
+
+    /// Remember a socket's readiness and drive what owns it.
+    fn socket_ready(&mut self, owner: Owner, readable: bool, writable: bool) {
+        match owner {
+            Owner::Client(key) | Owner::WsBackend(key) => {
+                let Some(conn) = live(&mut self.conns, key) else {
+                    return;
+                };
+                if matches!(owner, Owner::Client(_)) {
+                    conn.mark_client_ready(readable, writable);
+                } else {
+                    conn.mark_backend_ready(readable, writable);
+                }
+                self.drive(key);
+            }
+            Owner::BoshBackend(key, stream) => {
+                let Some(entry) = live_bosh(&mut self.boshes, key) else {
+                    return;
+                };
+                entry.mark_ready(stream, readable, writable);
+                self.drive_bosh(key);
+            }
+        }
+    }
+
+    fn drive_owner(&mut self, timer: Timer) {
+        match timer {
+            Timer::Conn(key) => self.drive(key),
+            Timer::Bosh(key) => self.drive_bosh(key),
         }
     }
 
     /// Drive one connection and settle what it asked for.
-    fn drive(&mut self, key: ConnKey) {
+    fn drive(&mut self, key: Key) {
         let Some(conn) = live(&mut self.conns, key) else {
             return;
         };
-        match conn.drive(&mut self.shared) {
-            Outcome::Keep => self.rearm(key),
+        let outcome = conn.drive(&mut self.shared);
+        let request = conn.take_bosh_request();
+        match outcome {
+            Outcome::Keep => self.rearm(Timer::Conn(key)),
             Outcome::Again => {
-                self.again.push(key);
-                self.rearm(key);
+                self.again.push(Timer::Conn(key));
+                self.rearm(Timer::Conn(key));
             }
-            Outcome::Finish(reason) => self.finish(key, &reason),
+            Outcome::Finish(reason) => return self.finish(key, &reason),
+        }
+        if let Some(body) = request {
+            self.bosh_request(key, &body);
         }
     }
 
-    /// Keep the connection's one wheel entry at its earliest deadline.
-    fn rearm(&mut self, key: ConnKey) {
-        let Some(conn) = self.conns.get_mut(key.index as usize) else {
+    /// A BOSH `<body/>` read from connection `conn`: create a session or
+    /// hand it to its session (XEP-0124 §7, §8). A request naming an
+    /// unknown sid never creates one.
+    fn bosh_request(&mut self, conn: Key, raw: &[u8]) {
+        let now = self.shared.now;
+        let handle = conn.to_u64();
+        let body = match crate::bosh::parse_body(raw, self.shared.settings.xml_limits()) {
+            Ok(body) => body,
+            Err(condition) => {
+                return self.deliver(conn, crate::bosh::terminate_response(condition))
+            }
+        };
+        let key = match body.sid.as_deref() {
+            None => {
+                let sid = self.shared.random.session_id();
+                let settings = self.shared.settings.bosh.clone();
+                let core = match crate::bosh::Session::create(
+                    now,
+                    settings,
+                    sid.clone(),
+                    handle,
+                    &body,
+                    raw,
+                ) {
+                    Ok(core) => core,
+                    Err(response) => return self.deliver(conn, response),
+                };
+                let entry = self.boshes.vacant_entry();
+                self.next_generation = self.next_generation.wrapping_add(1);
+                let key = Key::new(entry.key(), self.next_generation);
+                self.sessions_started += 1;
+                info!(
+                    "session {} start: bosh {sid} for {:?}",
+                    self.sessions_started, body.to
+                );
+                entry.insert(BoshEntry::new(
+                    key,
+                    sid.clone(),
+                    self.sessions_started,
+                    core,
+                    now,
+                ));
+                self.sids.insert(sid, key);
+                key
+            }
+            Some(sid) => {
+                let found = self.sids.get(sid).copied();
+                let Some(entry) = found.and_then(|key| live_bosh(&mut self.boshes, key)) else {
+                    let response =
+                        crate::bosh::terminate_response(crate::bosh::Condition::ItemNotFound);
+                    return self.deliver(conn, response);
+                };
+                entry.core.handle_request(now, handle, &body, raw);
+                entry.key
+            }
+        };
+        if let Some(c) = live(&mut self.conns, conn) {
+            c.set_awaiting(Some(key));
+        }
+        self.drive_bosh(key);
+    }
+
+    /// Write a BOSH response on the connection whose request it answers.
+    fn deliver(&mut self, conn: Key, response: crate::bosh::Response) {
+        if let Some(c) = live(&mut self.conns, conn) {
+            c.deliver_bosh(response, &mut self.shared);
+            self.drive(conn);
+        }
+    }
+
+    fn drive_bosh(&mut self, key: Key) {
+        let Some(entry) = live_bosh(&mut self.boshes, key) else {
             return;
         };
-        let wanted = conn.next_deadline();
-        if conn.timer.map(|(_, at)| at) == wanted {
+        let outcome = entry.drive(&mut self.shared);
+        let mut responses = Vec::new();
+        while let Some(response) = entry.core.poll_response() {
+            responses.push(response);
+        }
+        for (handle, response) in responses {
+            self.deliver(Key::from_u64(handle), response);
+        }
+        match outcome {
+            Outcome::Keep => self.rearm(Timer::Bosh(key)),
+            Outcome::Again => {
+                self.again.push(Timer::Bosh(key));
+                self.rearm(Timer::Bosh(key));
+            }
+            Outcome::Finish(reason) => self.finish_bosh(key, &reason),
+        }
+    }
+
+    /// Keep an owner's one wheel entry at its earliest deadline.
+    fn rearm(&mut self, timer: Timer) {
+        let slot = match timer {
+            Timer::Conn(key) => {
+                live(&mut self.conns, key).map(|c| (c.next_deadline(), &mut c.timer))
+            }
+            Timer::Bosh(key) => {
+                live_bosh(&mut self.boshes, key).map(|b| (b.next_deadline(), &mut b.timer))
+            }
+        };
+        let Some((wanted, current)) = slot else {
+            return;
+        };
+        if current.map(|(_, at)| at) == wanted {
             return;
         }
-        if let Some((id, _)) = conn.timer.take() {
+        if let Some((id, _)) = current.take() {
             self.wheel.cancel(id);
         }
         if let Some(at) = wanted {
-            conn.timer = Some((self.wheel.insert(at, key), at));
+            *current = Some((self.wheel.insert(at, timer), at));
         }
     }
 
@@ -288,19 +433,31 @@ impl Server {
         let now = self.shared.now;
         let mut expired = Vec::new();
         self.wheel.advance(now, &mut expired);
-        for key in expired {
-            let Some(conn) = live(&mut self.conns, key) else {
-                continue;
-            };
-            conn.timer = None;
-            match conn.handle_timeout(&mut self.shared) {
-                Some(reason) => self.finish(key, &reason),
-                None => self.drive(key),
+        for timer in expired {
+            match timer {
+                Timer::Conn(key) => {
+                    let Some(conn) = live(&mut self.conns, key) else {
+                        continue;
+                    };
+                    conn.timer = None;
+                    match conn.handle_timeout(&mut self.shared) {
+                        Some(reason) => self.finish(key, &reason),
+                        None => self.drive(key),
+                    }
+                }
+                Timer::Bosh(key) => {
+                    let Some(entry) = live_bosh(&mut self.boshes, key) else {
+                        continue;
+                    };
+                    entry.timer = None;
+                    entry.handle_timeout(&mut self.shared);
+                    self.drive_bosh(key);
+                }
             }
         }
     }
 
-    fn finish(&mut self, key: ConnKey, reason: &str) {
+    fn finish(&mut self, key: Key, reason: &str) {
         let now = self.shared.now;
         let Some(mut conn) = self.conns.try_remove(key.index as usize) else {
             return;
@@ -308,6 +465,25 @@ impl Server {
         conn.log_end(reason, now);
         conn.deregister(&self.shared.registry);
         if let Some((id, _)) = conn.timer.take() {
+            self.wheel.cancel(id);
+        }
+        // A held BOSH request is gone with its connection (a page reload).
+        if let Some(session) = conn.awaiting() {
+            if let Some(entry) = live_bosh(&mut self.boshes, session) {
+                entry.core.request_gone(key.to_u64());
+                self.drive_bosh(session);
+            }
+        }
+    }
+
+    fn finish_bosh(&mut self, key: Key, reason: &str) {
+        let Some(mut entry) = self.boshes.try_remove(key.index as usize) else {
+            return;
+        };
+        entry.log_end(reason, self.shared.now);
+        entry.deregister(&self.shared.registry);
+        self.sids.remove(&entry.sid);
+        if let Some((id, _)) = entry.timer.take() {
             self.wheel.cancel(id);
         }
     }
@@ -348,14 +524,21 @@ impl Server {
             }
             while let Some((id, answer)) = self.shared.dns.resolver.poll_answer() {
                 progress = true;
-                let Some(key) = self.shared.dns.queries.remove(&id) else {
-                    continue;
-                };
-                let Some(conn) = live(&mut self.conns, key) else {
-                    continue;
-                };
-                conn.handle_dns_answer(answer, &mut self.shared);
-                self.drive(key);
+                match self.shared.dns.queries.remove(&id) {
+                    Some(Owner::Client(key) | Owner::WsBackend(key)) => {
+                        if let Some(conn) = live(&mut self.conns, key) {
+                            conn.handle_dns_answer(answer, &mut self.shared);
+                            self.drive(key);
+                        }
+                    }
+                    Some(Owner::BoshBackend(key, stream)) => {
+                        if let Some(entry) = live_bosh(&mut self.boshes, key) {
+                            entry.handle_dns_answer(stream, answer, &mut self.shared);
+                            self.drive_bosh(key);
+                        }
+                    }
+                    None => {}
+                }
             }
             if !progress {
                 return;
@@ -364,8 +547,15 @@ impl Server {
     }
 }
 
+/// The BOSH session a key names, unless its slot was reused since.
+fn live_bosh(boshes: &mut Slab<BoshEntry>, key: Key) -> Option<&mut BoshEntry> {
+    boshes
+        .get_mut(key.index as usize)
+        .filter(|entry| entry.key.generation == key.generation)
+}
+
 /// The connection a key names, unless its slot was reused since.
-fn live(conns: &mut Slab<Conn>, key: ConnKey) -> Option<&mut Conn> {
+fn live(conns: &mut Slab<Conn>, key: Key) -> Option<&mut Conn> {
     conns
         .get_mut(key.index as usize)
         .filter(|conn| conn.key.generation == key.generation)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend;
+use crate::bosh;
 use crate::config::Config;
 use crate::http;
 use crate::session;
@@ -24,6 +25,9 @@ pub struct Settings {
     /// Empty: any origin may upgrade.
     pub websocket_origins: Vec<String>,
     pub bosh_path: String,
+    pub bosh_origins: Vec<String>,
+    pub bosh_headers: Vec<(String, String)>,
+    pub bosh: bosh::Settings,
     pub session: session::Settings,
     pub max_connections: usize,
     /// Per-direction output cap before the other side stops being read.
@@ -75,6 +79,9 @@ impl Settings {
             websocket_path: config.websocket.path.clone(),
             websocket_origins: config.websocket.allowed_origins.clone(),
             bosh_path: config.bosh.path.clone(),
+            bosh_origins: config.bosh.allowed_origins.clone(),
+            bosh_headers: config.bosh.headers.clone().into_iter().collect(),
+            bosh: bosh::Settings { x: 0 },
             session: session::Settings {
                 websocket: websocket::Limits {
                     max_message_bytes: config.websocket.max_message_bytes,
@@ -95,6 +102,10 @@ impl Settings {
             xml,
             tls,
         })
+    }
+
+    pub fn xml_limits(&self) -> xml::Limits {
+        self.xml
     }
 
     /// What a new backend stream for `domain` needs.
