@@ -8,6 +8,7 @@
 // Each test binary compiles this module and uses a different subset of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod bosh_client;
 pub mod certs;
 pub mod stub_server;
 pub mod switchboard;

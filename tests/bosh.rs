@@ -1,0 +1,260 @@
+//! BOSH conformance over raw HTTP (XEP-0124 + XEP-0206): switchboard in
+//! process in front of the stub XMPP server, each point of the protocol
+//! walked with hand-written bodies.
+
+mod support;
+
+use support::bosh_client::{body, create_body, BoshConn, HttpResponse};
+use support::xmpp::{bind_request, plain_auth};
+use support::{config_for, StubEvent, StubOptions, StubServer, Switchboard, TlsMode, WAIT};
+
+const PATH: &str = "/http-bind";
+const RID: u64 = 1_000;
+
+fn tls_stub() -> StubServer {
+    StubServer::start(StubOptions::starttls("localhost", TlsMode::Required))
+}
+
+/// A created session: its sid and the next rid.
+struct Bosh {
+    conn: BoshConn,
+    sid: String,
+    rid: u64,
+}
+
+impl Bosh {
+    /// Create a session and wait until its stream features have come.
+    fn create(sb: &Switchboard) -> (Bosh, HttpResponse) {
+        let mut conn = BoshConn::connect(sb.addr, PATH);
+        let created = conn.post(&create_body(RID, "localhost", ""), WAIT);
+        assert_eq!(created.status, 200, "{created:?}");
+        let sid = created.attr("sid").expect("sid");
+        let mut bosh = Bosh {
+            conn,
+            sid,
+            rid: RID,
+        };
+        if !created.body.contains("stream:features") {
+            let next = bosh.request("", "");
+            assert!(next.body.contains("stream:features"), "{next:?}");
+        }
+        (bosh, created)
+    }
+
+    fn request(&mut self, extra: &str, payload: &str) -> HttpResponse {
+        self.rid += 1;
+        self.conn
+            .post(&body(self.rid, &self.sid, extra, payload), WAIT)
+    }
+
+    /// SASL PLAIN, restart, bind (XEP-0206 §5): returns the full JID.
+    fn login(&mut self, user: &str) -> String {
+        let mut reply = self.request("", &plain_auth(user, "pw"));
+        while !reply.body.contains("success") {
+            reply = self.request("", "");
+        }
+        let mut reply = self.request(
+            "xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh' to='localhost'",
+            "",
+        );
+        while !reply.body.contains("bind") {
+            reply = self.request("", "");
+        }
+        let mut reply = self.request("", &bind_request("b1", None));
+        while !reply.body.contains("<jid>") {
+            reply = self.request("", "");
+        }
+        let start = reply.body.find("<jid>").unwrap() + 5;
+        let end = reply.body.find("</jid>").unwrap();
+        reply.body[start..end].to_string()
+    }
+}
+
+/// XEP-0124 §7.1, XEP-0206 §6: the creation response carries every
+/// attribute clients depend on, and the stream features follow.
+#[test]
+fn creation_response_has_the_attributes_clients_need() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (_bosh, created) = Bosh::create(&sb);
+    for attr in [
+        "sid",
+        "wait",
+        "requests",
+        "hold",
+        "inactivity",
+        "polling",
+        "ver",
+        "from",
+    ] {
+        assert!(created.attr(attr).is_some(), "no {attr}: {}", created.body);
+    }
+    assert_eq!(created.attr("requests").as_deref(), Some("2"));
+    assert_eq!(created.attr("xmpp:version").as_deref(), Some("1.0"));
+    assert!(
+        created.body.contains("xmlns:xmpp='urn:xmpp:xbosh'")
+            || created.body.contains("xmlns:xmpp=\"urn:xmpp:xbosh\"")
+    );
+    assert!(created
+        .header("Content-Type")
+        .is_some_and(|t| t.starts_with("text/xml")));
+}
+
+/// A user logs in over BOSH through STARTTLS and exchanges a message with
+/// the server; the response stanzas declare `jabber:client`.
+#[test]
+fn login_and_message_over_bosh() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (mut alice, _) = Bosh::create(&sb);
+    let jid = alice.login("alice");
+    assert!(jid.starts_with("alice@localhost/"), "{jid}");
+    let conn = stub.connection_of(&jid).unwrap();
+    assert!(stub.events(conn).contains(&StubEvent::StartTls));
+    // The stub routes messages to the sender's own JID back to it.
+    let reply = alice.request(
+        "",
+        &format!("<message to='{jid}' xmlns='jabber:client'><body>echo</body></message>"),
+    );
+    let mut got = reply.body;
+    while !got.contains("echo") {
+        got = alice.request("", "").body;
+    }
+    assert!(
+        got.contains("xmlns='jabber:client'") || got.contains("xmlns=\"jabber:client\""),
+        "{got}"
+    );
+}
+
+/// A request for an unknown sid never creates a session: HTTP 200 with a
+/// terminate body, condition item-not-found (XEP-0124 §17.2).
+#[test]
+fn unknown_sid_is_item_not_found() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let mut conn = BoshConn::connect(sb.addr, PATH);
+    let reply = conn.post(&body(5, "nosuchsid", "", ""), WAIT);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.attr("type").as_deref(), Some("terminate"));
+    assert_eq!(reply.attr("condition").as_deref(), Some("item-not-found"));
+    assert_eq!(stub.connection_count(), 0, "no backend was opened");
+}
+
+/// XEP-0124 §14.3: a repeated rid gets the same response byte for byte.
+#[test]
+fn repeated_rid_gets_the_cached_response() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (mut bosh, _) = Bosh::create(&sb);
+    let first = bosh.request("", "<presence/>");
+    let again = bosh
+        .conn
+        .post(&body(bosh.rid, &bosh.sid, "", "<presence/>"), WAIT);
+    assert_eq!(again.body, first.body);
+}
+
+/// XEP-0124 §14.2: a rid far outside the window terminates the session.
+#[test]
+fn rid_outside_the_window_terminates() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (mut bosh, _) = Bosh::create(&sb);
+    let reply = bosh
+        .conn
+        .post(&body(bosh.rid + 100, &bosh.sid, "", ""), WAIT);
+    assert_eq!(
+        reply.attr("type").as_deref(),
+        Some("terminate"),
+        "{reply:?}"
+    );
+    assert_eq!(reply.attr("condition").as_deref(), Some("item-not-found"));
+}
+
+/// `type='terminate'` delivers its payload first, then closes the server
+/// stream cleanly (XEP-0124 §13).
+#[test]
+fn terminate_delivers_payload_then_closes_cleanly() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (mut bosh, _) = Bosh::create(&sb);
+    let jid = bosh.login("alice");
+    let conn = stub.connection_of(&jid).unwrap();
+    let reply = bosh.request("type='terminate'", "<presence type='unavailable'/>");
+    assert_eq!(
+        reply.attr("type").as_deref(),
+        Some("terminate"),
+        "{reply:?}"
+    );
+    let log = stub
+        .wait_event(conn, WAIT, |e| *e == StubEvent::ClientClosedStream)
+        .unwrap();
+    assert!(
+        log.iter()
+            .any(|e| matches!(e, StubEvent::StanzaReceived(s) if s.contains("unavailable"))),
+        "{log:?}"
+    );
+}
+
+/// With hold=1, a second request makes the server answer the first, held
+/// one with an empty body (XEP-0124 §10).
+#[test]
+fn a_newer_request_releases_the_held_one() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (mut bosh, _) = Bosh::create(&sb);
+    bosh.rid += 1;
+    bosh.conn.send(&body(bosh.rid, &bosh.sid, "", ""));
+    let mut second = BoshConn::connect(sb.addr, PATH);
+    second.send(&body(bosh.rid + 1, &bosh.sid, "", ""));
+    let first = bosh.conn.recv(WAIT).expect("the held request is answered");
+    assert_eq!(first.status, 200);
+    assert!(!first.body.contains("<message"), "{first:?}");
+}
+
+/// An oversize body is refused before it is read whole.
+#[test]
+fn oversize_body_is_refused() {
+    let stub = tls_stub();
+    let mut config = config_for(&stub);
+    config.http.max_body_bytes = 1024;
+    let sb = Switchboard::start(config);
+    let mut conn = BoshConn::connect(sb.addr, PATH);
+    let big = create_body(RID, "localhost", &format!("x='{}'", "a".repeat(4096)));
+    conn.send(&big);
+    let reply = conn.recv(WAIT).expect("an answer");
+    assert_eq!(reply.status, 413, "{reply:?}");
+}
+
+/// Malformed XML is a terminate with bad-request, and creates nothing.
+#[test]
+fn malformed_body_is_bad_request() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let mut conn = BoshConn::connect(sb.addr, PATH);
+    let reply = conn.post(
+        "<body xmlns='http://jabber.org/protocol/httpbind' rid='1' to='localhost'><message>",
+        WAIT,
+    );
+    assert_eq!(
+        reply.attr("type").as_deref(),
+        Some("terminate"),
+        "{reply:?}"
+    );
+    assert_eq!(reply.attr("condition").as_deref(), Some("bad-request"));
+    assert_eq!(stub.connection_count(), 0);
+}
+
+/// CORS: the preflight is answered, and responses allow the origin.
+#[test]
+fn cors_preflight_and_allow_origin() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let mut conn = BoshConn::connect(sb.addr, PATH);
+    conn.send_raw(b"OPTIONS /http-bind HTTP/1.1\r\nHost: x\r\nOrigin: https://chat.example\r\nAccess-Control-Request-Method: POST\r\n\r\n");
+    let reply = conn.recv(WAIT).expect("preflight answer");
+    assert_eq!(reply.status, 204);
+    assert!(reply
+        .header("Access-Control-Allow-Methods")
+        .is_some_and(|m| m.contains("POST")));
+    assert_eq!(reply.header("Access-Control-Allow-Origin"), Some("*"));
+}
