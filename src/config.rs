@@ -23,6 +23,12 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_BOSH_PATH: &str = "/http-bind";
+pub const DEFAULT_BOSH_MAX_WAIT: Duration = Duration::from_secs(60);
+pub const DEFAULT_BOSH_MAX_HOLD: u32 = 1;
+pub const DEFAULT_BOSH_INACTIVITY: Duration = Duration::from_secs(70);
+pub const DEFAULT_BOSH_MAX_INACTIVITY: Duration = Duration::from_secs(160);
+pub const DEFAULT_BOSH_POLLING: Duration = Duration::from_secs(2);
+pub const DEFAULT_BOSH_MAX_PAUSE: Duration = Duration::from_secs(120);
 pub const DEFAULT_MAX_DEPTH: usize = 32;
 pub const DEFAULT_MAX_ATTRIBUTES: usize = 64;
 pub const DEFAULT_MAX_ELEMENT_BYTES: usize = 256 * 1024;
@@ -92,6 +98,23 @@ pub struct WebSocket {
 #[serde(default, deny_unknown_fields)]
 pub struct Bosh {
     pub path: String,
+    /// Longest `wait` granted to a client (XEP-0124 §7.1).
+    #[serde(deserialize_with = "duration")]
+    pub max_wait: Duration,
+    /// Most requests a client may have held at once.
+    pub max_hold: u32,
+    /// A client's `inactivity` is clamped into [default, max]
+    /// (node-xmpp-bosh's rule).
+    #[serde(deserialize_with = "duration")]
+    pub default_inactivity: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub max_inactivity: Duration,
+    /// The shortest polling interval announced (XEP-0124 §12).
+    #[serde(deserialize_with = "duration")]
+    pub polling: Duration,
+    /// The longest `pause` granted (XEP-0124 §10).
+    #[serde(deserialize_with = "duration")]
+    pub max_pause: Duration,
     /// Origins whose pages may use BOSH (CORS); "*" allows any (BOSH
     /// carries no cookies), an empty list sends no CORS headers.
     pub allowed_origins: Vec<String>,
@@ -177,6 +200,12 @@ impl Default for Bosh {
     fn default() -> Self {
         Bosh {
             path: DEFAULT_BOSH_PATH.into(),
+            max_wait: DEFAULT_BOSH_MAX_WAIT,
+            max_hold: DEFAULT_BOSH_MAX_HOLD,
+            default_inactivity: DEFAULT_BOSH_INACTIVITY,
+            max_inactivity: DEFAULT_BOSH_MAX_INACTIVITY,
+            polling: DEFAULT_BOSH_POLLING,
+            max_pause: DEFAULT_BOSH_MAX_PAUSE,
             allowed_origins: vec!["*".into()],
             headers: BTreeMap::new(),
         }
@@ -343,6 +372,32 @@ impl Config {
         for (key, value) in timeouts {
             if value.is_some_and(|d| !(MIN_TIMEOUT..=MAX_TIMEOUT_BOUND).contains(&d)) {
                 return Err((key.into(), "must be between 1ms and 24h".into()));
+            }
+        }
+        for (key, value) in [
+            ("bosh.max_wait", self.bosh.max_wait),
+            ("bosh.default_inactivity", self.bosh.default_inactivity),
+            ("bosh.max_inactivity", self.bosh.max_inactivity),
+            ("bosh.polling", self.bosh.polling),
+            ("bosh.max_pause", self.bosh.max_pause),
+        ] {
+            if !(Duration::from_secs(1)..=MAX_TIMEOUT_BOUND).contains(&value) {
+                return Err((key.into(), "must be between 1s and 24h".into()));
+            }
+        }
+        if self.bosh.max_inactivity < self.bosh.default_inactivity {
+            return Err((
+                "bosh.max_inactivity".into(),
+                "must be at least bosh.default_inactivity".into(),
+            ));
+        }
+        if !(1..=5).contains(&self.bosh.max_hold) {
+            return Err(("bosh.max_hold".into(), "must be between 1 and 5".into()));
+        }
+        for (name, value) in &self.bosh.headers {
+            let bad = |t: &str| t.is_empty() || t.contains(['\r', '\n']);
+            if bad(name) || name.contains([':', ' ']) || value.contains(['\r', '\n']) {
+                return Err((format!("bosh.headers.{name}"), "not a valid header".into()));
             }
         }
         if !(1..=10).contains(&self.dns.attempts) {

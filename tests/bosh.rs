@@ -146,10 +146,11 @@ fn repeated_rid_gets_the_cached_response() {
     let stub = tls_stub();
     let sb = Switchboard::start(config_for(&stub));
     let (mut bosh, _) = Bosh::create(&sb);
-    let first = bosh.request("", "<presence/>");
-    let again = bosh
-        .conn
-        .post(&body(bosh.rid, &bosh.sid, "", "<presence/>"), WAIT);
+    bosh.login("alice");
+    let ping = "<iq type='get' to='localhost' id='p1' xmlns='jabber:client'><ping xmlns='urn:xmpp:ping'/></iq>";
+    let first = bosh.request("", ping);
+    assert!(first.body.contains("p1"), "{first:?}");
+    let again = bosh.conn.post(&body(bosh.rid, &bosh.sid, "", ping), WAIT);
     assert_eq!(again.body, first.body);
 }
 

@@ -175,7 +175,7 @@ impl BoshEntry {
     fn run_commands(&mut self, shared: &mut Shared) -> Option<String> {
         while let Some(command) = self.core.poll_command() {
             match command {
-                Command::Connect { stream, domain, .. } => {
+                Command::Connect { stream, domain } => {
                     let Ok(token_stream) = u8::try_from(stream.0) else {
                         self.core.backend_failed(stream, "too many streams".into());
                         continue;
@@ -196,7 +196,14 @@ impl BoshEntry {
                         s.closing = true;
                     }
                 }
-                Command::End(reason) => return Some(reason),
+                Command::End(reason) => {
+                    // A clean close leaves `</stream:stream>` to write: one
+                    // last try before the sockets go.
+                    for id in 0..self.streams.len() {
+                        self.drive_stream(StreamId(id), shared);
+                    }
+                    return Some(reason);
+                }
             }
         }
         None

@@ -81,7 +81,17 @@ impl Settings {
             bosh_path: config.bosh.path.clone(),
             bosh_origins: config.bosh.allowed_origins.clone(),
             bosh_headers: config.bosh.headers.clone().into_iter().collect(),
-            bosh: bosh::Settings { x: 0 },
+            bosh: bosh::Settings {
+                max_wait: config.bosh.max_wait,
+                max_hold: config.bosh.max_hold,
+                default_inactivity: config.bosh.default_inactivity,
+                max_inactivity: config.bosh.max_inactivity,
+                polling: config.bosh.polling,
+                max_pause: config.bosh.max_pause,
+                handshake_timeout: config.backend.handshake_timeout,
+                max_pending_bytes: config.backend.max_buffer_bytes,
+                xml,
+            },
             session: session::Settings {
                 websocket: websocket::Limits {
                     max_message_bytes: config.websocket.max_message_bytes,
