@@ -2,6 +2,8 @@
 // from outside comes from the environment, so one suite runs against
 // switchboard or against Prosody's own mod_websocket by changing one URL.
 //   XMPP_WS_URL   WebSocket endpoint (default Prosody's: ws://127.0.0.1:15280/xmpp-websocket)
+//   XMPP_BOSH_URL BOSH endpoint, e.g. Prosody's http://127.0.0.1:15280/http-bind.
+//                 No default: the BOSH tests are skipped when it is unset.
 //   XMPP_DOMAIN   XMPP domain the clients log in to (default localhost)
 //   XMPP_PASSWORD password of alice and bob (default "password")
 //   XMPP_CLOSE    "strict" (default) or "lenient": whether the server must answer
@@ -15,6 +17,7 @@
 import { randomBytes } from 'node:crypto';
 
 export const WS_URL = process.env.XMPP_WS_URL ?? 'ws://127.0.0.1:15280/xmpp-websocket';
+export const BOSH_URL = process.env.XMPP_BOSH_URL || null;
 export const DOMAIN = process.env.XMPP_DOMAIN ?? 'localhost';
 export const PASSWORD = process.env.XMPP_PASSWORD ?? 'password';
 export const STRICT_CLOSE = (process.env.XMPP_CLOSE ?? 'strict') !== 'lenient';
