@@ -12,7 +12,9 @@
 //                 <close/> (strophe does). Prosody 0.12 itself fails that in
 //                 10-30% of runs here: when both arrive in one read (strace),
 //                 it closes the TCP connection without sending its <close/> or
-//                 a close frame, and the client sees 1006. Lenient still
+//                 a close frame, and the client sees 1006. ejabberd 23.01
+//                 fails it every time: it completes the closing handshake
+//                 (1000, clean) but never sends its own <close/>. Lenient still
 //                 requires the session to end, and logs what it saw.
 import { randomBytes } from 'node:crypto';
 
