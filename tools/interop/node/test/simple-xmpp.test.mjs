@@ -1,77 +1,96 @@
 // simple-xmpp 2.3 (the client of the tutorial this project grew from) in its
-// WebSocket mode: alice logs in, exchanges a chat message each way with an
-// xmpp.js bob, and goes offline.
+// WebSocket mode and, when XMPP_BOSH_URL is set, its BOSH mode (node-xmpp-client's
+// own BOSH code over the `request` package: hold=1, no strophe involved):
+// alice logs in, exchanges a chat message each way with an xmpp.js bob over
+// WebSocket, and goes offline.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { client, xml } from '@xmpp/client';
 import simpleXmpp from 'simple-xmpp';
-import { WS_URL, DOMAIN, PASSWORD, TEST_MS, token, within, Inbox } from '../lib/env.mjs';
+import { WS_URL, BOSH_URL, DOMAIN, PASSWORD, TEST_MS, token, within, Inbox } from '../lib/env.mjs';
 
 globalThis.WebSocket ??= WebSocket;
 
-describe(`simple-xmpp over WebSocket (${WS_URL}, ${DOMAIN})`, () => {
-  // A fresh instance, not the module's shared singleton.
-  const alice = new simpleXmpp.SimpleXMPP();
-  const aliceChats = new Inbox();
-  const aliceErrors = [];
-  let aliceJid;
-  let aliceClosed = false;
-  const bob = client({ service: WS_URL, domain: DOMAIN, username: 'bob', password: PASSWORD, resource: token('xmppjs-bob') });
-  bob.reconnect.stop();
-  const bobStanzas = new Inbox();
-  bob.on('stanza', (el) => bobStanzas.push(el));
+const modes = [
+  { name: 'WebSocket', url: WS_URL, options: { websocket: { url: WS_URL } } },
+  // wait=10: a long poll still held when the test ends ends sooner than the default 60 s.
+  { name: 'BOSH', url: BOSH_URL, options: { bosh: { url: BOSH_URL, wait: 10 } } },
+];
 
-  before(async () => {
-    alice.on('chat', (from, body) => aliceChats.push({ from, body }));
-    alice.on('error', (err) => aliceErrors.push(err));
-    alice.on('close', () => { aliceClosed = true; });
-    const online = new Promise((resolve) => alice.on('online', resolve));
-    alice.connect({
-      jid: `alice@${DOMAIN}/${token('simple-xmpp')}`,
-      password: PASSWORD,
-      websocket: { url: WS_URL },
-      // Its TCP-only options; none apply to WebSocket.
-      reconnect: false,
+for (const mode of modes) {
+  if (!mode.url) {
+    test(`simple-xmpp over ${mode.name}`, { skip: `XMPP_${mode.name.toUpperCase()}_URL is unset: no ${mode.name} endpoint to test` }, () => {});
+    continue;
+  }
+  describe(`simple-xmpp over ${mode.name} (${mode.url}) with xmpp.js over WebSocket (${DOMAIN})`, () => {
+    // A fresh instance, not the module's shared singleton.
+    const alice = new simpleXmpp.SimpleXMPP();
+    const aliceChats = new Inbox();
+    const aliceErrors = [];
+    let aliceJid;
+    let aliceClosed = false;
+    const bob = client({ service: WS_URL, domain: DOMAIN, username: 'bob', password: PASSWORD, resource: token('xmppjs-bob') });
+    bob.reconnect.stop();
+    const bobStanzas = new Inbox();
+    bob.on('stanza', (el) => bobStanzas.push(el));
+
+    before(async () => {
+      alice.on('chat', (from, body) => aliceChats.push({ from, body }));
+      alice.on('error', (err) => aliceErrors.push(err));
+      alice.on('close', () => { aliceClosed = true; });
+      const online = new Promise((resolve) => alice.on('online', resolve));
+      alice.connect({
+        jid: `alice@${DOMAIN}/${token('simple-xmpp')}`,
+        password: PASSWORD,
+        ...mode.options,
+        // Its TCP-only options; none apply to WebSocket or BOSH.
+        reconnect: false,
+      });
+      const [data] = await within(Promise.all([online, bob.start()]), 'alice (simple-xmpp) and bob (xmpp.js) online');
+      aliceJid = data.jid.toString();
     });
-    const [data] = await within(Promise.all([online, bob.start()]), 'alice (simple-xmpp) and bob (xmpp.js) online');
-    aliceJid = data.jid.toString();
-  });
 
-  after(async () => {
-    if (bob.status !== 'offline') await bob.stop().catch(() => {});
-    if (!aliceClosed) alice.conn?.end();
-  });
+    after(async () => {
+      if (bob.status !== 'offline') await bob.stop().catch(() => {});
+      if (!aliceClosed) alice.conn?.end();
+    });
 
-  test('alice logs in with a bound full JID on the domain', { timeout: TEST_MS }, () => {
-    assert.match(aliceJid, new RegExp(`^alice@${DOMAIN.replace('.', '\\.')}/simple-xmpp-`));
-    assert.deepEqual(aliceErrors, []);
-  });
+    test(`alice logs in over ${mode.name} with a bound full JID on the domain`, { timeout: TEST_MS }, () => {
+      assert.match(aliceJid, new RegExp(`^alice@${DOMAIN.replace('.', '\\.')}/simple-xmpp-`));
+      assert.deepEqual(aliceErrors, []);
+      if (mode.name === 'BOSH') {
+        // node-xmpp-client picked its BOSH connection, and the server gave it a session id.
+        assert.equal(alice.conn.connection.boshURL, BOSH_URL);
+        assert.ok(alice.conn.connection.sid, 'a BOSH sid');
+      }
+    });
 
-  test('a chat message goes from simple-xmpp to xmpp.js and back', { timeout: TEST_MS }, async () => {
-    const ping = token('ping from simple-xmpp');
-    alice.send(bob.jid.toString(), ping);
-    const got = await bobStanzas.waitFor((el) => el.is('message') && el.getChildText('body') === ping, 'bob receives');
-    assert.equal(got.attrs.from, aliceJid);
+    test('a chat message goes from simple-xmpp to xmpp.js and back', { timeout: TEST_MS }, async () => {
+      const ping = token('ping from simple-xmpp');
+      alice.send(bob.jid.toString(), ping);
+      const got = await bobStanzas.waitFor((el) => el.is('message') && el.getChildText('body') === ping, 'bob receives');
+      assert.equal(got.attrs.from, aliceJid);
 
-    const pong = token('pong from xmpp.js');
-    await bob.send(xml('message', { to: aliceJid, type: 'chat' }, xml('body', {}, pong)));
-    const back = await aliceChats.waitFor((m) => m.body === pong, 'alice receives');
-    assert.equal(back.from, bob.jid.toString());
-  });
+      const pong = token('pong from xmpp.js');
+      await bob.send(xml('message', { to: aliceJid, type: 'chat' }, xml('body', {}, pong)));
+      const back = await aliceChats.waitFor((m) => m.body === pong, 'alice receives');
+      assert.equal(back.from, bob.jid.toString());
+    });
 
-  test('alice goes offline and bob is told', { timeout: TEST_MS }, async () => {
-    // simple-xmpp broadcasts presence on login; bob is not subscribed, so
-    // make bob a directed-presence recipient first.
-    alice.conn.send(new simpleXmpp.Element('presence', { to: bob.jid.toString() }));
-    await bobStanzas.waitFor((el) => el.is('presence') && el.attrs.from === aliceJid && !el.attrs.type, 'bob sees alice');
-    const closed = new Promise((resolve) => alice.on('close', resolve));
-    alice.conn.end();
-    await within(closed, 'simple-xmpp close event');
-    await bobStanzas.waitFor(
-      (el) => el.is('presence') && el.attrs.from === aliceJid && el.attrs.type === 'unavailable',
-      'bob sees alice go unavailable',
-    );
-    await within(bob.stop(), 'bob stop');
+    test('alice goes offline and bob is told', { timeout: TEST_MS }, async () => {
+      // simple-xmpp broadcasts presence on login; bob is not subscribed, so
+      // make bob a directed-presence recipient first.
+      alice.conn.send(new simpleXmpp.Element('presence', { to: bob.jid.toString() }));
+      await bobStanzas.waitFor((el) => el.is('presence') && el.attrs.from === aliceJid && !el.attrs.type, 'bob sees alice');
+      const closed = new Promise((resolve) => alice.on('close', resolve));
+      alice.conn.end();
+      await within(closed, 'simple-xmpp close event');
+      await bobStanzas.waitFor(
+        (el) => el.is('presence') && el.attrs.from === aliceJid && el.attrs.type === 'unavailable',
+        'bob sees alice go unavailable',
+      );
+      await within(bob.stop(), 'bob stop');
+    });
   });
-});
+}
