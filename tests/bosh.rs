@@ -259,3 +259,23 @@ fn cors_preflight_and_allow_origin() {
         .is_some_and(|m| m.contains("POST")));
     assert_eq!(reply.header("Access-Control-Allow-Origin"), Some("*"));
 }
+
+/// node-xmpp-client restarts the stream right after creation, before SASL;
+/// Prosody and ejabberd allow it, and so must we.
+#[test]
+fn restart_before_authentication_is_allowed() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (mut bosh, _) = Bosh::create(&sb);
+    let mut reply = bosh.request("xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh'", "");
+    while !reply.body.contains("stream:features") {
+        assert_ne!(
+            reply.attr("type").as_deref(),
+            Some("terminate"),
+            "{reply:?}"
+        );
+        reply = bosh.request("", "");
+    }
+    let jid = bosh.login("alice");
+    assert!(jid.starts_with("alice@localhost/"), "{jid}");
+}

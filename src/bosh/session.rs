@@ -18,6 +18,9 @@ use super::body::{terminate_body, Body, Condition, NS_HTTPBIND, NS_XBOSH};
 use crate::backend;
 use crate::xml;
 
+/// RFC 6120 §6.4.6: `<success/>` lives here.
+const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+
 /// An opaque id the reactor gives each HTTP request it holds.
 pub type RequestHandle = u64;
 
@@ -105,6 +108,11 @@ pub struct Session {
     pending: Vec<u8>,
     /// Client payload that came before the backend was ready.
     early: Vec<u8>,
+    /// The current stream's features, for a restart that cannot reach the
+    /// server (see [`Session::restart`]).
+    features: Vec<u8>,
+    /// A SASL `<success/>` came since the current stream started.
+    authenticated: bool,
     handshake_deadline: Option<Instant>,
     /// When the session last had no request held.
     idle_since: Option<Instant>,
@@ -153,6 +161,8 @@ impl Session {
             backend: None,
             pending: Vec::new(),
             early: Vec::new(),
+            features: Vec::new(),
+            authenticated: false,
             handshake_deadline: Some(now + settings.handshake_timeout),
             idle_since: None,
             responses: VecDeque::new(),
@@ -345,7 +355,10 @@ impl Session {
             };
             match event {
                 backend::Event::Features(bytes, info) => {
-                    xml::splice_namespaces(bytes, &info, xml::NS_CLIENT, &mut self.pending);
+                    self.features.clear();
+                    xml::splice_namespaces(bytes, &info, xml::NS_CLIENT, &mut self.features);
+                    self.pending.extend_from_slice(&self.features);
+                    self.authenticated = false;
                     self.handshake_deadline = None;
                     if !self.early.is_empty() {
                         let early = std::mem::take(&mut self.early);
@@ -353,6 +366,8 @@ impl Session {
                     }
                 }
                 backend::Event::Element(bytes, info) => {
+                    self.authenticated |= info.local_name(bytes) == "success"
+                        && info.namespace(bytes) == Some(NS_SASL);
                     xml::splice_namespaces(bytes, &info, xml::NS_CLIENT, &mut self.pending);
                 }
                 backend::Event::StreamError {
@@ -392,12 +407,7 @@ impl Session {
             return self.finish(None, b"", "client terminated");
         }
         if body.restart {
-            // XEP-0206 §5: payload ignored, a new stream to the server.
-            let restarted = match self.backend.as_mut() {
-                Some(stream) => stream.restart(&self.lang).map_err(|e| e.to_string()),
-                None => Err("restart before the stream was up".into()),
-            };
-            if let Err(why) = restarted {
+            if let Err(why) = self.restart() {
                 return self.terminate(Condition::RemoteConnectionFailed, &why);
             }
         } else if !request.payload.is_empty() {
@@ -422,6 +432,23 @@ impl Session {
             self.answer_oldest(now);
         }
         self.flush(now);
+    }
+
+    /// XEP-0206 §5: payload ignored, a new stream to the server. A server
+    /// takes a new stream header only after STARTTLS or SASL success; some
+    /// clients (node-xmpp-client) also restart right after creation, which
+    /// in-server BOSH allows. Such a restart is answered with the current
+    /// stream's features instead of reaching the server.
+    fn restart(&mut self) -> Result<(), String> {
+        let Some(stream) = self.backend.as_mut().filter(|b| b.is_ready()) else {
+            return Err("restart before the stream was up".into());
+        };
+        if self.authenticated {
+            stream.restart(&self.lang).map_err(|e| e.to_string())
+        } else {
+            self.pending.extend_from_slice(&self.features);
+            Ok(())
+        }
     }
 
     /// Give waiting server data to the oldest held request (or to the

@@ -319,6 +319,7 @@ impl Server {
     fn bosh_request(&mut self, conn: Key, raw: &[u8]) {
         let now = self.shared.now;
         let handle = conn.to_u64();
+        log::trace!("bosh request: {}", String::from_utf8_lossy(raw));
         let body = match crate::bosh::parse_body(raw, self.shared.settings.xml_limits()) {
             Ok(body) => body,
             Err(condition) => {
