@@ -9,6 +9,7 @@ const CORES: &[&str] = &[
     "src/xml",
     "src/websocket",
     "src/backend",
+    "src/bosh",
     "src/dns",
     "src/wheel.rs",
     "src/session.rs",

@@ -280,7 +280,7 @@ impl Session {
                 ),
             };
         }
-        if rid >= self.next_rid + u64::from(self.hold) + 1 {
+        if rid > self.next_rid + u64::from(self.hold) {
             return self.refuse(handle, Condition::ItemNotFound, "rid outside the window");
         }
         let payload = raw.get(body.payload.clone()).unwrap_or_default().to_vec();
@@ -620,4 +620,286 @@ fn escape(value: &str) -> String {
         .replace('&', "&amp;")
         .replace('\'', "&apos;")
         .replace('<', "&lt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bosh::parse_body;
+    use std::sync::Arc;
+
+    const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='localhost' id='srv1' version='1.0'>";
+    const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
+    const S0: StreamId = StreamId(0);
+
+    fn limits() -> xml::Limits {
+        xml::Limits {
+            max_depth: 32,
+            max_attributes: 64,
+            max_element_bytes: 64 * 1024,
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            max_wait: Duration::from_secs(60),
+            max_hold: 1,
+            default_inactivity: Duration::from_secs(70),
+            max_inactivity: Duration::from_secs(160),
+            polling: Duration::from_secs(2),
+            max_pause: Duration::from_secs(120),
+            handshake_timeout: Duration::from_secs(15),
+            max_pending_bytes: 64 * 1024,
+            xml: limits(),
+        }
+    }
+
+    fn backend_settings() -> backend::Settings {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        backend::Settings {
+            domain: "localhost".into(),
+            lang: "en".into(),
+            tls: Arc::new(tls),
+            plaintext_allowed: true,
+            xml: limits(),
+        }
+    }
+
+    fn request(s: &mut Session, now: Instant, handle: RequestHandle, text: &str) {
+        let body = parse_body(text.as_bytes(), limits()).unwrap();
+        s.handle_request(now, handle, &body, text.as_bytes());
+    }
+
+    fn req(rid: u64, attrs: &str, payload: &str) -> String {
+        format!("<body xmlns='{NS_HTTPBIND}' rid='{rid}' sid='sid1' {attrs}>{payload}</body>")
+    }
+
+    fn backend_text(s: &mut Session) -> String {
+        let out = s.backend_output(S0).to_vec();
+        s.consume_backend_output(S0, out.len());
+        String::from_utf8(out).unwrap()
+    }
+
+    fn responses(s: &mut Session) -> Vec<(RequestHandle, String)> {
+        std::iter::from_fn(|| s.poll_response())
+            .map(|(h, r)| (h, String::from_utf8(r.body).unwrap()))
+            .collect()
+    }
+
+    /// A session through creation, backend connect and features.
+    fn ready(now: Instant) -> Session {
+        let create = format!("<body xmlns='{NS_HTTPBIND}' rid='10' to='localhost' wait='30' hold='1' xmpp:version='1.0' xmlns:xmpp='urn:xmpp:xbosh'/>");
+        let body = parse_body(create.as_bytes(), limits()).unwrap();
+        let mut s =
+            Session::create(now, settings(), "sid1".into(), 1, &body, create.as_bytes()).unwrap();
+        assert_eq!(
+            s.poll_command(),
+            Some(Command::Connect {
+                stream: S0,
+                domain: "localhost".into()
+            })
+        );
+        s.backend_connected(now, S0, backend_settings());
+        assert!(backend_text(&mut s).contains("to='localhost'"));
+        assert!(
+            responses(&mut s).is_empty(),
+            "creation waits for the features"
+        );
+        s.handle_backend_input(now, S0, format!("{HEADER}{FEATURES}").as_bytes());
+        s
+    }
+
+    #[test]
+    fn creation_is_answered_with_the_features_and_session_attributes() {
+        let now = Instant::now();
+        let mut s = ready(now);
+        let got = responses(&mut s);
+        assert_eq!(got.len(), 1);
+        let (handle, body) = &got[0];
+        assert_eq!(*handle, 1);
+        for attr in [
+            "sid='sid1'",
+            "wait='30'",
+            "hold='1'",
+            "requests='2'",
+            "inactivity='70'",
+            "polling='2'",
+            "maxpause='120'",
+            "from='localhost'",
+            "xmpp:version='1.0'",
+            "authid='srv1'",
+        ] {
+            assert!(body.contains(attr), "{attr} missing: {body}");
+        }
+        assert!(body.contains("<stream:features"), "{body}");
+    }
+
+    #[test]
+    fn a_held_request_is_answered_empty_after_wait() {
+        let now = Instant::now();
+        let mut s = ready(now);
+        responses(&mut s);
+        request(&mut s, now, 2, &req(11, "", ""));
+        assert!(responses(&mut s).is_empty());
+        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(30)));
+        s.handle_timeout(now + Duration::from_secs(30));
+        let got = responses(&mut s);
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].1.ends_with("/>") && !got[0].1.contains("type="),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn server_stanzas_answer_the_held_request_with_jabber_client_declared() {
+        let now = Instant::now();
+        let mut s = ready(now);
+        responses(&mut s);
+        request(&mut s, now, 2, &req(11, "", ""));
+        s.handle_backend_input(
+            now,
+            S0,
+            b"<message from='b@localhost'><body>hi</body></message>",
+        );
+        let got = responses(&mut s);
+        assert_eq!(got[0].0, 2);
+        assert!(
+            got[0]
+                .1
+                .contains("<message xmlns='jabber:client' from='b@localhost'>"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn early_rids_wait_for_the_gap_and_payloads_keep_rid_order() {
+        let now = Instant::now();
+        let mut s = ready(now);
+        responses(&mut s);
+        request(&mut s, now, 3, &req(12, "", "<presence id='second'/>"));
+        assert_eq!(backend_text(&mut s), "", "rid 12 waits for 11");
+        request(&mut s, now, 2, &req(11, "", "<presence id='first'/>"));
+        assert_eq!(
+            backend_text(&mut s),
+            "<presence id='first'/><presence id='second'/>"
+        );
+        // With hold=1 the first of the two held requests was answered.
+        assert_eq!(
+            responses(&mut s).iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![2]
+        );
+    }
+
+    #[test]
+    fn inactivity_ends_the_session_without_closing_the_server_stream() {
+        let now = Instant::now();
+        let mut s = ready(now);
+        responses(&mut s);
+        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(70)));
+        s.handle_timeout(now + Duration::from_secs(70));
+        assert!(s.is_ended());
+        assert_eq!(
+            s.poll_command(),
+            Some(Command::End("inactivity timeout".into()))
+        );
+        assert!(!backend_text(&mut s).contains("</stream:stream>"));
+    }
+
+    #[test]
+    fn pause_answers_held_requests_and_stretches_inactivity() {
+        let now = Instant::now();
+        let mut s = ready(now);
+        responses(&mut s);
+        request(&mut s, now, 2, &req(11, "", ""));
+        request(&mut s, now, 3, &req(12, "pause='100'", ""));
+        assert_eq!(responses(&mut s).len(), 2);
+        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(100)));
+    }
+
+    #[test]
+    fn terminate_sends_the_payload_then_closes_cleanly() {
+        let now = Instant::now();
+        let mut s = ready(now);
+        responses(&mut s);
+        request(
+            &mut s,
+            now,
+            2,
+            &req(11, "type='terminate'", "<presence type='unavailable'/>"),
+        );
+        assert_eq!(
+            backend_text(&mut s),
+            "<presence type='unavailable'/></stream:stream>"
+        );
+        let got = responses(&mut s);
+        assert!(got[0].1.contains("type='terminate'"), "{got:?}");
+        assert_eq!(s.poll_command(), Some(Command::CloseBackend { stream: S0 }));
+    }
+
+    #[test]
+    fn a_restart_before_sasl_success_is_answered_with_the_features() {
+        let now = Instant::now();
+        let mut s = ready(now);
+        responses(&mut s);
+        request(
+            &mut s,
+            now,
+            2,
+            &req(11, "xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh'", ""),
+        );
+        assert_eq!(
+            backend_text(&mut s),
+            "",
+            "no new stream header for the server"
+        );
+        assert!(responses(&mut s)[0].1.contains("<stream:features"));
+        // After SASL success the restart does reach the server.
+        request(&mut s, now, 3, &req(12, "", ""));
+        s.handle_backend_input(
+            now,
+            S0,
+            b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+        );
+        responses(&mut s);
+        request(
+            &mut s,
+            now,
+            4,
+            &req(13, "xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh'", ""),
+        );
+        assert!(backend_text(&mut s).contains("<stream:stream"));
+    }
+
+    #[test]
+    fn repeats_get_the_cached_response_and_far_rids_end_the_session() {
+        let now = Instant::now();
+        let mut s = ready(now);
+        let creation = responses(&mut s).remove(0).1;
+        request(&mut s, now, 9, &req(10, "", ""));
+        assert_eq!(responses(&mut s), vec![(9, creation)]);
+        request(&mut s, now, 8, &req(40, "", ""));
+        let got = responses(&mut s);
+        assert!(got[0].1.contains("item-not-found"), "{got:?}");
+        assert!(s.is_ended());
+    }
+
+    #[test]
+    fn a_gone_request_is_not_answered() {
+        let now = Instant::now();
+        let mut s = ready(now);
+        responses(&mut s);
+        request(&mut s, now, 2, &req(11, "", ""));
+        s.request_gone(2);
+        s.handle_backend_input(now, S0, b"<message><body>later</body></message>");
+        assert!(responses(&mut s).is_empty(), "kept for the next request");
+        request(&mut s, now, 3, &req(12, "", ""));
+        assert!(responses(&mut s)[0].1.contains("later"));
+    }
 }
