@@ -3,8 +3,8 @@
 //! corpus under plain stable `cargo test`.
 
 pub mod backend_stream;
+pub mod common;
 pub mod dns_answer;
 pub mod http_request;
-pub mod split;
 pub mod websocket_codec;
 pub mod xml_framer;

@@ -8,7 +8,7 @@
 //! close frames) and the same closed state; no text message exceeds the
 //! limit; a failed or closed codec says so.
 
-use super::split;
+use super::common;
 use switchboard::websocket::{CloseReason, Codec, Limits, Message};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -28,15 +28,23 @@ pub fn check(data: &[u8]) {
     };
     let close_first = selector & 2 != 0;
     let whole = run(limits, close_first, &[input]);
-    let (a, b) = input.split_at(split::point(input));
+    let (a, b) = input.split_at(common::point(input));
     let two = run(limits, close_first, &[a, b]);
     assert_eq!(whole, two, "whole vs split at {}", a.len());
     for message in &whole.messages {
         if let Message::Text(text) = message {
-            assert!(text.len() <= limits.max_message_bytes, "text over the limit");
+            assert!(
+                text.len() <= limits.max_message_bytes,
+                "text over the limit"
+            );
         }
     }
-    if whole.error.is_some() || whole.messages.iter().any(|m| matches!(m, Message::Closed(_))) {
+    if whole.error.is_some()
+        || whole
+            .messages
+            .iter()
+            .any(|m| matches!(m, Message::Closed(_)))
+    {
         assert!(whole.closed, "failed or closed codec not closed");
     }
 }

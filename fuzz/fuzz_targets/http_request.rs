@@ -1,8 +1,8 @@
 #![no_main]
 
-#[path = "../checks/split.rs"]
-mod split;
 #[path = "../checks/http_request.rs"]
 mod check;
+#[path = "../checks/common.rs"]
+mod common;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));
