@@ -5,7 +5,8 @@
 //! Invariants: fed in chunks whose sizes follow from the data, consuming
 //! frames as the contract says (drop `len` bytes, pass the same unconsumed
 //! bytes extended next time), the framer cuts the same frames as when fed
-//! everything at once, and ends the same way; every frame is non-empty,
+//! everything at once (runs of whitespace frames joined: whitespace is
+//! framed as far as it has arrived), and ends the same way; every frame is non-empty,
 //! fits the buffered bytes, and its recorded offsets lie within it.
 //!
 //! "The same way" allows one thing: a run that ends needing more bytes has
@@ -41,8 +42,8 @@ pub fn check(data: &[u8]) {
             max_element_bytes: 128,
         }
     };
-    let whole = run(mode, limits, &[input]);
-    let chunked = run(mode, limits, &common::chunks(input));
+    let whole = coalesce(run(mode, limits, &[input]));
+    let chunked = coalesce(run(mode, limits, &common::chunks(input)));
     assert_eq!(whole.0, chunked.0, "whole vs chunked: frames");
     match (&whole.1, &chunked.1) {
         (End::NeedMore, _) | (_, End::NeedMore) => {}
@@ -53,7 +54,9 @@ pub fn check(data: &[u8]) {
     assert!(framed <= input.len());
 }
 
-fn run(mode: Mode, limits: Limits, reads: &[&[u8]]) -> (Vec<(Frame, Vec<u8>)>, End) {
+type Run = (Vec<(Frame, Vec<u8>)>, End);
+
+fn run(mode: Mode, limits: Limits, reads: &[&[u8]]) -> Run {
     let mut framer = Framer::new(mode, limits);
     let mut buf = Vec::new();
     let mut frames = Vec::new();
@@ -74,6 +77,23 @@ fn run(mode: Mode, limits: Limits, reads: &[&[u8]]) -> (Vec<(Frame, Vec<u8>)>, E
         }
     }
     (frames, End::NeedMore)
+}
+
+/// Joins whitespace frames that follow each other: whitespace is framed as
+/// far as it has arrived, so where it is cut depends on the reads.
+fn coalesce((frames, end): Run) -> Run {
+    let mut out: Vec<(Frame, Vec<u8>)> = Vec::new();
+    for (frame, bytes) in frames {
+        if let Some((last, last_bytes)) = out.last_mut() {
+            if last.kind == FrameKind::Whitespace && frame.kind == FrameKind::Whitespace {
+                last.len += frame.len;
+                last_bytes.extend_from_slice(&bytes);
+                continue;
+            }
+        }
+        out.push((frame, bytes));
+    }
+    (out, end)
 }
 
 fn check_frame(frame: &Frame, bytes: &[u8]) {
