@@ -6,8 +6,9 @@
 //! frames as the contract says (drop `len` bytes, pass the same unconsumed
 //! bytes extended next time), the framer cuts the same frames as when fed
 //! everything at once (runs of whitespace frames joined: whitespace is
-//! framed as far as it has arrived), and ends the same way; every frame is non-empty,
-//! fits the buffered bytes, and its recorded offsets lie within it.
+//! framed as far as it has arrived), and ends the same way; every frame is
+//! non-empty, fits the buffered bytes, and its recorded offsets lie within
+//! it.
 //!
 //! "The same way" allows one thing: a run that ends needing more bytes has
 //! not decided yet, so the other may already have refused the unit (the
