@@ -258,7 +258,16 @@ impl RequestReader {
             // Nothing scanned yet: most heads arrive whole, so let httparse
             // find the end itself, and fall back to the scan only if not.
             let window = input.get(..self.limits.max_head_bytes).unwrap_or(input);
-            parse_head(window, &self.limits)?
+            match parse_head(window, &self.limits) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    // A head too large is refused as such however malformed,
+                    // the same answer as when it comes in pieces and is
+                    // only scanned for its end.
+                    self.find_head_end(input)?;
+                    return Err(e);
+                }
+            }
         } else {
             None
         };

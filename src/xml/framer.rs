@@ -180,7 +180,9 @@ impl Framer {
         let text = valid_prefix(input);
         let mut header = StreamHeader::default();
         let mut stream_ns = false;
-        let mut last_end = 0;
+        // The tokenizer skips a byte-order mark; a cut construct after one
+        // starts past it.
+        let mut last_end = if text.starts_with('\u{feff}') { 3 } else { 0 };
         let mut in_tag = false;
         self.attrs.clear();
         for token in Tokenizer::from(text) {
