@@ -36,12 +36,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use support::bosh_client::BoshSession;
 use support::{StubEvent, StubOptions, StubServer, TlsMode, WsClient};
 
 const DOMAIN: &str = "localhost";
 /// RFC 7395 §3.1 subprotocol; the path is switchboard's default.
 const WS_PATH: &str = "/xmpp-websocket";
 const WS_PROTOCOL: &str = "xmpp";
+const BOSH_PATH: &str = "/http-bind";
 const CLIENT_THREADS: usize = 8;
 /// Time for switchboard to finish whatever the last logins started
 /// (and the allocator to settle) before the second reading.
@@ -53,6 +55,9 @@ const FD_SPARE: u64 = 64;
 struct Options {
     sessions: usize,
     tls: bool,
+    /// BOSH sessions, each logged in with one request held, instead of
+    /// WebSocket ones.
+    bosh: bool,
     binary: Option<PathBuf>,
     timeout: Duration,
 }
@@ -61,6 +66,7 @@ fn parse_args() -> Result<Options, String> {
     let mut options = Options {
         sessions: 1000,
         tls: false,
+        bosh: false,
         binary: None,
         timeout: Duration::from_secs(120),
     };
@@ -76,6 +82,7 @@ fn parse_args() -> Result<Options, String> {
                     .ok_or_else(|| format!("--sessions: not a positive number: {value}"))?;
             }
             "--tls" => options.tls = true,
+            "--bosh" => options.bosh = true,
             "--bin" => options.binary = Some(args.next().ok_or("--bin needs a path")?.into()),
             "--timeout" => {
                 let value = args.next().ok_or("--timeout needs seconds")?;
@@ -86,7 +93,7 @@ fn parse_args() -> Result<Options, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: idle_memory [--sessions N] [--tls] [--bin PATH] [--timeout SECS]\n\
+                    "usage: idle_memory [--sessions N] [--tls] [--bosh] [--bin PATH] [--timeout SECS]\n\
                      build the server first: cargo build --release"
                 );
                 std::process::exit(0);
@@ -201,7 +208,7 @@ fn run(options: &Options) -> Result<(), String> {
     let before = rss_kib(pid)?;
 
     let started = Instant::now();
-    let clients = open_sessions(listen, options.sessions).map_err(with_log)?;
+    let clients = open_sessions(listen, options.sessions, options.bosh).map_err(with_log)?;
     let setup = started.elapsed();
     thread::sleep(SETTLE);
     let after = rss_kib(pid)?;
@@ -221,8 +228,9 @@ fn run(options: &Options) -> Result<(), String> {
     }
 
     eprintln!(
-        "idle_memory: {} sessions ({}) set up in {:.1} s ({:.0}/s), switchboard peak rss {peak} KiB",
+        "idle_memory: {} {} sessions ({}) set up in {:.1} s ({:.0}/s), switchboard peak rss {peak} KiB",
         clients.len(),
+        if options.bosh { "BOSH" } else { "WebSocket" },
         if options.tls { "backend STARTTLS" } else { "backend plaintext" },
         setup.as_secs_f64(),
         clients.len() as f64 / setup.as_secs_f64().max(1e-9),
@@ -352,15 +360,28 @@ fn wait_listening(cleanup: &Cleanup, listen: SocketAddr) -> Result<(), String> {
 
 /// Each thread opens its share one after the other; the first failure
 /// ends the run, naming the session.
-fn open_sessions(listen: SocketAddr, sessions: usize) -> Result<Vec<WsClient>, String> {
+/// A logged-in client kept open while memory is read; never read from,
+/// only held so its connection stays up.
+#[allow(dead_code)]
+enum Client {
+    WebSocket(WsClient),
+    Bosh(BoshSession),
+}
+
+fn open_sessions(listen: SocketAddr, sessions: usize, bosh: bool) -> Result<Vec<Client>, String> {
     let threads = CLIENT_THREADS.min(sessions);
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            thread::spawn(move || -> Result<Vec<WsClient>, String> {
+            thread::spawn(move || -> Result<Vec<Client>, String> {
                 let mine: Vec<usize> = (t..sessions).step_by(threads).collect();
                 let mut clients = Vec::with_capacity(mine.len());
                 for i in mine {
-                    clients.push(open_session(listen, i).map_err(|e| format!("session {i}: {e}"))?);
+                    let client = if bosh {
+                        open_bosh_session(listen, i).map(Client::Bosh)
+                    } else {
+                        open_session(listen, i).map(Client::WebSocket)
+                    };
+                    clients.push(client.map_err(|e| format!("session {i}: {e}"))?);
                 }
                 Ok(clients)
             })
@@ -390,6 +411,18 @@ fn open_session(listen: SocketAddr, i: usize) -> Result<WsClient, String> {
     client.open(DOMAIN).map_err(|e| format!("open: {e}"))?;
     client.login_plain(&format!("idle{i}"), "secret", DOMAIN)?;
     Ok(client)
+}
+
+/// A BOSH session logged in, then one empty request left held (XEP-0124
+/// §10), as an idle client keeps it.
+fn open_bosh_session(listen: SocketAddr, i: usize) -> Result<BoshSession, String> {
+    let rid = 1_000 + 10_000 * i as u64;
+    let (mut session, _) = BoshSession::create(listen, BOSH_PATH, DOMAIN, rid, "")?;
+    session.login(&format!("idle{i}"), DOMAIN)?;
+    session.rid += 1;
+    let held = support::bosh_client::body(session.rid, &session.sid, "", "");
+    session.conn.send(&held);
+    Ok(session)
 }
 
 /// Backend streams the stub saw end; all should still be open while idle.

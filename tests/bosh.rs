@@ -4,8 +4,7 @@
 
 mod support;
 
-use support::bosh_client::{body, create_body, BoshConn, HttpResponse};
-use support::xmpp::{bind_request, plain_auth};
+use support::bosh_client::{body, create_body, BoshConn, BoshSession, HttpResponse};
 use support::{config_for, StubEvent, StubOptions, StubServer, Switchboard, TlsMode, WAIT};
 
 const PATH: &str = "/http-bind";
@@ -15,59 +14,11 @@ fn tls_stub() -> StubServer {
     StubServer::start(StubOptions::starttls("localhost", TlsMode::Required))
 }
 
-/// A created session: its sid and the next rid.
-struct Bosh {
-    conn: BoshConn,
-    sid: String,
-    rid: u64,
-}
-
-impl Bosh {
-    /// Create a session and wait until its stream features have come.
-    fn create(sb: &Switchboard) -> (Bosh, HttpResponse) {
-        let mut conn = BoshConn::connect(sb.addr, PATH);
-        let created = conn.post(&create_body(RID, "localhost", ""), WAIT);
-        assert_eq!(created.status, 200, "{created:?}");
-        let sid = created.attr("sid").expect("sid");
-        let mut bosh = Bosh {
-            conn,
-            sid,
-            rid: RID,
-        };
-        if !created.body.contains("stream:features") {
-            let next = bosh.request("", "");
-            assert!(next.body.contains("stream:features"), "{next:?}");
-        }
-        (bosh, created)
-    }
-
-    fn request(&mut self, extra: &str, payload: &str) -> HttpResponse {
-        self.rid += 1;
-        self.conn
-            .post(&body(self.rid, &self.sid, extra, payload), WAIT)
-    }
-
-    /// SASL PLAIN, restart, bind (XEP-0206 §5): returns the full JID.
-    fn login(&mut self, user: &str) -> String {
-        let mut reply = self.request("", &plain_auth(user, "pw"));
-        while !reply.body.contains("success") {
-            reply = self.request("", "");
-        }
-        let mut reply = self.request(
-            "xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh' to='localhost'",
-            "",
-        );
-        while !reply.body.contains("bind") {
-            reply = self.request("", "");
-        }
-        let mut reply = self.request("", &bind_request("b1", None));
-        while !reply.body.contains("<jid>") {
-            reply = self.request("", "");
-        }
-        let start = reply.body.find("<jid>").unwrap() + 5;
-        let end = reply.body.find("</jid>").unwrap();
-        reply.body[start..end].to_string()
-    }
+/// A created session whose stream features have come.
+fn create(sb: &Switchboard) -> (BoshSession, HttpResponse) {
+    let (session, created) = BoshSession::create(sb.addr, PATH, "localhost", RID, "").unwrap();
+    assert_eq!(created.status, 200, "{created:?}");
+    (session, created)
 }
 
 /// XEP-0124 §7.1, XEP-0206 §6: the creation response carries every
@@ -76,7 +27,7 @@ impl Bosh {
 fn creation_response_has_the_attributes_clients_need() {
     let stub = tls_stub();
     let sb = Switchboard::start(config_for(&stub));
-    let (_bosh, created) = Bosh::create(&sb);
+    let (_bosh, created) = create(&sb);
     for attr in [
         "sid",
         "wait",
@@ -106,19 +57,21 @@ fn creation_response_has_the_attributes_clients_need() {
 fn login_and_message_over_bosh() {
     let stub = tls_stub();
     let sb = Switchboard::start(config_for(&stub));
-    let (mut alice, _) = Bosh::create(&sb);
-    let jid = alice.login("alice");
+    let (mut alice, _) = create(&sb);
+    let jid = alice.login("alice", "localhost").unwrap();
     assert!(jid.starts_with("alice@localhost/"), "{jid}");
     let conn = stub.connection_of(&jid).unwrap();
     assert!(stub.events(conn).contains(&StubEvent::StartTls));
     // The stub routes messages to the sender's own JID back to it.
-    let reply = alice.request(
-        "",
-        &format!("<message to='{jid}' xmlns='jabber:client'><body>echo</body></message>"),
-    );
+    let reply = alice
+        .request(
+            "",
+            &format!("<message to='{jid}' xmlns='jabber:client'><body>echo</body></message>"),
+        )
+        .unwrap();
     let mut got = reply.body;
     while !got.contains("echo") {
-        got = alice.request("", "").body;
+        got = alice.request("", "").unwrap().body;
     }
     assert!(
         got.contains("xmlns='jabber:client'") || got.contains("xmlns=\"jabber:client\""),
@@ -145,10 +98,10 @@ fn unknown_sid_is_item_not_found() {
 fn repeated_rid_gets_the_cached_response() {
     let stub = tls_stub();
     let sb = Switchboard::start(config_for(&stub));
-    let (mut bosh, _) = Bosh::create(&sb);
-    bosh.login("alice");
+    let (mut bosh, _) = create(&sb);
+    bosh.login("alice", "localhost").unwrap();
     let ping = "<iq type='get' to='localhost' id='p1' xmlns='jabber:client'><ping xmlns='urn:xmpp:ping'/></iq>";
-    let first = bosh.request("", ping);
+    let first = bosh.request("", ping).unwrap();
     assert!(first.body.contains("p1"), "{first:?}");
     let again = bosh.conn.post(&body(bosh.rid, &bosh.sid, "", ping), WAIT);
     assert_eq!(again.body, first.body);
@@ -159,7 +112,7 @@ fn repeated_rid_gets_the_cached_response() {
 fn rid_outside_the_window_terminates() {
     let stub = tls_stub();
     let sb = Switchboard::start(config_for(&stub));
-    let (mut bosh, _) = Bosh::create(&sb);
+    let (mut bosh, _) = create(&sb);
     let reply = bosh
         .conn
         .post(&body(bosh.rid + 100, &bosh.sid, "", ""), WAIT);
@@ -177,10 +130,12 @@ fn rid_outside_the_window_terminates() {
 fn terminate_delivers_payload_then_closes_cleanly() {
     let stub = tls_stub();
     let sb = Switchboard::start(config_for(&stub));
-    let (mut bosh, _) = Bosh::create(&sb);
-    let jid = bosh.login("alice");
+    let (mut bosh, _) = create(&sb);
+    let jid = bosh.login("alice", "localhost").unwrap();
     let conn = stub.connection_of(&jid).unwrap();
-    let reply = bosh.request("type='terminate'", "<presence type='unavailable'/>");
+    let reply = bosh
+        .request("type='terminate'", "<presence type='unavailable'/>")
+        .unwrap();
     assert_eq!(
         reply.attr("type").as_deref(),
         Some("terminate"),
@@ -202,7 +157,7 @@ fn terminate_delivers_payload_then_closes_cleanly() {
 fn a_newer_request_releases_the_held_one() {
     let stub = tls_stub();
     let sb = Switchboard::start(config_for(&stub));
-    let (mut bosh, _) = Bosh::create(&sb);
+    let (mut bosh, _) = create(&sb);
     bosh.rid += 1;
     bosh.conn.send(&body(bosh.rid, &bosh.sid, "", ""));
     let mut second = BoshConn::connect(sb.addr, PATH);
@@ -266,16 +221,18 @@ fn cors_preflight_and_allow_origin() {
 fn restart_before_authentication_is_allowed() {
     let stub = tls_stub();
     let sb = Switchboard::start(config_for(&stub));
-    let (mut bosh, _) = Bosh::create(&sb);
-    let mut reply = bosh.request("xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh'", "");
+    let (mut bosh, _) = create(&sb);
+    let mut reply = bosh
+        .request("xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh'", "")
+        .unwrap();
     while !reply.body.contains("stream:features") {
         assert_ne!(
             reply.attr("type").as_deref(),
             Some("terminate"),
             "{reply:?}"
         );
-        reply = bosh.request("", "");
+        reply = bosh.request("", "").unwrap();
     }
-    let jid = bosh.login("alice");
+    let jid = bosh.login("alice", "localhost").unwrap();
     assert!(jid.starts_with("alice@localhost/"), "{jid}");
 }

@@ -7,6 +7,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::support::xmpp::{bind_request, plain_auth};
+use crate::support::WAIT;
+
 pub const NS_HTTPBIND: &str = "http://jabber.org/protocol/httpbind";
 
 /// One HTTP response.
@@ -127,11 +130,83 @@ fn parse_response(bytes: &[u8]) -> Option<(HttpResponse, usize)> {
     ))
 }
 
-/// A session-creation body (XEP-0124 §7.1, XEP-0206 §6).
+/// A session-creation body (XEP-0124 §7.1, XEP-0206 §6), `wait` 5 s.
 pub fn create_body(rid: u64, to: &str, extra: &str) -> String {
     format!(
         "<body xmlns='{NS_HTTPBIND}' xmlns:xmpp='urn:xmpp:xbosh' rid='{rid}' to='{to}' wait='5' hold='1' ver='1.11' xml:lang='en' xmpp:version='1.0' content='text/xml; charset=utf-8' {extra}/>"
     )
+}
+
+/// A created BOSH session on one kept-alive connection: its sid and the
+/// last rid used.
+pub struct BoshSession {
+    pub conn: BoshConn,
+    pub sid: String,
+    pub rid: u64,
+}
+
+impl BoshSession {
+    /// Create a session (`extra` attributes on the creation body) and wait
+    /// until its stream features have come; returns the creation response.
+    pub fn create(
+        addr: SocketAddr,
+        path: &str,
+        domain: &str,
+        rid: u64,
+        extra: &str,
+    ) -> Result<(BoshSession, HttpResponse), String> {
+        let mut conn = BoshConn::connect(addr, path);
+        conn.send(&create_body(rid, domain, extra));
+        let created = conn.recv(WAIT).ok_or("no creation response")?;
+        let sid = created
+            .attr("sid")
+            .ok_or_else(|| format!("no sid: {}", created.body))?;
+        let mut session = BoshSession { conn, sid, rid };
+        if !created.body.contains("stream:features") {
+            let next = session.request("", "")?;
+            if !next.body.contains("stream:features") {
+                return Err(format!("no stream features: {}", next.body));
+            }
+        }
+        Ok((session, created))
+    }
+
+    /// The next rid with `extra` attributes and `payload`, and its answer.
+    pub fn request(&mut self, extra: &str, payload: &str) -> Result<HttpResponse, String> {
+        self.rid += 1;
+        self.conn.send(&body(self.rid, &self.sid, extra, payload));
+        self.conn
+            .recv(WAIT)
+            .ok_or_else(|| format!("no answer to rid {}", self.rid))
+    }
+
+    /// Poll until a response contains `needle`.
+    fn until(&mut self, mut reply: HttpResponse, needle: &str) -> Result<HttpResponse, String> {
+        for _ in 0..10 {
+            if reply.body.contains(needle) {
+                return Ok(reply);
+            }
+            if reply.attr("type").as_deref() == Some("terminate") {
+                return Err(format!("terminated waiting for {needle}: {}", reply.body));
+            }
+            reply = self.request("", "")?;
+        }
+        Err(format!("no {needle} in time"))
+    }
+
+    /// SASL PLAIN, restart, bind (XEP-0206 §5): returns the full JID.
+    pub fn login(&mut self, user: &str, domain: &str) -> Result<String, String> {
+        let reply = self.request("", &plain_auth(user, "pw"))?;
+        self.until(reply, "success")?;
+        let restart = format!("xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh' to='{domain}'");
+        let reply = self.request(&restart, "")?;
+        self.until(reply, "bind")?;
+        let reply = self.request("", &bind_request("b1", None))?;
+        let reply = self.until(reply, "<jid>")?;
+        let start = reply.body.find("<jid>").map_or(0, |i| i + 5);
+        let end = reply.body.find("</jid>").unwrap_or(start);
+        Ok(reply.body[start..end].to_string())
+    }
 }
 
 /// A request body in session `sid` carrying `payload`.
