@@ -364,7 +364,7 @@ fn wait_listening(cleanup: &Cleanup, listen: SocketAddr) -> Result<(), String> {
 /// only held so its connection stays up.
 #[allow(dead_code)]
 enum Client {
-    WebSocket(WsClient),
+    WebSocket(Box<WsClient>),
     Bosh(BoshSession),
 }
 
@@ -379,7 +379,7 @@ fn open_sessions(listen: SocketAddr, sessions: usize, bosh: bool) -> Result<Vec<
                     let client = if bosh {
                         open_bosh_session(listen, i).map(Client::Bosh)
                     } else {
-                        open_session(listen, i).map(Client::WebSocket)
+                        open_session(listen, i).map(|ws| Client::WebSocket(Box::new(ws)))
                     };
                     clients.push(client.map_err(|e| format!("session {i}: {e}"))?);
                 }
