@@ -21,7 +21,9 @@ C2S_PORT="${PROSODY_C2S_PORT:-15222}"
 # back to the next target (RFC 6120 §3.2.1).
 DEAD_PORT="${DEAD_PORT:-15299}"
 
-die() { echo "dns.sh: $*" >&2; exit 1; }
+NAME=dns.sh
+# shellcheck source=tools/interop/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_installed() {
     if ! command -v dnsmasq >/dev/null && [ ! -x /usr/sbin/dnsmasq ]; then
@@ -38,9 +40,7 @@ start() {
     local dir=$1
     [ -d "$dir" ] || die "no such directory: $dir"
     dir=$(cd "$dir" && pwd)
-    if [ -f "$dir/dnsmasq.run.pid" ] && kill -0 "$(cat "$dir/dnsmasq.run.pid")" 2>/dev/null; then
-        die "already running from $dir (pid $(cat "$dir/dnsmasq.run.pid"))"
-    fi
+    refuse_if_running "$dir/dnsmasq.run.pid" "$dir"
     ensure_installed
     # --keep-in-foreground: $! is dnsmasq itself. --user=root: it would switch
     # to nobody and then could not write its log in DIR.
@@ -72,24 +72,7 @@ start() {
 }
 
 stop() {
-    local dir=$1 pidfile=$1/dnsmasq.run.pid pid i
-    [ -f "$pidfile" ] || { echo "dnsmasq: not started from $dir"; return 0; }
-    pid=$(cat "$pidfile")
-    if kill "$pid" 2>/dev/null; then
-        for i in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-    fi
-    rm -f "$pidfile"
-    echo "dnsmasq: stopped (pid $pid)"
+    stop_by_pidfile dnsmasq "$1/dnsmasq.run.pid" 50
 }
 
-case "${1:-}" in
-    start) [ $# -eq 2 ] || die "usage: $0 start DIR"; start "$2" ;;
-    stop) [ $# -eq 2 ] || die "usage: $0 stop DIR"; stop "$2" ;;
-    *) die "usage: $0 start|stop DIR" ;;
-esac
+dispatch "$@"

@@ -33,7 +33,9 @@ PASSWORD=password
 # Where Debian puts ejabberd's own Erlang applications (ejabberdctl's ERL_LIBS).
 EJABBERD_LIBS=/usr/lib/x86_64-linux-gnu
 
-die() { echo "ejabberd.sh: $*" >&2; exit 1; }
+NAME=ejabberd.sh
+# shellcheck source=tools/interop/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_installed() {
     if [ ! -d "$EJABBERD_LIBS" ] || ! ls -d "$EJABBERD_LIBS"/ejabberd-* >/dev/null 2>&1 || ! command -v erl >/dev/null; then
@@ -152,9 +154,6 @@ modules:
 YAML
 }
 
-port_open() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
 api() {
     curl -sS --max-time 5 -H 'Content-Type: application/json' \
@@ -178,9 +177,7 @@ start() {
     local dir=$1
     [ -d "$dir" ] || die "no such directory: $dir"
     dir=$(cd "$dir" && pwd)
-    if [ -f "$dir/ejabberd.run.pid" ] && kill -0 "$(cat "$dir/ejabberd.run.pid")" 2>/dev/null; then
-        die "already running from $dir (pid $(cat "$dir/ejabberd.run.pid"))"
-    fi
+    refuse_if_running "$dir/ejabberd.run.pid" "$dir"
     port_open "$C2S_PORT" && die "port $C2S_PORT already in use"
     port_open "$HTTP_PORT" && die "port $HTTP_PORT already in use"
     ensure_installed
@@ -218,25 +215,8 @@ start() {
 }
 
 stop() {
-    local dir=$1 pidfile=$1/ejabberd.run.pid pid i
-    [ -f "$pidfile" ] || { echo "ejabberd: not started from $dir"; return 0; }
-    pid=$(cat "$pidfile")
     # SIGTERM makes the VM run init:stop(): applications stop, mnesia syncs.
-    if kill "$pid" 2>/dev/null; then
-        for i in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-    fi
-    rm -f "$pidfile"
-    echo "ejabberd: stopped (pid $pid)"
+    stop_by_pidfile ejabberd "$1/ejabberd.run.pid" 100
 }
 
-case "${1:-}" in
-    start) [ $# -eq 2 ] || die "usage: $0 start DIR"; start "$2" ;;
-    stop) [ $# -eq 2 ] || die "usage: $0 stop DIR"; stop "$2" ;;
-    *) die "usage: $0 start|stop DIR" ;;
-esac
+dispatch "$@"

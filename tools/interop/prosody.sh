@@ -19,7 +19,9 @@ HOSTS=(localhost srv.test)
 USERS=(alice bob)
 PASSWORD=password
 
-die() { echo "prosody.sh: $*" >&2; exit 1; }
+NAME=prosody.sh
+# shellcheck source=tools/interop/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_installed() {
     if ! command -v prosody >/dev/null || ! command -v prosodyctl >/dev/null; then
@@ -121,17 +123,12 @@ register_users() {
     done
 }
 
-port_open() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
 start() {
     local dir=$1
     [ -d "$dir" ] || die "no such directory: $dir"
     dir=$(cd "$dir" && pwd)
-    if [ -f "$dir/prosody.run.pid" ] && kill -0 "$(cat "$dir/prosody.run.pid")" 2>/dev/null; then
-        die "already running from $dir (pid $(cat "$dir/prosody.run.pid"))"
-    fi
+    refuse_if_running "$dir/prosody.run.pid" "$dir"
     port_open "$C2S_PORT" && die "port $C2S_PORT already in use"
     port_open "$HTTP_PORT" && die "port $HTTP_PORT already in use"
     ensure_installed
@@ -158,24 +155,7 @@ start() {
 }
 
 stop() {
-    local dir=$1 pidfile=$1/prosody.run.pid pid i
-    [ -f "$pidfile" ] || { echo "prosody: not started from $dir"; return 0; }
-    pid=$(cat "$pidfile")
-    if kill "$pid" 2>/dev/null; then
-        for i in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-    fi
-    rm -f "$pidfile"
-    echo "prosody: stopped (pid $pid)"
+    stop_by_pidfile prosody "$1/prosody.run.pid" 50
 }
 
-case "${1:-}" in
-    start) [ $# -eq 2 ] || die "usage: $0 start DIR"; start "$2" ;;
-    stop) [ $# -eq 2 ] || die "usage: $0 stop DIR"; stop "$2" ;;
-    *) die "usage: $0 start|stop DIR" ;;
-esac
+dispatch "$@"
