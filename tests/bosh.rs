@@ -41,6 +41,11 @@ fn creation_response_has_the_attributes_clients_need() {
         assert!(created.attr(attr).is_some(), "no {attr}: {}", created.body);
     }
     assert_eq!(created.attr("requests").as_deref(), Some("2"));
+    assert_eq!(
+        created.attr("secure").as_deref(),
+        Some("true"),
+        "STARTTLS to the server"
+    );
     assert_eq!(created.attr("xmpp:version").as_deref(), Some("1.0"));
     assert!(
         created.body.contains("xmlns:xmpp='urn:xmpp:xbosh'")

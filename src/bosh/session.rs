@@ -90,6 +90,8 @@ pub struct Session {
     settings: Settings,
     sid: String,
     domain: String,
+    /// The client's `from`, echoed as `to` (node-xmpp-bosh does).
+    client_from: Option<String>,
     lang: String,
     wait: Duration,
     hold: u32,
@@ -145,6 +147,7 @@ impl Session {
         let mut session = Session {
             sid,
             domain: domain.clone(),
+            client_from: body.from.clone(),
             lang: body.lang.clone().unwrap_or_else(|| "en".into()),
             wait,
             hold,
@@ -513,8 +516,13 @@ impl Session {
             .and_then(|h| h.id.clone())
             .map(|id| format!(" authid='{}'", escape(&id)))
             .unwrap_or_default();
+        let to = self
+            .client_from
+            .as_deref()
+            .map(|from| format!(" to='{}'", escape(from)))
+            .unwrap_or_default();
         let head = format!(
-            "<body xmlns='{NS_HTTPBIND}' xmlns:xmpp='{NS_XBOSH}' xmlns:stream='{}' sid='{}' wait='{}' hold='{}' requests='{}' inactivity='{}' polling='{}' maxpause='{}' ver='1.11' from='{}' xmpp:version='1.0' secure='true'{authid}",
+            "<body xmlns='{NS_HTTPBIND}' xmlns:xmpp='{NS_XBOSH}' xmlns:stream='{}' sid='{}' wait='{}' hold='{}' requests='{}' inactivity='{}' polling='{}' maxpause='{}' ver='1.11' from='{}' xmpp:version='1.0' secure='{}'{authid}{to}",
             xml::NS_STREAMS,
             escape(&self.sid),
             self.wait.as_secs(),
@@ -524,6 +532,8 @@ impl Session {
             self.settings.polling.as_secs(),
             self.settings.max_pause.as_secs(),
             escape(&self.domain),
+            // XEP-0124 §7.1: whether our hop to the server is encrypted.
+            self.backend.as_ref().is_some_and(|b| b.is_tls()),
         );
         wrap(head, payload)
     }
@@ -734,10 +744,24 @@ mod tests {
             "from='localhost'",
             "xmpp:version='1.0'",
             "authid='srv1'",
+            "secure='false'",
         ] {
             assert!(body.contains(attr), "{attr} missing: {body}");
         }
         assert!(body.contains("<stream:features"), "{body}");
+    }
+
+    #[test]
+    fn the_clients_from_is_echoed_as_to() {
+        let now = Instant::now();
+        let create = format!("<body xmlns='{NS_HTTPBIND}' rid='10' to='localhost' from='alice@localhost' wait='30' hold='1'/>");
+        let body = parse_body(create.as_bytes(), limits()).unwrap();
+        let mut s =
+            Session::create(now, settings(), "sid1".into(), 1, &body, create.as_bytes()).unwrap();
+        s.poll_command();
+        s.backend_connected(now, S0, backend_settings());
+        s.handle_backend_input(now, S0, format!("{HEADER}{FEATURES}").as_bytes());
+        assert!(responses(&mut s)[0].1.contains("to='alice@localhost'"));
     }
 
     #[test]

@@ -346,8 +346,10 @@ impl Server {
                 let key = Key::new(entry.key(), self.next_generation);
                 self.sessions_started += 1;
                 info!(
-                    "session {} start: bosh {sid} for {:?}",
-                    self.sessions_started, body.to
+                    "session {} start: bosh {sid} to {} (ua {})",
+                    self.sessions_started,
+                    body.to.as_deref().unwrap_or(""),
+                    body.ua.as_deref().unwrap_or("-")
                 );
                 entry.insert(BoshEntry::new(
                     key,
