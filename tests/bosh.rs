@@ -241,3 +241,35 @@ fn restart_before_authentication_is_allowed() {
     let jid = bosh.login("alice", "localhost").unwrap();
     assert!(jid.starts_with("alice@localhost/"), "{jid}");
 }
+
+/// node-xmpp-bosh's GET fallback: the body in `?data=`, the answer as JSONP
+/// when a safe `?callback=` is given; an unsafe one is refused.
+#[test]
+fn get_with_data_answers_as_jsonp() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let mut conn = BoshConn::connect(sb.addr, PATH);
+    let data = create_body(RID, "localhost", "")
+        .replace('%', "%25")
+        .replace(' ', "+")
+        .replace('&', "%26")
+        .replace('=', "%3D")
+        .replace('\'', "%27");
+    conn.send_raw(
+        format!("GET {PATH}?callback=cb_1&data={data} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    );
+    let reply = conn.recv(WAIT).expect("an answer");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(reply
+        .header("Content-Type")
+        .is_some_and(|t| t.starts_with("application/javascript")));
+    assert!(
+        reply.body.starts_with("cb_1({\"reply\":\"<body ") && reply.body.contains("sid="),
+        "{}",
+        reply.body
+    );
+    conn.send_raw(
+        format!("GET {PATH}?callback=alert(1)&data={data} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(conn.recv(WAIT).expect("an answer").status, 400);
+}

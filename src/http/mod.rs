@@ -6,8 +6,10 @@
 //! responses to the connection's output with [`write_response`]. Routing,
 //! CORS policy and the WebSocket handshake sit above this module.
 
+mod query;
 mod request;
 mod response;
 
+pub use query::query_param;
 pub use request::{has_token, Error, Limits, Method, Request, RequestReader, MAX_HEADERS};
 pub use response::{write_response, Status};

@@ -62,6 +62,8 @@ struct HttpPhase {
     awaiting: Option<Key>,
     /// `Access-Control-Allow-Origin` for the BOSH response, if any.
     cors_origin: Option<String>,
+    /// node-xmpp-bosh's JSONP: wrap the response in a call to this.
+    jsonp: Option<String>,
 }
 
 pub struct Conn {
@@ -106,6 +108,7 @@ impl Conn {
                 bosh_request: None,
                 awaiting: None,
                 cors_origin: None,
+                jsonp: None,
             })),
             backend: None,
             closing: None,
@@ -525,10 +528,33 @@ impl Conn {
                 let body = self.input.get(request.body.clone()).unwrap_or_default();
                 http.bosh_request = Some(body.to_vec());
                 http.cors_origin = cors;
+                http.jsonp = None;
+            }
+            // For old clients (node-xmpp-bosh's extra): the body in `?data=`,
+            // optionally answered as JSONP to `?callback=`.
+            http::Method::Get => {
+                let query = request.query.as_deref().unwrap_or_default();
+                let callback = http::query_param(query, "callback")
+                    .map(|name| String::from_utf8(name).unwrap_or_default());
+                match (http::query_param(query, "data"), callback) {
+                    (Some(body), callback) if callback.as_deref().is_none_or(safe_identifier) => {
+                        http.bosh_request = Some(body);
+                        http.cors_origin = cors;
+                        http.jsonp = callback;
+                    }
+                    _ => http::write_response(
+                        &mut self.output,
+                        http::Status::BAD_REQUEST,
+                        Some("text/plain"),
+                        &[],
+                        b"GET needs ?data= and a callback that is a plain identifier\n",
+                        request.keep_alive,
+                    ),
+                }
             }
             http::Method::Options => {
                 let mut headers = vec![
-                    ("Access-Control-Allow-Methods", "POST, OPTIONS"),
+                    ("Access-Control-Allow-Methods", "POST, GET, OPTIONS"),
                     ("Access-Control-Allow-Headers", "Content-Type"),
                     ("Access-Control-Max-Age", "86400"),
                 ];
@@ -548,8 +574,8 @@ impl Conn {
                 &mut self.output,
                 http::Status::METHOD_NOT_ALLOWED,
                 Some("text/plain"),
-                &[("Allow", "POST, OPTIONS")],
-                b"BOSH takes POST\n",
+                &[("Allow", "POST, GET, OPTIONS")],
+                b"BOSH takes POST (or GET with ?data=)\n",
                 request.keep_alive,
             ),
         }
@@ -599,12 +625,19 @@ impl Conn {
         }
         let status = http::Status::from_code(response.status);
         let keep_alive = !http.close_after_write;
+        let (content_type, body) = match http.jsonp.take() {
+            Some(callback) => (
+                "application/javascript; charset=utf-8",
+                jsonp(&callback, &response.body),
+            ),
+            None => ("text/xml; charset=utf-8", response.body),
+        };
         http::write_response(
             &mut self.output,
             status,
-            Some("text/xml; charset=utf-8"),
+            Some(content_type),
             &headers,
-            &response.body,
+            &body,
             keep_alive,
         );
         self.handle_http_input(shared);
@@ -690,6 +723,37 @@ fn cors_origin(allowed: &[String], origin: Option<&str>) -> Option<String> {
         .then(|| origin.to_string())
 }
 
+/// A JSONP callback name: a JavaScript identifier path, nothing that could
+/// carry script of its own.
+fn safe_identifier(name: &str) -> bool {
+    let mut parts = name.split('.');
+    name.len() <= 64
+        && parts.all(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        })
+}
+
+/// `callback({"reply":"<body .../>"})`, as node-xmpp-bosh answers JSONP.
+fn jsonp(callback: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{callback}({{\"reply\":\"").into_bytes();
+    for c in String::from_utf8_lossy(body).chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
+    out.extend_from_slice(b"\"})");
+    out
+}
+
 /// A small xorshift generator for stream ids and SRV weights: neither needs
 /// to be unpredictable to an attacker, only spread.
 pub struct Rng(u64);
@@ -715,5 +779,51 @@ impl Rng {
     /// A BOSH sid (XEP-0124 §7.1): 128 bits, so not guessed by chance.
     pub fn session_id(&mut self) -> String {
         format!("{:016x}{:016x}", self.next(), self.next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonp_callbacks_must_be_plain_identifiers() {
+        for good in ["cb", "_cb1", "$", "jQuery.cb_2", "a.b.c"] {
+            assert!(safe_identifier(good), "{good}");
+        }
+        for bad in [
+            "",
+            "1cb",
+            "cb()",
+            "a..b",
+            "alert(1);cb",
+            "a b",
+            "cb<",
+            &"x".repeat(65),
+        ] {
+            assert!(!safe_identifier(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn jsonp_escapes_the_reply_as_a_json_string() {
+        let out = jsonp("cb", b"<body a=\"1\">\\\n\xe2\x80\xa8</body>");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "cb({\"reply\":\"<body a=\\\"1\\\">\\\\\\u000a\\u2028</body>\"})"
+        );
+    }
+
+    #[test]
+    fn cors_echoes_listed_origins_or_allows_any() {
+        let any = vec!["*".to_string()];
+        let listed = vec!["https://a.example".to_string()];
+        assert_eq!(cors_origin(&any, None).as_deref(), Some("*"));
+        assert_eq!(
+            cors_origin(&listed, Some("https://a.example")).as_deref(),
+            Some("https://a.example")
+        );
+        assert_eq!(cors_origin(&listed, Some("https://b.example")), None);
+        assert_eq!(cors_origin(&[], Some("https://a.example")), None);
     }
 }
