@@ -226,6 +226,7 @@ impl Driver {
             }
             for event in events.iter() {
                 let (session, slot) = slot_of(event.token());
+                self.net.hangup = event.is_read_closed() || event.is_error();
                 self.on_ready(session, slot);
             }
         }
