@@ -144,12 +144,13 @@ impl BoshEntry {
                         socket.writable = false;
                     }
                 }
-                Err(_) => self.core.handle_backend_eof(id),
+                Err(_) => self.core.handle_backend_eof(shared.now, id),
             }
         }
         if stream.closing && self.core.backend_output(id).is_empty() {
             stream.link.deregister(&shared.registry);
             self.streams[id.0] = None;
+            self.core.backend_released(id);
             return progress;
         }
         // Back-pressure: the core holds server data for the client up to a cap.
@@ -163,7 +164,7 @@ impl BoshEntry {
                 Io::WouldBlock => socket.readable = false,
                 Io::Closed | Io::Failed(_) => {
                     socket.readable = false;
-                    self.core.handle_backend_eof(id);
+                    self.core.handle_backend_eof(shared.now, id);
                     progress = true;
                 }
             }
@@ -175,15 +176,25 @@ impl BoshEntry {
     fn run_commands(&mut self, shared: &mut Shared) -> Option<String> {
         while let Some(command) = self.core.poll_command() {
             match command {
-                Command::Connect { stream, domain } => {
+                Command::Connect {
+                    stream,
+                    domain,
+                    route,
+                } => {
                     let Ok(token_stream) = u8::try_from(stream.0) else {
-                        self.core.backend_failed(stream, "too many streams".into());
+                        self.core
+                            .backend_failed(shared.now, stream, "too many streams".into());
                         continue;
                     };
                     let owner = Owner::BoshBackend(self.key, token_stream);
-                    let (link, progress) = Link::start(&domain, owner, shared);
+                    let route = route.and_then(|r| shared.settings.bosh_routes.get(&r).cloned());
+                    let (link, progress) = Link::start(&domain, route, owner, shared);
                     if self.streams.len() <= stream.0 {
                         self.streams.resize_with(stream.0 + 1, || None);
+                    }
+                    // A slot freed by a failed stream may still hold its link.
+                    if let Some(old) = self.streams[stream.0].as_mut() {
+                        old.link.deregister(&shared.registry);
                     }
                     self.streams[stream.0] = Some(Stream {
                         link,
@@ -213,12 +224,12 @@ impl BoshEntry {
         match progress {
             Progress::Pending => {}
             Progress::Connected => {
-                let settings = shared
-                    .settings
-                    .backend_settings(self.core.domain(), self.core.lang());
-                self.core.backend_connected(shared.now, id, settings);
+                if let Some((domain, lang)) = self.core.stream_target(id) {
+                    let settings = shared.settings.backend_settings(domain, lang);
+                    self.core.backend_connected(shared.now, id, settings);
+                }
             }
-            Progress::Failed(why) => self.core.backend_failed(id, why),
+            Progress::Failed(why) => self.core.backend_failed(shared.now, id, why),
         }
     }
 }

@@ -658,7 +658,8 @@ impl Conn {
             };
             match session.poll_command()? {
                 Command::Connect { domain } => {
-                    let (link, progress) = Link::start(&domain, Owner::WsBackend(self.key), shared);
+                    let (link, progress) =
+                        Link::start(&domain, None, Owner::WsBackend(self.key), shared);
                     self.backend = Some(link);
                     self.apply(progress, shared);
                 }

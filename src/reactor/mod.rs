@@ -330,13 +330,14 @@ impl Server {
             None => {
                 let sid = self.shared.random.session_id();
                 let settings = self.shared.settings.bosh.clone();
+                let name_seed = self.shared.random.next();
                 let core = match crate::bosh::Session::create(
                     now,
                     settings,
                     sid.clone(),
+                    name_seed,
                     handle,
                     &body,
-                    raw,
                 ) {
                     Ok(core) => core,
                     Err(response) => return self.deliver(conn, response),
