@@ -552,3 +552,53 @@ fn stream_attrs_reach_the_restarted_stream_header() {
     )
     .unwrap();
 }
+
+/// Draining (SIGTERM): a held BOSH request is answered with
+/// `system-shutdown`, a WebSocket client hears the same stream error and a
+/// 1001 close, and neither server stream is closed (they stay resumable).
+#[test]
+fn draining_tells_every_client_system_shutdown() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (mut bosh, _, bosh_jid) = logged_in(&sb, "");
+    let mut ws = sb.ws();
+    ws.open("localhost").unwrap();
+    let ws_jid = ws.login_plain("bob", "pw", "localhost").unwrap();
+    bosh.rid += 1;
+    bosh.conn.send(&body(bosh.rid, &bosh.sid, "", ""));
+    std::thread::sleep(Duration::from_millis(100));
+    sb.drain();
+    let held = bosh.conn.recv(WAIT).expect("the held request is answered");
+    assert_eq!(
+        held.attr("condition").as_deref(),
+        Some("system-shutdown"),
+        "{held:?}"
+    );
+    let error = ws.recv_text(WAIT).unwrap();
+    assert!(error.contains("system-shutdown"), "{error}");
+    assert!(ws.recv_text(WAIT).unwrap().contains("<close"));
+    match ws.recv_text(WAIT) {
+        Err(support::RecvError::Closed { code, .. }) => assert_eq!(code, Some(1001)),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    for jid in [bosh_jid, ws_jid] {
+        let conn = stub.connection_of(&jid).unwrap();
+        let events = stub
+            .wait_event(conn, WAIT, |e| *e == StubEvent::TcpClosed)
+            .unwrap();
+        assert!(
+            !events.contains(&StubEvent::ClientClosedStream),
+            "{jid}: {events:?}"
+        );
+    }
+    // No new connection is accepted any more.
+    std::thread::sleep(Duration::from_millis(100));
+    let refused = std::net::TcpStream::connect(sb.addr).and_then(|mut s| {
+        use std::io::{Read, Write};
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut buf = [0u8; 16];
+        s.read(&mut buf)
+    });
+    assert!(matches!(refused, Ok(0) | Err(_)), "{refused:?}");
+}

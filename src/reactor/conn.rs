@@ -132,6 +132,13 @@ impl Conn {
         }
     }
 
+    /// switchboard is going down: a WebSocket session says so and closes.
+    pub fn shut_down(&mut self) {
+        if let Phase::WebSocket(session) = &mut self.phase {
+            session.shut_down();
+        }
+    }
+
     /// Log the end of a WebSocket session with its reason.
     pub fn log_end(&self, reason: &str, now: Instant) {
         if let Phase::WebSocket(session) = &self.phase {
