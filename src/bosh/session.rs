@@ -200,7 +200,9 @@ impl Session {
             queued: BTreeMap::new(),
             held: VecDeque::new(),
             replies: Replies::new(hold as usize + 1, acks),
-            streams: Vec::new(),
+            // Most sessions keep one stream; a stream is large, so no spare
+            // slots up front.
+            streams: Vec::with_capacity(1),
             multiple: false,
             closed_names: VecDeque::new(),
             name_seed,

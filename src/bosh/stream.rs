@@ -49,6 +49,8 @@ pub(super) struct XmppStream {
     features: Vec<u8>,
     /// A SASL `<success/>` came since the current stream started.
     authenticated: bool,
+    /// A SASL `<success/>` came on any stream of this connection.
+    ever_authenticated: bool,
     /// The server's features have come at least once.
     pub ready: bool,
     pub handshake_deadline: Option<Instant>,
@@ -74,6 +76,7 @@ impl XmppStream {
             early: Vec::new(),
             features: Vec::new(),
             authenticated: false,
+            ever_authenticated: false,
             ready: false,
             handshake_deadline: Some(handshake_deadline),
             closing: false,
@@ -128,9 +131,16 @@ impl XmppStream {
             {
                 None => return Ok(()),
                 Some(backend::Event::Features(bytes, info)) => {
+                    let start = self.pending.len();
+                    xml::splice_namespaces(bytes, &info, xml::NS_CLIENT, &mut self.pending);
+                    // Only a stream before SASL success can need them again
+                    // (see `restart`); an idle session keeps no copy.
                     self.features.clear();
-                    xml::splice_namespaces(bytes, &info, xml::NS_CLIENT, &mut self.features);
-                    self.pending.extend_from_slice(&self.features);
+                    if !self.ever_authenticated {
+                        self.features.extend_from_slice(&self.pending[start..]);
+                    } else {
+                        self.features = Vec::new();
+                    }
                     self.authenticated = false;
                     self.ready = true;
                     self.handshake_deadline = None;
@@ -138,8 +148,12 @@ impl XmppStream {
                     self.send(&early, max_pending)?;
                 }
                 Some(backend::Event::Element(bytes, info)) => {
-                    self.authenticated |= info.local_name(bytes) == "success"
-                        && info.namespace(bytes) == Some(NS_SASL);
+                    if info.local_name(bytes) == "success" && info.namespace(bytes) == Some(NS_SASL)
+                    {
+                        self.authenticated = true;
+                        self.ever_authenticated = true;
+                        self.features = Vec::new();
+                    }
                     xml::splice_namespaces(bytes, &info, xml::NS_CLIENT, &mut self.pending);
                 }
                 Some(backend::Event::StreamError {
