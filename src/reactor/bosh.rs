@@ -10,7 +10,7 @@ use mio::Registry;
 
 use super::conn::{Outcome, Shared};
 use super::io::{self, Io};
-use super::link::{Link, Progress};
+use super::link::{Link, Progress, Readiness};
 use super::token::{Key, Owner};
 use crate::bosh::{self, Command, StreamId};
 use crate::dns;
@@ -66,9 +66,9 @@ impl BoshEntry {
         }
     }
 
-    pub fn mark_ready(&mut self, stream: u8, readable: bool, writable: bool) {
+    pub fn mark_ready(&mut self, stream: u8, ready: Readiness) {
         if let Some(Some(s)) = self.streams.get_mut(usize::from(stream)) {
-            s.link.mark_ready(readable, writable);
+            s.link.mark_ready(ready);
         }
     }
 
@@ -157,6 +157,7 @@ impl BoshEntry {
         if socket.readable && self.core.wants_backend_input(id) {
             match io::read(&mut socket.stream, &mut shared.scratch) {
                 Io::Progress(n) => {
+                    socket.after_read(n, shared.scratch.len());
                     self.core
                         .handle_backend_input(shared.now, id, &shared.scratch[..n]);
                     progress = true;

@@ -10,7 +10,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
 use super::io::{self, Io};
-use super::link::{Link, Progress, Socket};
+use super::link::{Link, Progress, Readiness, Socket};
 use super::settings::Settings;
 use super::token::{Key, Owner};
 use super::DnsClient;
@@ -155,14 +155,13 @@ impl Conn {
     }
 
     /// Remember readiness from a poll event.
-    pub fn mark_client_ready(&mut self, readable: bool, writable: bool) {
-        self.client.readable |= readable;
-        self.client.writable |= writable;
+    pub fn mark_client_ready(&mut self, ready: Readiness) {
+        self.client.mark(ready);
     }
 
-    pub fn mark_backend_ready(&mut self, readable: bool, writable: bool) {
+    pub fn mark_backend_ready(&mut self, ready: Readiness) {
         if let Some(link) = self.backend.as_mut() {
-            link.mark_ready(readable, writable);
+            link.mark_ready(ready);
         }
     }
 
@@ -332,6 +331,7 @@ impl Conn {
         }
         match io::read(&mut self.client.stream, &mut shared.scratch) {
             Io::Progress(n) => {
+                self.client.after_read(n, shared.scratch.len());
                 let bytes = &shared.scratch[..n];
                 match &mut self.phase {
                     Phase::Http(_) => {
@@ -386,6 +386,7 @@ impl Conn {
         }
         match io::read(&mut backend.stream, &mut shared.scratch) {
             Io::Progress(n) => {
+                backend.after_read(n, shared.scratch.len());
                 session.handle_backend_input(&shared.scratch[..n]);
                 true
             }

@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::dns;
 use crate::wheel::Wheel;
 use bosh::BoshEntry;
+use link::Readiness;
 use conn::{Conn, Outcome, Rng, Shared};
 pub use settings::Settings;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -242,11 +243,15 @@ impl Server {
                             continue;
                         };
                         // Errors and hang-ups surface through the next read.
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
-                        let writable =
-                            event.is_writable() || event.is_write_closed() || event.is_error();
-                        self.socket_ready(owner, readable, writable);
+                        let closed = event.is_read_closed() || event.is_error();
+                        let ready = Readiness {
+                            readable: event.is_readable() || closed,
+                            writable: event.is_writable()
+                                || event.is_write_closed()
+                                || event.is_error(),
+                            closed,
+                        };
+                        self.socket_ready(owner, ready);
                     }
                 }
             }
@@ -344,16 +349,16 @@ impl Server {
     }
 
     /// Remember a socket's readiness and drive what owns it.
-    fn socket_ready(&mut self, owner: Owner, readable: bool, writable: bool) {
+    fn socket_ready(&mut self, owner: Owner, ready: Readiness) {
         match owner {
             Owner::Client(key) | Owner::WsBackend(key) => {
                 let Some(conn) = live(&mut self.conns, key) else {
                     return;
                 };
                 if matches!(owner, Owner::Client(_)) {
-                    conn.mark_client_ready(readable, writable);
+                    conn.mark_client_ready(ready);
                 } else {
-                    conn.mark_backend_ready(readable, writable);
+                    conn.mark_backend_ready(ready);
                 }
                 self.drive(key);
             }
@@ -361,7 +366,7 @@ impl Server {
                 let Some(entry) = live_bosh(&mut self.boshes, key) else {
                     return;
                 };
-                entry.mark_ready(stream, readable, writable);
+                entry.mark_ready(stream, ready);
                 self.drive_bosh(key);
             }
         }
