@@ -13,7 +13,7 @@
 //! [`Session::poll_command`], [`Session::backend_output`],
 //! [`Session::poll_timeout`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -131,8 +131,10 @@ pub struct Session {
     legacy: bool,
     /// The next rid to take.
     next_rid: u64,
-    /// Requests ahead of a gap, by rid.
-    queued: BTreeMap<u64, Queued>,
+    /// Requests ahead of a gap, with their rids (at most `hold + 1`). A
+    /// plain Vec, freed when empty: a BTreeMap keeps a ~4 KiB node per
+    /// idle session.
+    queued: Vec<(u64, Queued)>,
     held: VecDeque<Held>,
     replies: Replies,
     streams: Vec<Option<XmppStream>>,
@@ -197,7 +199,7 @@ impl Session {
             acks,
             legacy: body.ver.is_none(),
             next_rid: rid.saturating_add(1),
-            queued: BTreeMap::new(),
+            queued: Vec::new(),
             held: VecDeque::new(),
             replies: Replies::new(hold as usize + 1, acks),
             // Most sessions keep one stream; a stream is large, so no spare
@@ -344,28 +346,34 @@ impl Session {
             return self.refuse(handle, Condition::ItemNotFound, "rid outside the window");
         }
         let payload = raw.get(body.payload.clone()).unwrap_or_default().to_vec();
-        self.queued.insert(
-            rid,
-            Queued {
-                handle,
-                body: body.clone(),
-                payload,
-            },
-        );
-        while let Some(next) = self.queued.remove(&self.next_rid) {
-            let rid = self.next_rid;
+        let request = Queued {
+            handle,
+            body: body.clone(),
+            payload,
+        };
+        if rid == self.next_rid {
             self.next_rid += 1;
-            self.take(now, rid, next);
+            self.take(now, rid, request);
+        } else if !self.queued.iter().any(|(r, _)| *r == rid) {
+            self.queued.push((rid, request));
+        }
+        while let Some(at) = self.queued.iter().position(|(r, _)| *r == self.next_rid) {
             if self.ended {
                 return;
             }
+            let (rid, next) = self.queued.swap_remove(at);
+            self.next_rid += 1;
+            self.take(now, rid, next);
+        }
+        if self.queued.is_empty() {
+            self.queued = Vec::new();
         }
     }
 
     /// The client closed the connection holding `handle` (a page reload).
     pub fn request_gone(&mut self, handle: RequestHandle) {
         self.held.retain(|h| h.handle != handle);
-        self.queued.retain(|_, q| q.handle != handle);
+        self.queued.retain(|(_, q)| q.handle != handle);
     }
 
     pub fn backend_connected(&mut self, _now: Instant, id: StreamId, settings: backend::Settings) {
@@ -894,8 +902,8 @@ impl Session {
         let waiting: Vec<RequestHandle> = waiting
             .chain(
                 std::mem::take(&mut self.queued)
-                    .into_values()
-                    .map(|q| q.handle),
+                    .into_iter()
+                    .map(|(_, q)| q.handle),
             )
             .collect();
         for handle in waiting {

@@ -191,6 +191,9 @@ impl BoshEntry {
                     let route = route.and_then(|r| shared.settings.bosh_routes.get(&r).cloned());
                     let (link, progress) = Link::start(&domain, route, owner, shared);
                     if self.streams.len() <= stream.0 {
+                        // Exactly: most sessions have one stream for life.
+                        self.streams
+                            .reserve_exact(stream.0 + 1 - self.streams.len());
                         self.streams.resize_with(stream.0 + 1, || None);
                     }
                     // A slot freed by a failed stream may still hold its link.
