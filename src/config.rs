@@ -29,6 +29,9 @@ pub const DEFAULT_BOSH_INACTIVITY: Duration = Duration::from_secs(70);
 pub const DEFAULT_BOSH_MAX_INACTIVITY: Duration = Duration::from_secs(160);
 pub const DEFAULT_BOSH_POLLING: Duration = Duration::from_secs(2);
 pub const DEFAULT_BOSH_MAX_PAUSE: Duration = Duration::from_secs(120);
+pub const DEFAULT_BOSH_MAX_STREAMS: usize = 4;
+/// A token carries a stream's slot in one byte.
+const MAX_STREAMS_BOUND: usize = 255;
 pub const DEFAULT_MAX_DEPTH: usize = 32;
 pub const DEFAULT_MAX_ATTRIBUTES: usize = 64;
 pub const DEFAULT_MAX_ELEMENT_BYTES: usize = 256 * 1024;
@@ -115,6 +118,11 @@ pub struct Bosh {
     /// The longest `pause` granted (XEP-0124 §10).
     #[serde(deserialize_with = "duration")]
     pub max_pause: Duration,
+    /// Streams open at once in one session (XEP-0124 §19).
+    pub max_streams: usize,
+    /// `route` values ("xmpp:host:port") a client may ask for; empty (the
+    /// default): `route` is ignored and the server is found from `to`.
+    pub allowed_routes: Vec<String>,
     /// Origins whose pages may use BOSH (CORS); "*" allows any (BOSH
     /// carries no cookies), an empty list sends no CORS headers.
     pub allowed_origins: Vec<String>,
@@ -148,6 +156,10 @@ pub struct Backend {
     /// Static routes: domain → "host:port". A route to a loopback address
     /// also allows a plaintext backend.
     pub routes: BTreeMap<String, String>,
+    /// Whether a server found by DNS may be at a loopback, private or
+    /// link-local address. Off: a client's `to` cannot reach the inside of
+    /// the network; static routes are always allowed.
+    pub allow_private_addresses: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -206,6 +218,8 @@ impl Default for Bosh {
             max_inactivity: DEFAULT_BOSH_MAX_INACTIVITY,
             polling: DEFAULT_BOSH_POLLING,
             max_pause: DEFAULT_BOSH_MAX_PAUSE,
+            max_streams: DEFAULT_BOSH_MAX_STREAMS,
+            allowed_routes: Vec::new(),
             allowed_origins: vec!["*".into()],
             headers: BTreeMap::new(),
         }
@@ -231,6 +245,7 @@ impl Default for Backend {
             plaintext_domains: Vec::new(),
             max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
             routes: BTreeMap::from([(DEFAULT_ROUTE.0.to_string(), DEFAULT_ROUTE.1.to_string())]),
+            allow_private_addresses: false,
         }
     }
 }
@@ -390,6 +405,24 @@ impl Config {
                 "bosh.max_inactivity".into(),
                 "must be at least bosh.default_inactivity".into(),
             ));
+        }
+        if !(1..=MAX_STREAMS_BOUND).contains(&self.bosh.max_streams) {
+            return Err((
+                "bosh.max_streams".into(),
+                format!("must be between 1 and {MAX_STREAMS_BOUND}"),
+            ));
+        }
+        for route in &self.bosh.allowed_routes {
+            let target = route.strip_prefix("xmpp:").unwrap_or_default();
+            if target
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+            {
+                return Err((
+                    "bosh.allowed_routes".into(),
+                    format!("{route:?} is not xmpp:host:port"),
+                ));
+            }
         }
         if !(1..=5).contains(&self.bosh.max_hold) {
             return Err(("bosh.max_hold".into(), "must be between 1 and 5".into()));

@@ -22,6 +22,8 @@ const NS_FRAMING: &str = websocket::NS_FRAMING;
 
 /// WebSocket close codes (RFC 6455 §7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
+/// RFC 6455 §7.4.1: the server is going down.
+const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 const CLOSE_POLICY: u16 = 1008;
 
@@ -65,6 +67,8 @@ pub enum End {
     HandshakeTimeout,
     PingTimeout,
     ProtocolError(String),
+    /// switchboard is going down.
+    Shutdown,
 }
 
 impl std::fmt::Display for End {
@@ -81,6 +85,7 @@ impl std::fmt::Display for End {
             End::HandshakeTimeout => f.write_str("backend handshake timed out"),
             End::PingTimeout => f.write_str("client did not answer ping"),
             End::ProtocolError(why) => write!(f, "client protocol error: {why}"),
+            End::Shutdown => f.write_str("system shutdown"),
         }
     }
 }
@@ -445,6 +450,21 @@ impl Session {
         self.codec.send_close(CLOSE_NORMAL, "");
         self.backend = None;
         self.end(Command::Close(end));
+    }
+
+    /// switchboard is going down: RFC 6120 `system-shutdown`, `<close/>`
+    /// and close code 1001 (going away). The server stream is dropped
+    /// without a close, so that the client may resume it elsewhere.
+    pub fn shut_down(&mut self) {
+        if self.state == State::Ended {
+            return;
+        }
+        self.codec
+            .send_text(&stream_error_element("system-shutdown"));
+        self.codec.send_text(websocket::CLOSE_ELEMENT);
+        self.codec.send_close(CLOSE_GOING_AWAY, "");
+        self.backend = None;
+        self.end(Command::Close(End::Shutdown));
     }
 
     /// The server ended its stream: RFC 7395 §3.6, close the client side too.

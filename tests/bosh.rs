@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::bosh_client::{body, create_body, BoshConn, BoshSession, HttpResponse};
 use support::{config_for, StubEvent, StubOptions, StubServer, Switchboard, TlsMode, WAIT};
 
@@ -163,12 +165,14 @@ fn a_newer_request_releases_the_held_one() {
     let stub = tls_stub();
     let sb = Switchboard::start(config_for(&stub));
     let (mut bosh, _) = create(&sb);
+    bosh.login("alice", "localhost").unwrap();
     bosh.rid += 1;
     bosh.conn.send(&body(bosh.rid, &bosh.sid, "", ""));
     let mut second = BoshConn::connect(sb.addr, PATH);
-    second.send(&body(bosh.rid + 1, &bosh.sid, "", ""));
+    second.send(&body(bosh.rid + 1, &bosh.sid, "", "<presence/>"));
     let first = bosh.conn.recv(WAIT).expect("the held request is answered");
     assert_eq!(first.status, 200);
+    assert_eq!(first.attr("type"), None, "{first:?}");
     assert!(!first.body.contains("<message"), "{first:?}");
 }
 
@@ -272,4 +276,329 @@ fn get_with_data_answers_as_jsonp() {
         format!("GET {PATH}?callback=alert(1)&data={data} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
     );
     assert_eq!(conn.recv(WAIT).expect("an answer").status, 400);
+}
+
+/// A logged-in session created with `extra` creation attributes.
+fn logged_in(sb: &Switchboard, extra: &str) -> (BoshSession, HttpResponse, String) {
+    let (mut bosh, created) = BoshSession::create(sb.addr, PATH, "localhost", RID, extra).unwrap();
+    let jid = bosh.login("alice", "localhost").unwrap();
+    (bosh, created, jid)
+}
+
+/// XEP-0124 §9: with `ack='1'` at creation, responses acknowledge the
+/// highest rid received; a response the client reports missing for a while
+/// is flagged at once with `report` and `time`, and a repeat of its request
+/// gets it again.
+#[test]
+fn acks_report_a_missed_response_and_its_repeat_gets_it() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (mut bosh, created, _) = logged_in(&sb, "ack='1'");
+    assert_eq!(created.attr("ack"), Some(RID.to_string()), "{created:?}");
+    let n = bosh.rid;
+    // n+1 is held; n+2 releases it, and its answer acknowledges n+2.
+    bosh.conn.send(&body(n + 1, &bosh.sid, "", ""));
+    let mut second = BoshConn::connect(sb.addr, PATH);
+    second.send(&body(
+        n + 2,
+        &bosh.sid,
+        &format!("ack='{n}'"),
+        "<presence/>",
+    ));
+    let lost = bosh.conn.recv(WAIT).expect("n+1 answered");
+    assert_eq!(lost.attr("ack"), Some((n + 2).to_string()), "{lost:?}");
+    // The client "never got" n+1's answer: after a while it still acks n.
+    std::thread::sleep(Duration::from_millis(2_100));
+    let mut third = BoshConn::connect(sb.addr, PATH);
+    third.send(&body(
+        n + 3,
+        &bosh.sid,
+        &format!("ack='{n}'"),
+        "<presence/>",
+    ));
+    let reported = second.recv(WAIT).expect("n+2 answered at once");
+    assert_eq!(
+        reported.attr("report"),
+        Some((n + 1).to_string()),
+        "{reported:?}"
+    );
+    let time: u64 = reported.attr("time").unwrap().parse().unwrap();
+    assert!((2_000..10_000).contains(&time), "{reported:?}");
+    let mut fourth = BoshConn::connect(sb.addr, PATH);
+    let again = fourth.post(&body(n + 1, &bosh.sid, "", ""), WAIT);
+    assert_eq!(again.body, lost.body, "the kept response, byte for byte");
+}
+
+/// Poll until a response contains `needle`; a terminate body fails.
+fn until(bosh: &mut BoshSession, mut reply: HttpResponse, needle: &str) -> HttpResponse {
+    for _ in 0..20 {
+        if reply.body.contains(needle) {
+            return reply;
+        }
+        assert_eq!(reply.attr("type"), None, "waiting for {needle}: {reply:?}");
+        reply = bosh.request("", "").unwrap();
+    }
+    panic!("no {needle} in time");
+}
+
+/// XEP-0124 §19: a second stream in the session has its own server
+/// connection; payloads go where the `stream` attribute says; closing it
+/// leaves the session and the first stream working.
+#[test]
+fn a_second_stream_works_beside_the_first_and_closes_alone() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (mut bosh, created, _) = logged_in(&sb, "");
+    let first = created.attr("stream").expect("multiple streams announced");
+    let added = bosh.request("to='localhost' xml:lang='en'", "").unwrap();
+    let second = added.attr("stream").expect("the new stream's name");
+    assert_ne!(first, second);
+    assert_eq!(added.attr("sid"), None, "{added:?}");
+    let mut reply = added;
+    while !reply.body.contains("stream:features") {
+        reply = bosh.request("", "").unwrap();
+    }
+    assert_eq!(reply.attr("stream"), Some(second.clone()), "{reply:?}");
+    stub.wait_connections(2, WAIT).unwrap();
+    // The second stream logs in on its own (bob), every request naming it.
+    let on_second = format!("stream='{second}'");
+    let auth = support::xmpp::plain_auth("bob", "pw");
+    let reply = bosh.request(&on_second, &auth).unwrap();
+    until(&mut bosh, reply, "success");
+    let restart =
+        format!("{on_second} xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh' to='localhost'");
+    let reply = bosh.request(&restart, "").unwrap();
+    until(&mut bosh, reply, "bind");
+    let bind = support::xmpp::bind_request("b2", None);
+    let reply = bosh.request(&on_second, &bind).unwrap();
+    let reply = until(&mut bosh, reply, "bob@localhost");
+    assert_eq!(reply.attr("stream"), Some(second.clone()), "{reply:?}");
+    let events = stub.events(1);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, StubEvent::Authenticated(u) if u == "bob")),
+        "{events:?}"
+    );
+    assert!(!stub
+        .events(0)
+        .iter()
+        .any(|e| matches!(e, StubEvent::Authenticated(u) if u == "bob")));
+    // Closing the second stream: a terminate naming it, the session goes on.
+    let closed = bosh
+        .request(
+            &format!("type='terminate' stream='{second}'"),
+            "<presence type='unavailable'/>",
+        )
+        .unwrap();
+    assert_eq!(
+        closed.attr("type").as_deref(),
+        Some("terminate"),
+        "{closed:?}"
+    );
+    assert_eq!(closed.attr("stream"), Some(second), "{closed:?}");
+    stub.wait_event(1, WAIT, |e| *e == StubEvent::ClientClosedStream)
+        .unwrap();
+    let ping = "<iq type='get' to='localhost' id='s1' xmlns='jabber:client'><ping xmlns='urn:xmpp:ping'/></iq>";
+    let mut reply = bosh.request(&format!("stream='{first}'"), ping).unwrap();
+    while !reply.body.contains("s1") {
+        assert_eq!(reply.attr("type"), None, "{reply:?}");
+        reply = bosh.request("", "").unwrap();
+    }
+}
+
+/// XEP-0124 §11: empty requests while another is held, faster than
+/// `polling`, end the session with policy-violation — but not when the
+/// held request's connection went away first (a page reload).
+#[test]
+fn overactivity_is_policed_but_a_page_reload_is_not() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (mut bosh, _, _) = logged_in(&sb, "");
+    // A reload: the held request's connection is dropped, the new page
+    // carries on with the next rid at once.
+    let mut old_page = BoshConn::connect(sb.addr, PATH);
+    old_page.send(&body(bosh.rid + 1, &bosh.sid, "", ""));
+    std::thread::sleep(Duration::from_millis(100));
+    drop(old_page);
+    std::thread::sleep(Duration::from_millis(100));
+    bosh.rid += 1;
+    let reply = bosh.request("", "<presence/>").unwrap();
+    assert_eq!(reply.attr("type"), None, "{reply:?}");
+    // Overactivity: one held, another empty one at once.
+    bosh.rid += 1;
+    bosh.conn.send(&body(bosh.rid, &bosh.sid, "", ""));
+    let mut second = BoshConn::connect(sb.addr, PATH);
+    let refused = second.post(&body(bosh.rid + 1, &bosh.sid, "", ""), WAIT);
+    assert_eq!(
+        refused.attr("condition").as_deref(),
+        Some("policy-violation"),
+        "{refused:?}"
+    );
+}
+
+/// XEP-0124 §12: a polling session (hold=0) that polls faster than
+/// `polling` is ended with policy-violation (one early poll is forgiven).
+#[test]
+fn polling_too_fast_is_a_policy_violation() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let mut conn = BoshConn::connect(sb.addr, PATH);
+    let created = conn.post(
+        &create_body(RID, "localhost", "").replace("hold='1'", "hold='0'"),
+        WAIT,
+    );
+    assert_eq!(created.attr("hold").as_deref(), Some("0"), "{created:?}");
+    let sid = created.attr("sid").unwrap();
+    let mut last = created;
+    for rid in RID + 1..RID + 6 {
+        last = conn.post(&body(rid, &sid, "", ""), WAIT);
+        if last.attr("type").is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        last.attr("condition").as_deref(),
+        Some("policy-violation"),
+        "{last:?}"
+    );
+}
+
+/// XEP-0124 §17.1: a client that sent no `ver` is a legacy client and gets
+/// HTTP error codes instead of terminal conditions.
+#[test]
+fn a_legacy_client_gets_http_error_codes() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let mut conn = BoshConn::connect(sb.addr, PATH);
+    let created = conn.post(
+        &create_body(RID, "localhost", "").replace("ver='1.11'", ""),
+        WAIT,
+    );
+    let sid = created.attr("sid").unwrap();
+    let refused = conn.post(&body(RID + 50, &sid, "", ""), WAIT);
+    assert_eq!(refused.status, 404, "{refused:?}");
+}
+
+/// XEP-0124 §7.1 `route`: ignored by default (the server is found from
+/// `to`); when routes are allowed, any other route is host-unknown and no
+/// connection is made to it.
+#[test]
+fn route_is_ignored_by_default_and_limited_to_the_allowed_ones() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (_bosh, created) = BoshSession::create(
+        sb.addr,
+        PATH,
+        "localhost",
+        RID,
+        "route='xmpp:192.0.2.1:5222'",
+    )
+    .unwrap();
+    assert_eq!(created.attr("type"), None, "route ignored: {created:?}");
+
+    // Routes allowed: only those; an allowed one is where the stream goes
+    // (here a plaintext server for another domain).
+    let other = StubServer::start(StubOptions::plaintext("elsewhere.test"));
+    let mut config = config_for(&stub);
+    config.bosh.allowed_routes = vec![format!("xmpp:{}", other.addr())];
+    config.backend.plaintext_domains = vec!["elsewhere.test".into()];
+    let sb = Switchboard::start(config);
+    let mut conn = BoshConn::connect(sb.addr, PATH);
+    let refused = conn.post(
+        &create_body(RID, "localhost", "route='xmpp:192.0.2.1:5222'"),
+        WAIT,
+    );
+    assert_eq!(
+        refused.attr("condition").as_deref(),
+        Some("host-unknown"),
+        "{refused:?}"
+    );
+    let route = format!("route='xmpp:{}'", other.addr());
+    let (_bosh, created) =
+        BoshSession::create(sb.addr, PATH, "elsewhere.test", RID, &route).unwrap();
+    assert_eq!(created.attr("type"), None, "{created:?}");
+    assert_eq!(
+        other.connection_count(),
+        1,
+        "connected at the allowed route"
+    );
+}
+
+/// node-xmpp-bosh's `stream_attrs`: members of the JSON object become
+/// attributes of the restarted stream header, overriding ours.
+#[test]
+fn stream_attrs_reach_the_restarted_stream_header() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (mut bosh, _) = create(&sb);
+    let reply = bosh
+        .request("", &support::xmpp::plain_auth("alice", "pw"))
+        .unwrap();
+    let mut reply = reply;
+    while !reply.body.contains("success") {
+        reply = bosh.request("", "").unwrap();
+    }
+    let restart = "xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh' to='localhost' stream_attrs='{&quot;to&quot;:&quot;alias.localhost&quot;}'";
+    let mut reply = bosh.request(restart, "").unwrap();
+    while !reply.body.contains("bind") {
+        reply = bosh.request("", "").unwrap();
+    }
+    let conn = stub.connection_count() - 1;
+    stub.wait_event(
+        conn,
+        WAIT,
+        |e| matches!(e, StubEvent::StreamOpened { to: Some(to), .. } if to == "alias.localhost"),
+    )
+    .unwrap();
+}
+
+/// Draining (SIGTERM): a held BOSH request is answered with
+/// `system-shutdown`, a WebSocket client hears the same stream error and a
+/// 1001 close, and neither server stream is closed (they stay resumable).
+#[test]
+fn draining_tells_every_client_system_shutdown() {
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let (mut bosh, _, bosh_jid) = logged_in(&sb, "");
+    let mut ws = sb.ws();
+    ws.open("localhost").unwrap();
+    let ws_jid = ws.login_plain("bob", "pw", "localhost").unwrap();
+    bosh.rid += 1;
+    bosh.conn.send(&body(bosh.rid, &bosh.sid, "", ""));
+    std::thread::sleep(Duration::from_millis(100));
+    sb.drain();
+    let held = bosh.conn.recv(WAIT).expect("the held request is answered");
+    assert_eq!(
+        held.attr("condition").as_deref(),
+        Some("system-shutdown"),
+        "{held:?}"
+    );
+    let error = ws.recv_text(WAIT).unwrap();
+    assert!(error.contains("system-shutdown"), "{error}");
+    assert!(ws.recv_text(WAIT).unwrap().contains("<close"));
+    match ws.recv_text(WAIT) {
+        Err(support::RecvError::Closed { code, .. }) => assert_eq!(code, Some(1001)),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    for jid in [bosh_jid, ws_jid] {
+        let conn = stub.connection_of(&jid).unwrap();
+        let events = stub
+            .wait_event(conn, WAIT, |e| *e == StubEvent::TcpClosed)
+            .unwrap();
+        assert!(
+            !events.contains(&StubEvent::ClientClosedStream),
+            "{jid}: {events:?}"
+        );
+    }
+    // No new connection is accepted any more.
+    std::thread::sleep(Duration::from_millis(100));
+    let refused = std::net::TcpStream::connect(sb.addr).and_then(|mut s| {
+        use std::io::{Read, Write};
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut buf = [0u8; 16];
+        s.read(&mut buf)
+    });
+    assert!(matches!(refused, Ok(0) | Err(_)), "{refused:?}");
 }

@@ -102,6 +102,9 @@ fn backend_is_found_by_srv_record() {
     let mut config = config_for(&stub);
     config.backend.routes.clear();
     config.dns.servers = vec![dns.addr];
+    // The stub's records point at loopback, which DNS answers may not
+    // reach unless allowed.
+    config.backend.allow_private_addresses = true;
     let sb = Switchboard::start(config);
 
     let mut ws = sb.ws();
@@ -125,4 +128,29 @@ fn backend_is_found_by_srv_record() {
     let mut lost = sb.ws();
     let (_open, error) = lost.open("nowhere.test").unwrap();
     assert!(error.contains("remote-connection-failed"), "{error}");
+}
+
+/// A client's `to` cannot lead switchboard to an internal address by DNS:
+/// the same records, without `backend.allow_private_addresses`, are refused
+/// before any connection is made.
+#[test]
+fn dns_answers_pointing_inside_are_refused_by_default() {
+    let stub = StubServer::start(StubOptions::starttls("srv.test", TlsMode::Required));
+    let dns = DnsStub::start("srv.test", stub.addr().port());
+    let mut config = config_for(&stub);
+    config.backend.routes.clear();
+    config.dns.servers = vec![dns.addr];
+    let sb = Switchboard::start(config);
+
+    let mut ws = sb.ws();
+    let (_open, error) = ws.open("srv.test").unwrap();
+    assert!(error.contains("remote-connection-failed"), "{error}");
+    assert!(
+        dns.queries
+            .lock()
+            .unwrap()
+            .contains(&"A xmpp.srv.test.".to_string()),
+        "the name was resolved, the address refused"
+    );
+    assert_eq!(stub.connection_count(), 0, "no connection reached the stub");
 }

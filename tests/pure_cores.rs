@@ -37,8 +37,12 @@ fn cores_touch_no_socket_and_no_clock() {
     assert!(files.len() >= CORES.len(), "core files not found");
     let mut offences = Vec::new();
     for file in files {
+        // Test modules (a file's closing `#[cfg(test)]` part, or a
+        // `tests.rs` of their own) may use the clock.
+        if file.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
         let text = fs::read_to_string(&file).unwrap();
-        // Test modules close each file by convention; they may use the clock.
         let product = text.split("#[cfg(test)]").next().unwrap_or("");
         for (n, line) in product.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");

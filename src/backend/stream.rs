@@ -225,7 +225,7 @@ impl Stream {
     /// (RFC 6120 §4.7) already queued in [`Stream::output`].
     pub fn new(settings: Settings) -> Self {
         let mut output = Vec::new();
-        stream_header(&settings.domain, &settings.lang, &mut output);
+        stream_header(&settings.domain, &settings.lang, &[], &mut output);
         Stream {
             domain: settings.domain,
             lang: settings.lang,
@@ -340,6 +340,13 @@ impl Stream {
     /// nothing more on it), and deliver the new features as
     /// [`Event::Features`].
     pub fn restart(&mut self, lang: &str) -> Result<(), Error> {
+        self.restart_with(lang, &[])
+    }
+
+    /// A restart whose header also carries `extra` attributes, which win
+    /// over `to` and `xml:lang` (node-xmpp-bosh's `stream_attrs`). The
+    /// caller keeps namespace declarations and `version` out of `extra`.
+    pub fn restart_with(&mut self, lang: &str, extra: &[(String, String)]) -> Result<(), Error> {
         if self.closing || self.phase == Phase::Closed {
             return Err(Error::AfterClose);
         }
@@ -347,7 +354,7 @@ impl Stream {
             return Err(Error::NotReady);
         }
         let mut header = Vec::new();
-        stream_header(&self.domain, lang, &mut header);
+        stream_header(&self.domain, lang, extra, &mut header);
         self.write(&header)?;
         self.framer.reset();
         self.input.clear();
@@ -554,7 +561,7 @@ impl Stream {
             }
             if self.phase == Phase::Handshake && !conn.is_handshaking() {
                 let mut header = Vec::new();
-                stream_header(&self.domain, &self.lang, &mut header);
+                stream_header(&self.domain, &self.lang, &[], &mut header);
                 conn.writer()
                     .write_all(&header)
                     .map_err(|_| Error::Unexpected("tls write refused"))?;
@@ -625,16 +632,22 @@ fn release(buf: &mut Vec<u8>) {
 }
 
 /// Our stream header (RFC 6120 §4.7, §4.8), attribute values escaped.
-fn stream_header(domain: &str, lang: &str, out: &mut Vec<u8>) {
+fn stream_header(domain: &str, lang: &str, extra: &[(String, String)], out: &mut Vec<u8>) {
+    let given = |name: &str| extra.iter().any(|(k, _)| k == name);
     out.extend_from_slice(
         b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-          xmlns:stream='http://etherx.jabber.org/streams' to='",
+          xmlns:stream='http://etherx.jabber.org/streams'",
     );
-    escape_attribute(domain, out);
-    out.extend_from_slice(b"' version='1.0'");
-    if !lang.is_empty() {
-        out.extend_from_slice(b" xml:lang='");
-        escape_attribute(lang, out);
+    let defaults = [("to", domain), ("version", "1.0"), ("xml:lang", lang)];
+    let defaults = defaults
+        .into_iter()
+        .filter(|(name, value)| !value.is_empty() && !given(name));
+    let extra = extra.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    for (name, value) in defaults.chain(extra) {
+        out.push(b' ');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"='");
+        escape_attribute(value, out);
         out.push(b'\'');
     }
     out.push(b'>');

@@ -68,6 +68,11 @@ pub struct Body {
     pub inactivity: Option<u64>,
     pub pause: Option<u64>,
     pub ua: Option<String>,
+    /// The stream a request is for (XEP-0124 §19); none: every stream.
+    pub stream: Option<String>,
+    /// node-xmpp-bosh's extra: a JSON object of attributes for the stream
+    /// header sent on restart.
+    pub stream_attrs: Option<String>,
     /// `xmpp:restart='true'` (XEP-0206 §5).
     pub restart: bool,
     /// `type='terminate'` (XEP-0124 §13).
@@ -167,6 +172,8 @@ fn read_attribute(
         ("", "inactivity") => body.inactivity = Some(number(value)?),
         ("", "pause") => body.pause = Some(number(value)?),
         ("", "ua") => body.ua = Some(value.to_string()),
+        ("", "stream") => body.stream = Some(value.to_string()),
+        ("", "stream_attrs") => body.stream_attrs = Some(value.to_string()),
         ("", "type") => body.terminate = value == "terminate",
         (_, "restart") => body.restart = value == "true" || value == "1",
         _ => {}

@@ -3,7 +3,9 @@
 //! and the backend sockets and moves bytes between them and [`Session`].
 
 mod body;
+mod replies;
 mod session;
+mod stream;
 
 pub use body::{parse_body, terminate_body, Body, Condition, MAX_RID, NS_HTTPBIND, NS_XBOSH};
 pub use session::{

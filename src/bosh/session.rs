@@ -3,30 +3,37 @@
 //! only as `now`.
 //!
 //! Requests are taken in rid order within a window of `hold + 1`; an early
-//! rid waits for the gap to fill, a repeated one gets its cached response.
+//! rid waits for the gap to fill, a repeated one gets its kept response.
 //! Held requests are answered when server stanzas arrive, after `wait`, or
-//! when more than `hold` are held (the oldest, empty).
+//! when more than `hold` are held (the oldest). A session carries one or
+//! more XMPP streams (§19), each with its own backend connection; one
+//! response body carries the stanzas of one stream.
 //!
 //! Drain order after any input: [`Session::poll_response`],
 //! [`Session::poll_command`], [`Session::backend_output`],
 //! [`Session::poll_timeout`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use super::body::{terminate_body, Body, Condition, NS_HTTPBIND, NS_XBOSH};
+use super::replies::Replies;
+use super::stream::{Ended, XmppStream};
 use crate::backend;
 use crate::xml;
-
-/// RFC 6120 §6.4.6: `<success/>` lives here.
-const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 
 /// An opaque id the reactor gives each HTTP request it holds.
 pub type RequestHandle = u64;
 
-/// The backend streams of a session; 0 is the first (XEP-0124 §19).
+/// A stream's slot in its session; 0 is the first (XEP-0124 §19). Slots of
+/// closed streams are reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StreamId(pub usize);
+
+/// Names of streams closed lately, whose payloads are dropped quietly
+/// (§19.3: the client may not have known yet).
+const CLOSED_NAMES_KEPT: usize = 4;
 
 /// Limits and timers, derived once from the configuration.
 #[derive(Clone, Debug)]
@@ -39,9 +46,14 @@ pub struct Settings {
     /// (node-xmpp-bosh's rule).
     pub default_inactivity: Duration,
     pub max_inactivity: Duration,
-    /// The shortest interval allowed between polls (XEP-0124 §12).
+    /// The shortest interval allowed between polls (XEP-0124 §11, §12).
     pub polling: Duration,
     pub max_pause: Duration,
+    /// Streams open at once in one session (§19).
+    pub max_streams: usize,
+    /// `route` values (`xmpp:host:port`) a client may ask for (§7.1); empty:
+    /// `route` is ignored and the server is found from `to`.
+    pub allowed_routes: Vec<String>,
     /// The backend stream must be ready within this.
     pub handshake_timeout: Duration,
     /// Server data held for the client before the backend stops being read.
@@ -51,9 +63,15 @@ pub struct Settings {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Find and connect the server of `domain` for `stream`.
-    Connect { stream: StreamId, domain: String },
-    /// The stream is closed: drop its connection once its output is out.
+    /// Find and connect the server of `domain` for `stream`, at `route`
+    /// (an allowed `xmpp:host:port`) when the client named one.
+    Connect {
+        stream: StreamId,
+        domain: String,
+        route: Option<String>,
+    },
+    /// The stream is closed: drop its connection once its output is out,
+    /// then call [`Session::backend_released`].
     CloseBackend { stream: StreamId },
     /// The session is over; the text is for the log line.
     End(String),
@@ -74,10 +92,21 @@ pub fn terminate_response(condition: Condition) -> Response {
     }
 }
 
+/// What answering a held request tells the client besides payloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    /// The session creation response (§7.1), for stream 0.
+    Creation,
+    /// The response to a request for another stream (§19.2).
+    AddStream(StreamId),
+}
+
 struct Held {
     rid: u64,
     handle: RequestHandle,
     deadline: Instant,
+    kind: Kind,
 }
 
 struct Queued {
@@ -89,33 +118,45 @@ struct Queued {
 pub struct Session {
     settings: Settings,
     sid: String,
-    domain: String,
-    /// The client's `from`, echoed as `to` (node-xmpp-bosh does).
-    client_from: Option<String>,
-    lang: String,
     wait: Duration,
     hold: u32,
+    /// As granted at creation; a pause changes `inactivity` until the next
+    /// request.
+    granted_inactivity: Duration,
     inactivity: Duration,
+    /// The client acknowledges responses (§9).
+    acks: bool,
+    /// The client sent no `ver`: HTTP error codes instead of some terminal
+    /// conditions (§17.1).
+    legacy: bool,
     /// The next rid to take.
     next_rid: u64,
-    /// Requests ahead of a gap, by rid.
-    queued: BTreeMap<u64, Queued>,
+    /// Requests ahead of a gap, with their rids (at most `hold + 1`). A
+    /// plain Vec, freed when empty: a BTreeMap keeps a ~4 KiB node per
+    /// idle session.
+    queued: Vec<(u64, Queued)>,
     held: VecDeque<Held>,
-    /// The last responses, by rid, for repeats (XEP-0124 §14.3).
-    cache: VecDeque<(u64, Vec<u8>)>,
-    /// The creation request, until the stream features come.
-    creation: Option<Held>,
-    backend: Option<backend::Stream>,
-    /// Server stanzas, namespaces spliced, waiting for a request.
-    pending: Vec<u8>,
-    /// Client payload that came before the backend was ready.
-    early: Vec<u8>,
-    /// The current stream's features, for a restart that cannot reach the
-    /// server (see [`Session::restart`]).
-    features: Vec<u8>,
-    /// A SASL `<success/>` came since the current stream started.
-    authenticated: bool,
-    handshake_deadline: Option<Instant>,
+    replies: Replies,
+    streams: Vec<Option<XmppStream>>,
+    /// More than one stream was ever open: bodies name their stream.
+    multiple: bool,
+    closed_names: VecDeque<String>,
+    /// Makes stream names unpredictable without a clock or RNG here.
+    name_seed: u64,
+    names_made: u64,
+    /// Where the search for a stream with data starts, so that one busy
+    /// stream does not starve the others.
+    next_flush: usize,
+    /// Terminate bodies of streams that ended while others go on.
+    notices: VecDeque<Vec<u8>>,
+    /// A `report` and `time` for the next response (§9.2).
+    report: Option<(u64, u64)>,
+    /// When the previous new request was taken (§11, §12).
+    last_arrival: Option<Instant>,
+    /// The rid of the last request answered without payloads.
+    last_empty_answer: Option<u64>,
+    /// Consecutive too-early polls; one is forgiven (a page reload).
+    early_polls: u8,
     /// When the session last had no request held.
     idle_since: Option<Instant>,
     responses: VecDeque<(RequestHandle, Response)>,
@@ -126,56 +167,66 @@ pub struct Session {
 impl Session {
     /// Session creation (XEP-0124 §7.1). The creation response comes out
     /// of [`Session::poll_response`] with the backend's stream features.
+    /// `name_seed` is random: stream names are derived from it.
     pub fn create(
         now: Instant,
         settings: Settings,
         sid: String,
+        name_seed: u64,
         handle: RequestHandle,
         body: &Body,
-        _raw: &[u8],
     ) -> Result<Session, Response> {
-        let (Some(rid), Some(domain)) = (body.rid, body.to.clone().filter(|t| !t.is_empty()))
-        else {
+        let Some(rid) = body.rid else {
             return Err(terminate_response(Condition::BadRequest));
         };
+        let Some(domain) = body.to.clone().filter(|t| !t.is_empty()) else {
+            return Err(terminate_response(Condition::ImproperAddressing));
+        };
+        let route = check_route(&settings, body).map_err(terminate_response)?;
         let wait = Duration::from_secs(body.wait.unwrap_or(u64::MAX)).min(settings.max_wait);
         let hold = body.hold.unwrap_or(1).min(settings.max_hold);
         let inactivity = body
             .inactivity
             .map_or(settings.default_inactivity, Duration::from_secs)
             .clamp(settings.default_inactivity, settings.max_inactivity);
+        let acks = body.ack.is_some();
         let mut session = Session {
             sid,
-            domain: domain.clone(),
-            client_from: body.from.clone(),
-            lang: body.lang.clone().unwrap_or_else(|| "en".into()),
             wait,
             hold,
+            granted_inactivity: inactivity,
             inactivity,
+            acks,
+            legacy: body.ver.is_none(),
             next_rid: rid.saturating_add(1),
-            queued: BTreeMap::new(),
+            queued: Vec::new(),
             held: VecDeque::new(),
-            cache: VecDeque::new(),
-            creation: Some(Held {
-                rid,
-                handle,
-                deadline: now + wait,
-            }),
-            backend: None,
-            pending: Vec::new(),
-            early: Vec::new(),
-            features: Vec::new(),
-            authenticated: false,
-            handshake_deadline: Some(now + settings.handshake_timeout),
+            replies: Replies::new(hold as usize + 1, acks),
+            // Most sessions keep one stream; a stream is large, so no spare
+            // slots up front.
+            streams: Vec::with_capacity(1),
+            multiple: false,
+            closed_names: VecDeque::new(),
+            name_seed,
+            names_made: 0,
+            next_flush: 0,
+            notices: VecDeque::new(),
+            report: None,
+            last_arrival: Some(now),
+            last_empty_answer: None,
+            early_polls: 0,
             idle_since: None,
             responses: VecDeque::new(),
             commands: VecDeque::new(),
             ended: false,
             settings,
         };
-        session.commands.push_back(Command::Connect {
-            stream: StreamId(0),
-            domain,
+        session.open_stream(now, domain, body, route);
+        session.held.push_back(Held {
+            rid,
+            handle,
+            deadline: now + wait,
+            kind: Kind::Creation,
         });
         Ok(session)
     }
@@ -184,12 +235,19 @@ impl Session {
         &self.sid
     }
 
+    /// The first stream's domain, for log lines.
     pub fn domain(&self) -> &str {
-        &self.domain
+        self.streams
+            .iter()
+            .flatten()
+            .next()
+            .map_or("", |s| s.domain.as_str())
     }
 
-    pub fn lang(&self) -> &str {
-        &self.lang
+    /// The domain and language a stream's backend connection is for.
+    pub fn stream_target(&self, id: StreamId) -> Option<(&str, &str)> {
+        self.stream(id)
+            .map(|s| (s.domain.as_str(), s.lang.as_str()))
     }
 
     pub fn is_ended(&self) -> bool {
@@ -204,19 +262,20 @@ impl Session {
         self.commands.pop_front()
     }
 
-    pub fn backend_output(&self, _stream: StreamId) -> &[u8] {
-        self.backend.as_ref().map_or(&[], |b| b.output())
+    pub fn backend_output(&self, id: StreamId) -> &[u8] {
+        self.stream(id).map_or(&[], |s| s.output())
     }
 
-    pub fn consume_backend_output(&mut self, _stream: StreamId, n: usize) {
-        if let Some(b) = self.backend.as_mut() {
-            b.consume_output(n);
+    pub fn consume_backend_output(&mut self, id: StreamId, n: usize) {
+        if let Some(s) = self.stream_mut(id) {
+            s.consume_output(n);
         }
     }
 
     /// Back-pressure: stop reading the server while this much waits.
-    pub fn wants_backend_input(&self, _stream: StreamId) -> bool {
-        self.pending.len() < self.settings.max_pending_bytes
+    pub fn wants_backend_input(&self, id: StreamId) -> bool {
+        self.stream(id)
+            .is_some_and(|s| s.pending.len() < self.settings.max_pending_bytes)
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -224,23 +283,29 @@ impl Session {
             return None;
         }
         let held = self.held.iter().map(|h| h.deadline);
-        let creation = self.creation.as_ref().map(|c| c.deadline);
         let idle = self.idle_since.map(|t| t + self.inactivity);
-        held.chain(creation)
-            .chain(idle)
-            .chain(self.handshake_deadline)
-            .min()
+        let handshakes = self
+            .streams
+            .iter()
+            .flatten()
+            .filter_map(|s| s.handshake_deadline);
+        held.chain(idle).chain(handshakes).min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.ended {
             return;
         }
-        if self.handshake_deadline.is_some_and(|d| now >= d) {
-            return self.terminate(
-                Condition::RemoteConnectionFailed,
-                "backend handshake timed out",
-            );
+        for id in 0..self.streams.len() {
+            let late = self.streams[id]
+                .as_ref()
+                .is_some_and(|s| s.handshake_deadline.is_some_and(|d| now >= d));
+            if late {
+                self.end_stream(StreamId(id), Ended::failed("backend handshake timed out"));
+                if self.ended {
+                    return;
+                }
+            }
         }
         if self.idle_since.is_some_and(|t| now >= t + self.inactivity) {
             // No `</stream:stream>`: the server may resume (XEP-0198).
@@ -249,13 +314,7 @@ impl Session {
         while self.held.front().is_some_and(|h| now >= h.deadline) {
             self.answer_oldest(now);
         }
-        if self.creation.as_ref().is_some_and(|c| now >= c.deadline) {
-            if let Some(creation) = self.creation.take() {
-                let body = self.creation_body(&[]);
-                self.respond(creation.rid, creation.handle, body);
-                self.note_idle(now);
-            }
-        }
+        self.flush(now);
     }
 
     /// A request in this session (XEP-0124 §8-§14).
@@ -269,17 +328,17 @@ impl Session {
             return self.refuse(handle, Condition::BadRequest, "request without rid");
         };
         if rid < self.next_rid {
-            // A repeat: the cached response, byte for byte.
-            return match self.cache.iter().find(|(r, _)| *r == rid) {
-                Some((_, cached)) => {
-                    let body = cached.clone();
+            // A repeat: the kept response, byte for byte.
+            return match self.replies.find(rid) {
+                Some(kept) => {
+                    let body = kept.to_vec();
                     self.responses
                         .push_back((handle, Response { status: 200, body }));
                 }
                 None => self.refuse(
                     handle,
                     Condition::ItemNotFound,
-                    "rid repeated beyond the cache",
+                    "rid repeated beyond the kept responses",
                 ),
             };
         }
@@ -287,139 +346,129 @@ impl Session {
             return self.refuse(handle, Condition::ItemNotFound, "rid outside the window");
         }
         let payload = raw.get(body.payload.clone()).unwrap_or_default().to_vec();
-        self.queued.insert(
-            rid,
-            Queued {
-                handle,
-                body: body.clone(),
-                payload,
-            },
-        );
-        while let Some(next) = self.queued.remove(&self.next_rid) {
-            let rid = self.next_rid;
+        let request = Queued {
+            handle,
+            body: body.clone(),
+            payload,
+        };
+        if rid == self.next_rid {
             self.next_rid += 1;
-            self.take(now, rid, next);
+            self.take(now, rid, request);
+        } else if !self.queued.iter().any(|(r, _)| *r == rid) {
+            self.queued.push((rid, request));
+        }
+        while let Some(at) = self.queued.iter().position(|(r, _)| *r == self.next_rid) {
             if self.ended {
                 return;
             }
+            let (rid, next) = self.queued.swap_remove(at);
+            self.next_rid += 1;
+            self.take(now, rid, next);
+        }
+        if self.queued.is_empty() {
+            self.queued = Vec::new();
         }
     }
 
     /// The client closed the connection holding `handle` (a page reload).
     pub fn request_gone(&mut self, handle: RequestHandle) {
         self.held.retain(|h| h.handle != handle);
-        self.queued.retain(|_, q| q.handle != handle);
+        self.queued.retain(|(_, q)| q.handle != handle);
     }
 
-    pub fn backend_connected(
-        &mut self,
-        _now: Instant,
-        _stream: StreamId,
-        settings: backend::Settings,
-    ) {
-        if !self.ended {
-            self.backend = Some(backend::Stream::new(settings));
+    pub fn backend_connected(&mut self, _now: Instant, id: StreamId, settings: backend::Settings) {
+        if let Some(s) = self.stream_mut(id) {
+            s.connected(settings);
         }
     }
 
-    pub fn backend_failed(&mut self, _stream: StreamId, why: String) {
-        if !self.ended {
-            self.terminate(Condition::RemoteConnectionFailed, &why);
-        }
+    pub fn backend_failed(&mut self, now: Instant, id: StreamId, why: String) {
+        self.end_stream(id, Ended::failed(why));
+        self.flush(now);
     }
 
-    pub fn handle_backend_eof(&mut self, _stream: StreamId) {
-        if !self.ended {
-            self.terminate(
-                Condition::RemoteConnectionFailed,
-                "server closed the connection",
-            );
-        }
+    pub fn handle_backend_eof(&mut self, now: Instant, id: StreamId) {
+        self.end_stream(id, Ended::failed("server closed the connection"));
+        self.flush(now);
     }
 
-    pub fn handle_backend_input(&mut self, now: Instant, _stream: StreamId, bytes: &[u8]) {
-        let Some(stream) = self.backend.as_mut() else {
-            return;
-        };
-        if let Err(e) = stream.handle_input(bytes) {
-            return self.terminate(Condition::RemoteConnectionFailed, &e.to_string());
-        }
-        loop {
-            let Some(stream) = self.backend.as_mut() else {
-                return;
-            };
-            let event = match stream.poll_event() {
-                Ok(Some(event)) => event,
-                Ok(None) => break,
-                Err(e) => {
-                    let why = e.to_string();
-                    return self.terminate(Condition::RemoteConnectionFailed, &why);
-                }
-            };
-            match event {
-                backend::Event::Features(bytes, info) => {
-                    self.features.clear();
-                    xml::splice_namespaces(bytes, &info, xml::NS_CLIENT, &mut self.features);
-                    self.pending.extend_from_slice(&self.features);
-                    self.authenticated = false;
-                    self.handshake_deadline = None;
-                    if !self.early.is_empty() {
-                        let early = std::mem::take(&mut self.early);
-                        self.send_to_backend(&early);
-                    }
-                }
-                backend::Event::Element(bytes, info) => {
-                    self.authenticated |= info.local_name(bytes) == "success"
-                        && info.namespace(bytes) == Some(NS_SASL);
-                    xml::splice_namespaces(bytes, &info, xml::NS_CLIENT, &mut self.pending);
-                }
-                backend::Event::StreamError {
-                    element,
-                    info,
-                    condition,
-                } => {
-                    let mut error = Vec::new();
-                    xml::splice_namespaces(element, &info, xml::NS_CLIENT, &mut error);
-                    self.backend = None;
-                    return self.finish(
-                        Some(Condition::RemoteStreamError),
-                        &error,
-                        &format!("server stream error: {condition}"),
-                    );
-                }
-                backend::Event::Closed => {
-                    self.backend = None;
-                    return self.finish(None, b"", "server closed the stream");
-                }
+    /// The reactor dropped a closed stream's connection: its slot is free.
+    pub fn backend_released(&mut self, id: StreamId) {
+        if let Some(slot) = self.streams.get_mut(id.0) {
+            if slot.as_ref().is_some_and(|s| s.closing) {
+                *slot = None;
             }
         }
+    }
+
+    pub fn handle_backend_input(&mut self, now: Instant, id: StreamId, bytes: &[u8]) {
+        let max = self.settings.max_pending_bytes;
+        let Some(stream) = self.stream_mut(id) else {
+            return;
+        };
+        if let Err(ended) = stream.handle_input(bytes, max) {
+            self.end_stream(id, ended);
+        }
         self.flush(now);
+    }
+
+    /// The process is going down (§17.2 `system-shutdown`).
+    pub fn shut_down(&mut self) {
+        self.terminate(Condition::SystemShutdown, "system shutdown");
     }
 
     /// Take one request, in rid order.
     fn take(&mut self, now: Instant, rid: u64, request: Queued) {
         self.idle_since = None;
+        self.inactivity = self.granted_inactivity;
         let body = &request.body;
-        if body.terminate {
-            // XEP-0124 §13: the payload first, then a clean close.
-            self.send_to_backend(&request.payload);
-            if let Some(stream) = self.backend.as_mut() {
-                stream.close();
-            }
-            self.respond(rid, request.handle, terminate_body(None, b""));
-            return self.finish(None, b"", "client terminated");
+        if self.acks {
+            // §9.2: no `ack` means every response so far arrived.
+            let ack = body.ack.unwrap_or(rid - 1);
+            self.report = self.replies.acknowledge(ack, now);
         }
-        if body.restart {
-            if let Err(why) = self.restart() {
-                return self.terminate(Condition::RemoteConnectionFailed, &why);
+        let target = match self.target(body) {
+            Ok(target) => target,
+            Err(()) => {
+                return self.refuse(request.handle, Condition::ItemNotFound, "unknown stream")
             }
-        } else if !request.payload.is_empty() {
-            self.send_to_backend(&request.payload);
+        };
+        if body.terminate {
+            return self.take_terminate(now, rid, request.handle, target, &request.payload);
+        }
+        let empty = request.payload.is_empty() && !body.restart && body.pause.is_none();
+        // XEP-0206 restarts carry `to` too; only a plain body with `to`
+        // asks for a new stream.
+        let adds_stream = body.to.is_some() && !body.restart;
+        if empty && !adds_stream {
+            if let Some(why) = self.overactive(now, rid) {
+                return self.refuse(request.handle, Condition::PolicyViolation, why);
+            }
+        }
+        self.last_arrival = Some(now);
+        let mut kind = Kind::Plain;
+        if adds_stream {
+            match self.add_stream(now, body) {
+                Ok(id) => kind = Kind::AddStream(id),
+                Err((condition, why)) => return self.refuse(request.handle, condition, why),
+            }
+        } else if body.restart {
+            if let Err(why) = self.restart(target, body) {
+                return self.refuse(request.handle, Condition::BadRequest, &why);
+            }
+        } else {
+            self.send(target, &request.payload);
+            if self.ended {
+                return;
+            }
         }
         if let Some(pause) = body.pause {
-            // XEP-0124 §10: answer everything; inactivity becomes the pause.
+            // §10: answer everything at once; inactivity becomes the pause
+            // until the next request. The pause response is not kept.
             self.inactivity = Duration::from_secs(pause).min(self.settings.max_pause);
-            self.respond(rid, request.handle, self.plain_body(&[]));
+            let body = self.plain_head(None, rid).finish(&[]);
+            self.responses
+                .push_back((request.handle, Response { status: 200, body }));
             while !self.held.is_empty() {
                 self.answer_oldest(now);
             }
@@ -430,152 +479,411 @@ impl Session {
             rid,
             handle: request.handle,
             deadline: now + self.wait,
+            kind,
         });
         while self.held.len() > self.hold as usize {
+            self.answer_oldest(now);
+        }
+        if self.report.is_some() && !self.held.is_empty() {
+            // §9.2: tell the client now, not when data comes.
             self.answer_oldest(now);
         }
         self.flush(now);
     }
 
-    /// XEP-0206 §5: payload ignored, a new stream to the server. A server
-    /// takes a new stream header only after STARTTLS or SASL success; some
-    /// clients (node-xmpp-client) also restart right after creation, which
-    /// in-server BOSH allows. Such a restart is answered with the current
-    /// stream's features instead of reaching the server.
-    fn restart(&mut self) -> Result<(), String> {
-        let Some(stream) = self.backend.as_mut().filter(|b| b.is_ready()) else {
-            return Err("restart before the stream was up".into());
+    /// §11 and §12: a client asking more often than `polling` allows.
+    /// Requests whose connection went away (a page reload) are no longer
+    /// held, so they do not count.
+    fn overactive(&mut self, now: Instant, rid: u64) -> Option<&'static str> {
+        let soon = self
+            .last_arrival
+            .is_some_and(|t| now.saturating_duration_since(t) < self.settings.polling);
+        if self.hold == 0 || self.wait.is_zero() {
+            let early = soon && self.last_empty_answer == Some(rid - 1);
+            self.early_polls = if early { self.early_polls + 1 } else { 0 };
+            return (self.early_polls > 1).then_some("polling too frequently");
+        }
+        (soon && self.held.len() >= self.hold as usize)
+            .then_some("too many empty requests while others are held")
+    }
+
+    /// The stream a request is for (§19.3): the one it names, or every
+    /// stream when it names none; a name closed a moment ago takes nothing.
+    /// An unknown name is an error.
+    fn target(&self, body: &Body) -> Result<Target, ()> {
+        let Some(name) = body.stream.as_deref() else {
+            return Ok(Target::All);
         };
-        if self.authenticated {
-            stream.restart(&self.lang).map_err(|e| e.to_string())
-        } else {
-            self.pending.extend_from_slice(&self.features);
-            Ok(())
+        if let Some(id) = self.find_stream(name) {
+            return Ok(Target::One(id));
+        }
+        if self.closed_names.iter().any(|n| n == name) {
+            return Ok(Target::Nowhere);
+        }
+        Err(())
+    }
+
+    fn take_terminate(
+        &mut self,
+        now: Instant,
+        rid: u64,
+        handle: RequestHandle,
+        target: Target,
+        payload: &[u8],
+    ) {
+        let max = self.settings.max_pending_bytes;
+        let open = self.open_streams().count();
+        match target {
+            Target::Nowhere => {
+                // Already closed: say so again, the session goes on.
+                let body = terminate_head(None).finish(&[]);
+                self.respond(now, rid, handle, body);
+            }
+            Target::One(id) if open > 1 => {
+                // §19.4: one stream closes, the session goes on.
+                let name = self.close_stream(id, payload, max);
+                let body = terminate_head(None).stream(&name).finish(&[]);
+                self.respond(now, rid, handle, body);
+                self.flush(now);
+            }
+            _ => {
+                // §13: the payload first, then a clean close of each stream.
+                let ids: Vec<StreamId> = self.open_streams().collect();
+                for id in ids {
+                    self.close_stream(id, payload, max);
+                }
+                self.respond(now, rid, handle, terminate_body(None, b""));
+                self.finish(None, b"", "client terminated");
+            }
         }
     }
 
-    /// Give waiting server data to the oldest held request (or to the
-    /// creation request, with the session attributes).
+    fn close_stream(&mut self, id: StreamId, payload: &[u8], max: usize) -> String {
+        let Some(stream) = self.stream_mut(id) else {
+            return String::new();
+        };
+        stream.close(payload, max);
+        let name = stream.name.clone();
+        self.remember_closed(name.clone());
+        self.commands
+            .push_back(Command::CloseBackend { stream: id });
+        name
+    }
+
+    /// §19.2: another stream in this session.
+    fn add_stream(
+        &mut self,
+        now: Instant,
+        body: &Body,
+    ) -> Result<StreamId, (Condition, &'static str)> {
+        let Some(domain) = body.to.clone().filter(|t| !t.is_empty()) else {
+            return Err((Condition::ImproperAddressing, "new stream without to"));
+        };
+        if self.open_streams().count() >= self.settings.max_streams {
+            return Err((Condition::PolicyViolation, "too many streams"));
+        }
+        let route = check_route(&self.settings, body).map_err(|c| (c, "route not allowed"))?;
+        self.multiple = true;
+        Ok(self.open_stream(now, domain, body, route))
+    }
+
+    fn open_stream(
+        &mut self,
+        now: Instant,
+        domain: String,
+        body: &Body,
+        route: Option<String>,
+    ) -> StreamId {
+        self.names_made += 1;
+        let name = format!("{:016x}", mix(self.name_seed ^ mix(self.names_made)));
+        let lang = body.lang.clone().unwrap_or_else(|| "en".into());
+        let stream = XmppStream::new(
+            name,
+            domain.clone(),
+            lang,
+            body.from.clone(),
+            now + self.settings.handshake_timeout,
+        );
+        let id = match self.streams.iter().position(Option::is_none) {
+            Some(free) => {
+                self.streams[free] = Some(stream);
+                StreamId(free)
+            }
+            None => {
+                self.streams.push(Some(stream));
+                StreamId(self.streams.len() - 1)
+            }
+        };
+        self.commands.push_back(Command::Connect {
+            stream: id,
+            domain,
+            route,
+        });
+        id
+    }
+
+    fn restart(&mut self, target: Target, body: &Body) -> Result<(), String> {
+        let extra = match body.stream_attrs.as_deref() {
+            Some(json) => stream_attrs(json)?,
+            None => Vec::new(),
+        };
+        for id in self.targets(target) {
+            let Some(stream) = self.stream_mut(id) else {
+                continue;
+            };
+            if let Err(ended) = stream.restart(&extra) {
+                self.end_stream(id, ended);
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, target: Target, payload: &[u8]) {
+        if payload.is_empty() {
+            return;
+        }
+        let max = self.settings.max_pending_bytes;
+        for id in self.targets(target) {
+            let Some(stream) = self.stream_mut(id) else {
+                continue;
+            };
+            if let Err(ended) = stream.send(payload, max) {
+                self.end_stream(id, ended);
+            }
+        }
+    }
+
+    fn targets(&self, target: Target) -> Vec<StreamId> {
+        match target {
+            Target::One(id) => vec![id],
+            Target::All => self.open_streams().collect(),
+            Target::Nowhere => Vec::new(),
+        }
+    }
+
+    /// A stream is over. The last one ends the session; otherwise the
+    /// client hears of it in a terminate body naming the stream (§19.5).
+    fn end_stream(&mut self, id: StreamId, ended: Ended) {
+        if self.ended {
+            return;
+        }
+        let Some(stream) = self.stream_mut(id).filter(|s| !s.closing) else {
+            return;
+        };
+        stream.drop_backend();
+        let name = stream.name.clone();
+        if self.open_streams().count() <= 1 {
+            return self.finish(ended.condition, &ended.content, &ended.why);
+        }
+        log::debug!("bosh {} stream {name} ended: {}", self.sid, ended.why);
+        self.streams[id.0] = None;
+        self.commands
+            .push_back(Command::CloseBackend { stream: id });
+        let mut head = terminate_head(ended.condition).stream(&name);
+        if !ended.content.is_empty() {
+            head = head.attr("xmlns:stream", xml::NS_STREAMS);
+        }
+        self.notices.push_back(head.finish(&ended.content));
+        self.remember_closed(name);
+    }
+
+    fn remember_closed(&mut self, name: String) {
+        self.closed_names.push_back(name);
+        while self.closed_names.len() > CLOSED_NAMES_KEPT {
+            self.closed_names.pop_front();
+        }
+    }
+
+    /// Give waiting data to held requests, oldest first.
     fn flush(&mut self, now: Instant) {
-        if self.pending.is_empty() {
-            return;
-        }
-        if let Some(creation) = self.creation.take() {
-            let pending = std::mem::take(&mut self.pending);
-            let body = self.creation_body(&pending);
-            self.respond(creation.rid, creation.handle, body);
-            self.note_idle(now);
-            return;
-        }
-        if !self.held.is_empty() {
+        while !self.held.is_empty() && self.has_news() {
             self.answer_oldest(now);
         }
     }
 
+    fn has_news(&self) -> bool {
+        !self.notices.is_empty() || self.open_streams_ref().any(|s| !s.pending.is_empty())
+    }
+
+    /// Answer the oldest held request with what there is for it.
     fn answer_oldest(&mut self, now: Instant) {
         let Some(held) = self.held.pop_front() else {
             return;
         };
-        let pending = std::mem::take(&mut self.pending);
-        let body = self.plain_body(&pending);
-        self.respond(held.rid, held.handle, body);
+        let kind = match held.kind {
+            Kind::AddStream(id) if self.stream(id).is_none() => Kind::Plain,
+            kind => kind,
+        };
+        let body = match kind {
+            Kind::Creation => {
+                let payload = self.take_pending(StreamId(0));
+                self.creation_head(held.rid).finish(&payload)
+            }
+            Kind::AddStream(id) => {
+                let payload = self.take_pending(id);
+                self.stream_head(id).finish(&payload)
+            }
+            Kind::Plain => match self.notices.pop_front() {
+                Some(notice) => notice,
+                None => match self.busy_stream() {
+                    Some(id) => {
+                        let payload = self.take_pending(id);
+                        let name = self.stream(id).map(|s| s.name.clone());
+                        let name = name.filter(|_| self.multiple);
+                        self.plain_head(name.as_deref(), held.rid).finish(&payload)
+                    }
+                    None => {
+                        self.last_empty_answer = Some(held.rid);
+                        self.plain_head(None, held.rid).finish(&[])
+                    }
+                },
+            },
+        };
+        self.respond(now, held.rid, held.handle, body);
         self.note_idle(now);
     }
 
+    fn busy_stream(&mut self) -> Option<StreamId> {
+        let n = self.streams.len();
+        let found = (0..n).map(|i| (self.next_flush + i) % n).find(|&i| {
+            self.streams[i]
+                .as_ref()
+                .is_some_and(|s| !s.closing && !s.pending.is_empty())
+        })?;
+        self.next_flush = found + 1;
+        Some(StreamId(found))
+    }
+
+    fn take_pending(&mut self, id: StreamId) -> Vec<u8> {
+        self.stream_mut(id)
+            .map(|s| std::mem::take(&mut s.pending))
+            .unwrap_or_default()
+    }
+
     fn note_idle(&mut self, now: Instant) {
-        if self.held.is_empty() && self.creation.is_none() {
+        if self.held.is_empty() {
             self.idle_since = Some(now);
         }
     }
 
-    fn respond(&mut self, rid: u64, handle: RequestHandle, body: Vec<u8>) {
-        self.cache.push_back((rid, body.clone()));
-        while self.cache.len() > self.hold as usize + 1 {
-            self.cache.pop_front();
-        }
+    fn respond(&mut self, now: Instant, rid: u64, handle: RequestHandle, body: Vec<u8>) {
+        self.replies.record(rid, &body, now);
         self.responses
             .push_back((handle, Response { status: 200, body }));
     }
 
-    fn plain_body(&self, payload: &[u8]) -> Vec<u8> {
-        wrap(
-            format!(
-                "<body xmlns='{NS_HTTPBIND}' xmlns:stream='{}'",
-                xml::NS_STREAMS
-            ),
-            payload,
-        )
+    /// A body with the session's per-response attributes: the stream its
+    /// payloads are for, `ack` (§9.1) and `report`/`time` (§9.2).
+    fn plain_head(&mut self, stream: Option<&str>, rid: u64) -> Head {
+        let mut head = Head::new().attr("xmlns:stream", xml::NS_STREAMS);
+        if let Some(name) = stream {
+            head = head.stream(name);
+        }
+        // §9.1: the highest rid received with all before it, unless it is
+        // the one answered.
+        let received = self.next_rid - 1;
+        if self.acks && received != rid {
+            head = head.number("ack", received);
+        }
+        if let Some((report, time)) = self.report.take() {
+            head = head.number("report", report).number("time", time);
+        }
+        head
     }
 
     /// XEP-0124 §7.1 and XEP-0206 §6: everything the client learns once.
-    fn creation_body(&self, payload: &[u8]) -> Vec<u8> {
-        let authid = self
-            .backend
-            .as_ref()
-            .and_then(|b| b.server_header())
-            .and_then(|h| h.id.clone())
-            .map(|id| format!(" authid='{}'", escape(&id)))
-            .unwrap_or_default();
-        let to = self
-            .client_from
-            .as_deref()
-            .map(|from| format!(" to='{}'", escape(from)))
-            .unwrap_or_default();
-        let head = format!(
-            "<body xmlns='{NS_HTTPBIND}' xmlns:xmpp='{NS_XBOSH}' xmlns:stream='{}' sid='{}' wait='{}' hold='{}' requests='{}' inactivity='{}' polling='{}' maxpause='{}' ver='1.11' from='{}' xmpp:version='1.0' secure='{}'{authid}{to}",
-            xml::NS_STREAMS,
-            escape(&self.sid),
-            self.wait.as_secs(),
-            self.hold,
-            self.hold + 1,
-            self.inactivity.as_secs(),
-            self.settings.polling.as_secs(),
-            self.settings.max_pause.as_secs(),
-            escape(&self.domain),
-            // XEP-0124 §7.1: whether our hop to the server is encrypted.
-            self.backend.as_ref().is_some_and(|b| b.is_tls()),
-        );
-        wrap(head, payload)
+    fn creation_head(&self, rid: u64) -> Head {
+        let Some(first) = self.stream(StreamId(0)) else {
+            return Head::new();
+        };
+        let mut head = Head::new()
+            .attr("xmlns:xmpp", NS_XBOSH)
+            .attr("xmlns:stream", xml::NS_STREAMS)
+            .attr("sid", &self.sid)
+            .number("wait", self.wait.as_secs())
+            .number("hold", u64::from(self.hold))
+            .number("requests", u64::from(self.hold) + 1)
+            .number("inactivity", self.granted_inactivity.as_secs())
+            .number("polling", self.settings.polling.as_secs())
+            .number("maxpause", self.settings.max_pause.as_secs())
+            .attr("ver", "1.11")
+            .attr("from", &first.domain)
+            .attr("xmpp:version", "1.0")
+            // §7.1: whether our hop to the server is encrypted.
+            .attr("secure", if first.is_tls() { "true" } else { "false" })
+            // §19.1: multiple streams are supported.
+            .stream(&first.name);
+        if self.acks {
+            head = head.number("ack", rid);
+        }
+        if let Some(authid) = first.authid() {
+            head = head.attr("authid", authid);
+        }
+        if let Some(from) = first.client_from.as_deref() {
+            head = head.attr("to", from);
+        }
+        head
     }
 
-    fn send_to_backend(&mut self, payload: &[u8]) {
-        if payload.is_empty() {
-            return;
+    /// §19.2: the answer to a request for another stream.
+    fn stream_head(&self, id: StreamId) -> Head {
+        let Some(stream) = self.stream(id) else {
+            return Head::new();
+        };
+        let mut head = Head::new()
+            .attr("xmlns:stream", xml::NS_STREAMS)
+            .stream(&stream.name)
+            .attr("from", &stream.domain)
+            .attr("secure", if stream.is_tls() { "true" } else { "false" });
+        if let Some(authid) = stream.authid() {
+            head = head.attr("authid", authid);
         }
-        match self.backend.as_mut().filter(|b| b.is_ready()) {
-            Some(stream) => {
-                if let Err(e) = stream.send(payload) {
-                    let why = e.to_string();
-                    self.terminate(Condition::RemoteConnectionFailed, &why);
-                }
-            }
-            None if self.early.len() + payload.len() <= self.settings.max_pending_bytes => {
-                self.early.extend_from_slice(payload);
-            }
-            None => self.terminate(
-                Condition::PolicyViolation,
-                "too much data before the stream was up",
-            ),
+        if let Some(from) = stream.client_from.as_deref() {
+            head = head.attr("to", from);
         }
+        head
     }
 
     fn refuse(&mut self, handle: RequestHandle, condition: Condition, why: &str) {
-        self.responses
-            .push_back((handle, terminate_response(condition)));
+        let response = self.terminal(condition);
+        self.responses.push_back((handle, response));
         self.terminate(condition, why);
     }
 
+    /// §17.1: a client that sent no `ver` gets HTTP codes for these.
+    fn terminal(&self, condition: Condition) -> Response {
+        let legacy_status = match condition {
+            Condition::BadRequest => 400,
+            Condition::PolicyViolation => 403,
+            Condition::ItemNotFound => 404,
+            _ => 200,
+        };
+        if self.legacy && legacy_status != 200 {
+            return Response {
+                status: legacy_status,
+                body: Vec::new(),
+            };
+        }
+        terminate_response(condition)
+    }
+
     /// End with a condition: every held request gets the terminate body;
-    /// the backend is dropped without a stream close.
+    /// the backends are dropped without a stream close.
     fn terminate(&mut self, condition: Condition, why: &str) {
-        self.backend = None;
+        self.drop_backends();
         self.finish(Some(condition), b"", why);
     }
 
-    /// Inactivity: nothing to answer, the backend left resumable.
+    /// Inactivity: nothing to answer, the backends left resumable.
     fn end_quietly(&mut self, why: &str) {
-        self.backend = None;
+        self.drop_backends();
         self.finish(None, b"", why);
+    }
+
+    fn drop_backends(&mut self) {
+        for stream in self.streams.iter_mut().flatten().filter(|s| !s.closing) {
+            stream.drop_backend();
+        }
     }
 
     fn finish(&mut self, condition: Option<Condition>, content: &[u8], why: &str) {
@@ -583,347 +891,182 @@ impl Session {
             return;
         }
         self.ended = true;
-        let body = terminate_body(condition, content);
-        let waiting = self.creation.take().into_iter().chain(self.held.drain(..));
-        let waiting: Vec<Held> = waiting.collect();
-        for held in waiting {
-            self.responses.push_back((
-                held.handle,
-                Response {
-                    status: 200,
-                    body: body.clone(),
-                },
-            ));
+        let body = match condition {
+            Some(condition) if content.is_empty() => self.terminal(condition),
+            _ => Response {
+                status: 200,
+                body: terminate_body(condition, content),
+            },
+        };
+        let waiting = self.held.drain(..).map(|h| h.handle);
+        let waiting: Vec<RequestHandle> = waiting
+            .chain(
+                std::mem::take(&mut self.queued)
+                    .into_iter()
+                    .map(|(_, q)| q.handle),
+            )
+            .collect();
+        for handle in waiting {
+            let copy = Response {
+                status: body.status,
+                body: body.body.clone(),
+            };
+            self.responses.push_back((handle, copy));
         }
-        for (_, queued) in std::mem::take(&mut self.queued) {
-            self.responses.push_back((
-                queued.handle,
-                Response {
-                    status: 200,
-                    body: body.clone(),
-                },
-            ));
-        }
-        if self.backend.is_some() {
-            self.commands.push_back(Command::CloseBackend {
-                stream: StreamId(0),
-            });
+        for id in 0..self.streams.len() {
+            let closing = self.streams[id].as_ref().is_some_and(|s| s.has_backend());
+            if closing
+                && !self.commands.contains(&Command::CloseBackend {
+                    stream: StreamId(id),
+                })
+            {
+                self.commands.push_back(Command::CloseBackend {
+                    stream: StreamId(id),
+                });
+            }
         }
         self.commands.push_back(Command::End(why.to_string()));
     }
-}
 
-fn wrap(mut head: String, payload: &[u8]) -> Vec<u8> {
-    if payload.is_empty() {
-        head.push_str("/>");
-        return head.into_bytes();
+    fn stream(&self, id: StreamId) -> Option<&XmppStream> {
+        self.streams.get(id.0).and_then(Option::as_ref)
     }
-    head.push('>');
-    let mut out = head.into_bytes();
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"</body>");
-    out
+
+    fn stream_mut(&mut self, id: StreamId) -> Option<&mut XmppStream> {
+        self.streams.get_mut(id.0).and_then(Option::as_mut)
+    }
+
+    fn find_stream(&self, name: &str) -> Option<StreamId> {
+        self.streams
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| !s.closing && s.name == name))
+            .map(StreamId)
+    }
+
+    fn open_streams(&self) -> impl Iterator<Item = StreamId> + '_ {
+        self.streams
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.as_ref().is_some_and(|s| !s.closing))
+            .map(|(i, _)| StreamId(i))
+    }
+
+    fn open_streams_ref(&self) -> impl Iterator<Item = &XmppStream> + '_ {
+        self.streams.iter().flatten().filter(|s| !s.closing)
+    }
 }
 
-fn escape(value: &str) -> String {
-    value
-        .replace('&', "&amp;")
-        .replace('\'', "&apos;")
-        .replace('<', "&lt;")
+/// Where a request's payload goes.
+#[derive(Clone, Copy)]
+enum Target {
+    One(StreamId),
+    All,
+    /// A stream closed a moment ago.
+    Nowhere,
+}
+
+/// §7.1 `route`: ignored unless the configuration allows routes; then only
+/// an allowed one is taken, anything else is `host-unknown`.
+fn check_route(settings: &Settings, body: &Body) -> Result<Option<String>, Condition> {
+    match body.route.as_deref() {
+        Some(route) if !settings.allowed_routes.is_empty() => settings
+            .allowed_routes
+            .iter()
+            .find(|allowed| allowed.as_str() == route)
+            .cloned()
+            .map(Some)
+            .ok_or(Condition::HostUnknown),
+        _ => Ok(None),
+    }
+}
+
+/// node-xmpp-bosh's `stream_attrs`: a JSON object whose members become
+/// attributes of the restarted stream header. Names must be plain XML
+/// names; namespace declarations and `version` stay ours, since changing
+/// them would break the stream.
+fn stream_attrs(json: &str) -> Result<Vec<(String, String)>, String> {
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| format!("stream_attrs: {e}"))?;
+    let mut attrs = Vec::new();
+    for (name, value) in map {
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+            && name.starts_with(|c: char| c.is_ascii_alphabetic());
+        if !plain || name == "version" || name.starts_with("xmlns") {
+            return Err(format!("stream_attrs: attribute {name:?} not allowed"));
+        }
+        let value = match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            _ => return Err(format!("stream_attrs: {name} is not a string")),
+        };
+        attrs.push((name, value));
+    }
+    Ok(attrs)
+}
+
+/// A response `<body>` start tag being written.
+struct Head(String);
+
+impl Head {
+    fn new() -> Self {
+        Head(format!("<body xmlns='{NS_HTTPBIND}'"))
+    }
+
+    fn attr(mut self, name: &str, value: &str) -> Self {
+        let _ = write!(self.0, " {name}='");
+        for c in value.chars() {
+            match c {
+                '&' => self.0.push_str("&amp;"),
+                '\'' => self.0.push_str("&apos;"),
+                '<' => self.0.push_str("&lt;"),
+                c => self.0.push(c),
+            }
+        }
+        self.0.push('\'');
+        self
+    }
+
+    fn number(mut self, name: &str, value: u64) -> Self {
+        let _ = write!(self.0, " {name}='{value}'");
+        self
+    }
+
+    fn stream(self, name: &str) -> Self {
+        self.attr("stream", name)
+    }
+
+    fn finish(mut self, payload: &[u8]) -> Vec<u8> {
+        if payload.is_empty() {
+            self.0.push_str("/>");
+            return self.0.into_bytes();
+        }
+        self.0.push('>');
+        let mut out = self.0.into_bytes();
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"</body>");
+        out
+    }
+}
+
+fn terminate_head(condition: Option<Condition>) -> Head {
+    let head = Head::new().attr("type", "terminate");
+    match condition {
+        Some(condition) => head.attr("condition", condition.as_str()),
+        None => head,
+    }
+}
+
+/// splitmix64's finaliser: spreads a counter into an unguessable name.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bosh::parse_body;
-    use std::sync::Arc;
-
-    const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='localhost' id='srv1' version='1.0'>";
-    const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
-    const S0: StreamId = StreamId(0);
-
-    fn limits() -> xml::Limits {
-        xml::Limits {
-            max_depth: 32,
-            max_attributes: 64,
-            max_element_bytes: 64 * 1024,
-        }
-    }
-
-    fn settings() -> Settings {
-        Settings {
-            max_wait: Duration::from_secs(60),
-            max_hold: 1,
-            default_inactivity: Duration::from_secs(70),
-            max_inactivity: Duration::from_secs(160),
-            polling: Duration::from_secs(2),
-            max_pause: Duration::from_secs(120),
-            handshake_timeout: Duration::from_secs(15),
-            max_pending_bytes: 64 * 1024,
-            xml: limits(),
-        }
-    }
-
-    fn backend_settings() -> backend::Settings {
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-        backend::Settings {
-            domain: "localhost".into(),
-            lang: "en".into(),
-            tls: Arc::new(tls),
-            plaintext_allowed: true,
-            xml: limits(),
-        }
-    }
-
-    fn request(s: &mut Session, now: Instant, handle: RequestHandle, text: &str) {
-        let body = parse_body(text.as_bytes(), limits()).unwrap();
-        s.handle_request(now, handle, &body, text.as_bytes());
-    }
-
-    fn req(rid: u64, attrs: &str, payload: &str) -> String {
-        format!("<body xmlns='{NS_HTTPBIND}' rid='{rid}' sid='sid1' {attrs}>{payload}</body>")
-    }
-
-    fn backend_text(s: &mut Session) -> String {
-        let out = s.backend_output(S0).to_vec();
-        s.consume_backend_output(S0, out.len());
-        String::from_utf8(out).unwrap()
-    }
-
-    fn responses(s: &mut Session) -> Vec<(RequestHandle, String)> {
-        std::iter::from_fn(|| s.poll_response())
-            .map(|(h, r)| (h, String::from_utf8(r.body).unwrap()))
-            .collect()
-    }
-
-    /// A session through creation, backend connect and features.
-    fn ready(now: Instant) -> Session {
-        let create = format!("<body xmlns='{NS_HTTPBIND}' rid='10' to='localhost' wait='30' hold='1' xmpp:version='1.0' xmlns:xmpp='urn:xmpp:xbosh'/>");
-        let body = parse_body(create.as_bytes(), limits()).unwrap();
-        let mut s =
-            Session::create(now, settings(), "sid1".into(), 1, &body, create.as_bytes()).unwrap();
-        assert_eq!(
-            s.poll_command(),
-            Some(Command::Connect {
-                stream: S0,
-                domain: "localhost".into()
-            })
-        );
-        s.backend_connected(now, S0, backend_settings());
-        assert!(backend_text(&mut s).contains("to='localhost'"));
-        assert!(
-            responses(&mut s).is_empty(),
-            "creation waits for the features"
-        );
-        s.handle_backend_input(now, S0, format!("{HEADER}{FEATURES}").as_bytes());
-        s
-    }
-
-    #[test]
-    fn creation_is_answered_with_the_features_and_session_attributes() {
-        let now = Instant::now();
-        let mut s = ready(now);
-        let got = responses(&mut s);
-        assert_eq!(got.len(), 1);
-        let (handle, body) = &got[0];
-        assert_eq!(*handle, 1);
-        for attr in [
-            "sid='sid1'",
-            "wait='30'",
-            "hold='1'",
-            "requests='2'",
-            "inactivity='70'",
-            "polling='2'",
-            "maxpause='120'",
-            "from='localhost'",
-            "xmpp:version='1.0'",
-            "authid='srv1'",
-            "secure='false'",
-        ] {
-            assert!(body.contains(attr), "{attr} missing: {body}");
-        }
-        assert!(body.contains("<stream:features"), "{body}");
-    }
-
-    #[test]
-    fn the_clients_from_is_echoed_as_to() {
-        let now = Instant::now();
-        let create = format!("<body xmlns='{NS_HTTPBIND}' rid='10' to='localhost' from='alice@localhost' wait='30' hold='1'/>");
-        let body = parse_body(create.as_bytes(), limits()).unwrap();
-        let mut s =
-            Session::create(now, settings(), "sid1".into(), 1, &body, create.as_bytes()).unwrap();
-        s.poll_command();
-        s.backend_connected(now, S0, backend_settings());
-        s.handle_backend_input(now, S0, format!("{HEADER}{FEATURES}").as_bytes());
-        assert!(responses(&mut s)[0].1.contains("to='alice@localhost'"));
-    }
-
-    #[test]
-    fn a_held_request_is_answered_empty_after_wait() {
-        let now = Instant::now();
-        let mut s = ready(now);
-        responses(&mut s);
-        request(&mut s, now, 2, &req(11, "", ""));
-        assert!(responses(&mut s).is_empty());
-        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(30)));
-        s.handle_timeout(now + Duration::from_secs(30));
-        let got = responses(&mut s);
-        assert_eq!(got.len(), 1);
-        assert!(
-            got[0].1.ends_with("/>") && !got[0].1.contains("type="),
-            "{got:?}"
-        );
-    }
-
-    #[test]
-    fn server_stanzas_answer_the_held_request_with_jabber_client_declared() {
-        let now = Instant::now();
-        let mut s = ready(now);
-        responses(&mut s);
-        request(&mut s, now, 2, &req(11, "", ""));
-        s.handle_backend_input(
-            now,
-            S0,
-            b"<message from='b@localhost'><body>hi</body></message>",
-        );
-        let got = responses(&mut s);
-        assert_eq!(got[0].0, 2);
-        assert!(
-            got[0]
-                .1
-                .contains("<message xmlns='jabber:client' from='b@localhost'>"),
-            "{got:?}"
-        );
-    }
-
-    #[test]
-    fn early_rids_wait_for_the_gap_and_payloads_keep_rid_order() {
-        let now = Instant::now();
-        let mut s = ready(now);
-        responses(&mut s);
-        request(&mut s, now, 3, &req(12, "", "<presence id='second'/>"));
-        assert_eq!(backend_text(&mut s), "", "rid 12 waits for 11");
-        request(&mut s, now, 2, &req(11, "", "<presence id='first'/>"));
-        assert_eq!(
-            backend_text(&mut s),
-            "<presence id='first'/><presence id='second'/>"
-        );
-        // With hold=1 the first of the two held requests was answered.
-        assert_eq!(
-            responses(&mut s).iter().map(|r| r.0).collect::<Vec<_>>(),
-            vec![2]
-        );
-    }
-
-    #[test]
-    fn inactivity_ends_the_session_without_closing_the_server_stream() {
-        let now = Instant::now();
-        let mut s = ready(now);
-        responses(&mut s);
-        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(70)));
-        s.handle_timeout(now + Duration::from_secs(70));
-        assert!(s.is_ended());
-        assert_eq!(
-            s.poll_command(),
-            Some(Command::End("inactivity timeout".into()))
-        );
-        assert!(!backend_text(&mut s).contains("</stream:stream>"));
-    }
-
-    #[test]
-    fn pause_answers_held_requests_and_stretches_inactivity() {
-        let now = Instant::now();
-        let mut s = ready(now);
-        responses(&mut s);
-        request(&mut s, now, 2, &req(11, "", ""));
-        request(&mut s, now, 3, &req(12, "pause='100'", ""));
-        assert_eq!(responses(&mut s).len(), 2);
-        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(100)));
-    }
-
-    #[test]
-    fn terminate_sends_the_payload_then_closes_cleanly() {
-        let now = Instant::now();
-        let mut s = ready(now);
-        responses(&mut s);
-        request(
-            &mut s,
-            now,
-            2,
-            &req(11, "type='terminate'", "<presence type='unavailable'/>"),
-        );
-        assert_eq!(
-            backend_text(&mut s),
-            "<presence type='unavailable'/></stream:stream>"
-        );
-        let got = responses(&mut s);
-        assert!(got[0].1.contains("type='terminate'"), "{got:?}");
-        assert_eq!(s.poll_command(), Some(Command::CloseBackend { stream: S0 }));
-    }
-
-    #[test]
-    fn a_restart_before_sasl_success_is_answered_with_the_features() {
-        let now = Instant::now();
-        let mut s = ready(now);
-        responses(&mut s);
-        request(
-            &mut s,
-            now,
-            2,
-            &req(11, "xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh'", ""),
-        );
-        assert_eq!(
-            backend_text(&mut s),
-            "",
-            "no new stream header for the server"
-        );
-        assert!(responses(&mut s)[0].1.contains("<stream:features"));
-        // After SASL success the restart does reach the server.
-        request(&mut s, now, 3, &req(12, "", ""));
-        s.handle_backend_input(
-            now,
-            S0,
-            b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
-        );
-        responses(&mut s);
-        request(
-            &mut s,
-            now,
-            4,
-            &req(13, "xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh'", ""),
-        );
-        assert!(backend_text(&mut s).contains("<stream:stream"));
-    }
-
-    #[test]
-    fn repeats_get_the_cached_response_and_far_rids_end_the_session() {
-        let now = Instant::now();
-        let mut s = ready(now);
-        let creation = responses(&mut s).remove(0).1;
-        request(&mut s, now, 9, &req(10, "", ""));
-        assert_eq!(responses(&mut s), vec![(9, creation)]);
-        request(&mut s, now, 8, &req(40, "", ""));
-        let got = responses(&mut s);
-        assert!(got[0].1.contains("item-not-found"), "{got:?}");
-        assert!(s.is_ended());
-    }
-
-    #[test]
-    fn a_gone_request_is_not_answered() {
-        let now = Instant::now();
-        let mut s = ready(now);
-        responses(&mut s);
-        request(&mut s, now, 2, &req(11, "", ""));
-        s.request_gone(2);
-        s.handle_backend_input(now, S0, b"<message><body>later</body></message>");
-        assert!(responses(&mut s).is_empty(), "kept for the next request");
-        request(&mut s, now, 3, &req(12, "", ""));
-        assert!(responses(&mut s)[0].1.contains("later"));
-    }
-}
+mod tests;

@@ -10,7 +10,7 @@ use mio::Registry;
 
 use super::conn::{Outcome, Shared};
 use super::io::{self, Io};
-use super::link::{Link, Progress};
+use super::link::{Link, Progress, Readiness};
 use super::token::{Key, Owner};
 use crate::bosh::{self, Command, StreamId};
 use crate::dns;
@@ -66,9 +66,9 @@ impl BoshEntry {
         }
     }
 
-    pub fn mark_ready(&mut self, stream: u8, readable: bool, writable: bool) {
+    pub fn mark_ready(&mut self, stream: u8, ready: Readiness) {
         if let Some(Some(s)) = self.streams.get_mut(usize::from(stream)) {
-            s.link.mark_ready(readable, writable);
+            s.link.mark_ready(ready);
         }
     }
 
@@ -144,18 +144,20 @@ impl BoshEntry {
                         socket.writable = false;
                     }
                 }
-                Err(_) => self.core.handle_backend_eof(id),
+                Err(_) => self.core.handle_backend_eof(shared.now, id),
             }
         }
         if stream.closing && self.core.backend_output(id).is_empty() {
             stream.link.deregister(&shared.registry);
             self.streams[id.0] = None;
+            self.core.backend_released(id);
             return progress;
         }
         // Back-pressure: the core holds server data for the client up to a cap.
         if socket.readable && self.core.wants_backend_input(id) {
             match io::read(&mut socket.stream, &mut shared.scratch) {
                 Io::Progress(n) => {
+                    socket.after_read(n, shared.scratch.len());
                     self.core
                         .handle_backend_input(shared.now, id, &shared.scratch[..n]);
                     progress = true;
@@ -163,7 +165,7 @@ impl BoshEntry {
                 Io::WouldBlock => socket.readable = false,
                 Io::Closed | Io::Failed(_) => {
                     socket.readable = false;
-                    self.core.handle_backend_eof(id);
+                    self.core.handle_backend_eof(shared.now, id);
                     progress = true;
                 }
             }
@@ -175,15 +177,28 @@ impl BoshEntry {
     fn run_commands(&mut self, shared: &mut Shared) -> Option<String> {
         while let Some(command) = self.core.poll_command() {
             match command {
-                Command::Connect { stream, domain } => {
+                Command::Connect {
+                    stream,
+                    domain,
+                    route,
+                } => {
                     let Ok(token_stream) = u8::try_from(stream.0) else {
-                        self.core.backend_failed(stream, "too many streams".into());
+                        self.core
+                            .backend_failed(shared.now, stream, "too many streams".into());
                         continue;
                     };
                     let owner = Owner::BoshBackend(self.key, token_stream);
-                    let (link, progress) = Link::start(&domain, owner, shared);
+                    let route = route.and_then(|r| shared.settings.bosh_routes.get(&r).cloned());
+                    let (link, progress) = Link::start(&domain, route, owner, shared);
                     if self.streams.len() <= stream.0 {
+                        // Exactly: most sessions have one stream for life.
+                        self.streams
+                            .reserve_exact(stream.0 + 1 - self.streams.len());
                         self.streams.resize_with(stream.0 + 1, || None);
+                    }
+                    // A slot freed by a failed stream may still hold its link.
+                    if let Some(old) = self.streams[stream.0].as_mut() {
+                        old.link.deregister(&shared.registry);
                     }
                     self.streams[stream.0] = Some(Stream {
                         link,
@@ -213,12 +228,12 @@ impl BoshEntry {
         match progress {
             Progress::Pending => {}
             Progress::Connected => {
-                let settings = shared
-                    .settings
-                    .backend_settings(self.core.domain(), self.core.lang());
-                self.core.backend_connected(shared.now, id, settings);
+                if let Some((domain, lang)) = self.core.stream_target(id) {
+                    let settings = shared.settings.backend_settings(domain, lang);
+                    self.core.backend_connected(shared.now, id, settings);
+                }
             }
-            Progress::Failed(why) => self.core.backend_failed(id, why),
+            Progress::Failed(why) => self.core.backend_failed(shared.now, id, why),
         }
     }
 }

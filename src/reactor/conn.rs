@@ -10,7 +10,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
 use super::io::{self, Io};
-use super::link::{Link, Progress, Socket};
+use super::link::{Link, Progress, Readiness, Socket};
 use super::settings::Settings;
 use super::token::{Key, Owner};
 use super::DnsClient;
@@ -132,6 +132,13 @@ impl Conn {
         }
     }
 
+    /// switchboard is going down: a WebSocket session says so and closes.
+    pub fn shut_down(&mut self) {
+        if let Phase::WebSocket(session) = &mut self.phase {
+            session.shut_down();
+        }
+    }
+
     /// Log the end of a WebSocket session with its reason.
     pub fn log_end(&self, reason: &str, now: Instant) {
         if let Phase::WebSocket(session) = &self.phase {
@@ -148,14 +155,13 @@ impl Conn {
     }
 
     /// Remember readiness from a poll event.
-    pub fn mark_client_ready(&mut self, readable: bool, writable: bool) {
-        self.client.readable |= readable;
-        self.client.writable |= writable;
+    pub fn mark_client_ready(&mut self, ready: Readiness) {
+        self.client.mark(ready);
     }
 
-    pub fn mark_backend_ready(&mut self, readable: bool, writable: bool) {
+    pub fn mark_backend_ready(&mut self, ready: Readiness) {
         if let Some(link) = self.backend.as_mut() {
-            link.mark_ready(readable, writable);
+            link.mark_ready(ready);
         }
     }
 
@@ -325,6 +331,7 @@ impl Conn {
         }
         match io::read(&mut self.client.stream, &mut shared.scratch) {
             Io::Progress(n) => {
+                self.client.after_read(n, shared.scratch.len());
                 let bytes = &shared.scratch[..n];
                 match &mut self.phase {
                     Phase::Http(_) => {
@@ -379,6 +386,7 @@ impl Conn {
         }
         match io::read(&mut backend.stream, &mut shared.scratch) {
             Io::Progress(n) => {
+                backend.after_read(n, shared.scratch.len());
                 session.handle_backend_input(&shared.scratch[..n]);
                 true
             }
@@ -658,7 +666,8 @@ impl Conn {
             };
             match session.poll_command()? {
                 Command::Connect { domain } => {
-                    let (link, progress) = Link::start(&domain, Owner::WsBackend(self.key), shared);
+                    let (link, progress) =
+                        Link::start(&domain, None, Owner::WsBackend(self.key), shared);
                     self.backend = Some(link);
                     self.apply(progress, shared);
                 }

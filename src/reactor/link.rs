@@ -3,7 +3,7 @@
 //! time, each attempt with a deadline, then carrying bytes. What goes over
 //! it is the session's business; this only owns the socket.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use log::debug;
@@ -20,6 +20,16 @@ pub struct Socket {
     pub stream: TcpStream,
     pub readable: bool,
     pub writable: bool,
+    /// The peer shut its side (or the socket failed): read to the end.
+    peer_closed: bool,
+}
+
+/// What one poll event says about a socket.
+#[derive(Clone, Copy, Debug)]
+pub struct Readiness {
+    pub readable: bool,
+    pub writable: bool,
+    pub closed: bool,
 }
 
 impl Socket {
@@ -28,6 +38,23 @@ impl Socket {
             stream,
             readable: false,
             writable: false,
+            peer_closed: false,
+        }
+    }
+
+    pub fn mark(&mut self, ready: Readiness) {
+        self.readable |= ready.readable;
+        self.writable |= ready.writable;
+        self.peer_closed |= ready.closed;
+    }
+
+    /// A read that did not fill the buffer drained the socket: new data
+    /// brings a new edge-triggered event, so no second read is needed to
+    /// see `WouldBlock` (a third of the relay's syscalls). Not when the
+    /// peer closed: its end of file must still be read.
+    pub fn after_read(&mut self, n: usize, capacity: usize) {
+        if n < capacity && !self.peer_closed {
+            self.readable = false;
         }
     }
 }
@@ -61,10 +88,16 @@ pub struct Link {
 }
 
 impl Link {
-    /// Start finding and connecting the server of `domain`.
-    pub fn start(domain: &str, owner: Owner, shared: &mut Shared) -> (Link, Progress) {
-        let dial = match shared.settings.routes.get(domain) {
-            Some(addrs) => Dial::Route(addrs.clone().into_iter()),
+    /// Start finding and connecting the server of `domain`, at `route`
+    /// when one was given (addresses the configuration allows).
+    pub fn start(
+        domain: &str,
+        route: Option<Vec<SocketAddr>>,
+        owner: Owner,
+        shared: &mut Shared,
+    ) -> (Link, Progress) {
+        let dial = match route.or_else(|| shared.settings.routes.get(domain).cloned()) {
+            Some(addrs) => Dial::Route(addrs.into_iter()),
             None => Dial::Dns(dns::Targets::new(domain, shared.settings.default_port)),
         };
         let mut link = Link {
@@ -86,10 +119,9 @@ impl Link {
         }
     }
 
-    pub fn mark_ready(&mut self, readable: bool, writable: bool) {
+    pub fn mark_ready(&mut self, ready: Readiness) {
         if let Some(socket) = self.socket.as_mut() {
-            socket.readable |= readable;
-            socket.writable |= writable;
+            socket.mark(ready);
         }
     }
 
@@ -180,7 +212,7 @@ impl Link {
                     shared.dns.query(self.owner, shared.now, &name, kind);
                     return Progress::Pending;
                 }
-                Step::Connect(addr) => match self.connect(addr, shared) {
+                Step::Connect(addr) => match self.check_found(addr, shared) {
                     Ok(()) => return Progress::Pending,
                     Err(e) => {
                         debug!("{}: connect {addr} failed: {e}", self.domain);
@@ -198,6 +230,16 @@ impl Link {
         }
     }
 
+    /// An address found by DNS came from whoever controls the client's
+    /// `to` domain: unless allowed, it may not point inside the network.
+    fn check_found(&mut self, addr: SocketAddr, shared: &mut Shared) -> std::io::Result<()> {
+        let found_by_dns = matches!(self.dial, Some(Dial::Dns(_)));
+        if found_by_dns && !shared.settings.allow_private_addresses && is_internal(addr.ip()) {
+            return Err(std::io::Error::other("internal address refused"));
+        }
+        self.connect(addr, shared)
+    }
+
     fn connect(&mut self, addr: SocketAddr, shared: &mut Shared) -> std::io::Result<()> {
         let mut stream = TcpStream::connect(addr)?;
         shared.registry.register(
@@ -209,5 +251,62 @@ impl Link {
         self.socket = Some(Socket::new(stream));
         self.connecting = Some(shared.now + shared.settings.connect_timeout);
         Ok(())
+    }
+}
+
+/// Loopback, private, link-local, unique-local, unspecified and the like:
+/// addresses that reach this machine or its network rather than the
+/// Internet.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                // 100.64.0.0/10, carrier-grade NAT (RFC 6598).
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+                || v4.octets()[0] == 0
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_internal(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_internal(internal.parse().unwrap()), "{internal}");
+        }
+        for public in ["192.0.2.1", "8.8.8.8", "2001:db8::1", "::ffff:8.8.8.8"] {
+            assert!(!is_internal(public.parse().unwrap()), "{public}");
+        }
     }
 }

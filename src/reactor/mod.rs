@@ -30,8 +30,11 @@ use crate::dns;
 use crate::wheel::Wheel;
 use bosh::BoshEntry;
 use conn::{Conn, Outcome, Rng, Shared};
+use link::Readiness;
 pub use settings::Settings;
-use token::{Key, Owner, DNS, LISTENER, WAKER};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use token::{Key, Owner, DNS, LISTENER, SIGNALS, WAKER};
 
 /// Size of the one read buffer all sockets share.
 const SCRATCH_BYTES: usize = 16 * 1024;
@@ -43,16 +46,27 @@ const ACCEPT_BUDGET: usize = 256;
 /// DNS datagrams read per wake-up.
 const DNS_BUDGET: usize = 64;
 
+/// How long a draining server waits for its last words to reach clients.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
 /// Stops a running [`Server`] from another thread.
 #[derive(Clone)]
 pub struct Handle {
     stop: Arc<AtomicBool>,
+    drain: Arc<AtomicBool>,
     waker: Arc<Waker>,
 }
 
 impl Handle {
+    /// Stop at once.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+
+    /// Stop as on SIGTERM: tell every client, then stop.
+    pub fn drain(&self) {
+        self.drain.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
     }
 }
@@ -96,12 +110,18 @@ pub struct Server {
     accept_pending: bool,
     again: Vec<Timer>,
     stop: Arc<AtomicBool>,
+    drain: Arc<AtomicBool>,
+    /// Set once draining: when to stop even if clients are still there.
+    drain_deadline: Option<Instant>,
+    signals: Option<Signals>,
     waker: Arc<Waker>,
 }
 
-/// Run a server from a configuration until the process is stopped.
+/// Run a server from a configuration until SIGTERM or SIGINT, which drain
+/// it: every client is told `system-shutdown` before the process ends.
 pub fn run(config: &Config) -> Result<(), String> {
     let mut server = Server::bind(config)?;
+    server.stop_on_signals()?;
     info!("listening on {}", server.local_addr());
     server.run().map_err(|e| format!("reactor failed: {e}"))
 }
@@ -148,8 +168,23 @@ impl Server {
             accept_pending: false,
             again: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
+            drain: Arc::new(AtomicBool::new(false)),
+            drain_deadline: None,
+            signals: None,
             waker,
         })
+    }
+
+    /// Drain on SIGTERM and SIGINT (for the process, not for servers that
+    /// tests run side by side).
+    pub fn stop_on_signals(&mut self) -> Result<(), String> {
+        let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signals: {e}"))?;
+        self.shared
+            .registry
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| format!("poll: {e}"))?;
+        self.signals = Some(signals);
+        Ok(())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -159,15 +194,30 @@ impl Server {
     pub fn handle(&self) -> Handle {
         Handle {
             stop: self.stop.clone(),
+            drain: self.drain.clone(),
             waker: self.waker.clone(),
         }
     }
 
-    /// Serve until [`Handle::shutdown`].
+    /// Serve until [`Handle::shutdown`], or until drained.
     pub fn run(&mut self) -> std::io::Result<()> {
         let mut events = Events::with_capacity(1024);
         while !self.stop.load(Ordering::SeqCst) {
-            let timeout = self.poll_timeout(Instant::now());
+            if self.drain.load(Ordering::SeqCst) && self.drain_deadline.is_none() {
+                self.begin_drain();
+            }
+            if let Some(deadline) = self.drain_deadline {
+                if self.conns.is_empty() || Instant::now() >= deadline {
+                    info!("stopped");
+                    break;
+                }
+            }
+            let now = Instant::now();
+            let mut timeout = self.poll_timeout(now);
+            if let Some(deadline) = self.drain_deadline {
+                let left = deadline.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
@@ -181,16 +231,27 @@ impl Server {
                     LISTENER => self.accept_pending = true,
                     DNS => self.read_dns(),
                     WAKER => {}
+                    SIGNALS => {
+                        let caught = self.signals.as_mut().map(|s| s.pending().next());
+                        if let Some(Some(signal)) = caught {
+                            info!("signal {signal}: draining");
+                            self.drain.store(true, Ordering::SeqCst);
+                        }
+                    }
                     token => {
                         let Some(owner) = Owner::from_token(token) else {
                             continue;
                         };
                         // Errors and hang-ups surface through the next read.
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
-                        let writable =
-                            event.is_writable() || event.is_write_closed() || event.is_error();
-                        self.socket_ready(owner, readable, writable);
+                        let closed = event.is_read_closed() || event.is_error();
+                        let ready = Readiness {
+                            readable: event.is_readable() || closed,
+                            writable: event.is_writable()
+                                || event.is_write_closed()
+                                || event.is_error(),
+                            closed,
+                        };
+                        self.socket_ready(owner, ready);
                     }
                 }
             }
@@ -204,6 +265,31 @@ impl Server {
             self.service_dns();
         }
         Ok(())
+    }
+
+    /// Stop accepting; every session hears `system-shutdown` (BOSH
+    /// XEP-0124 §17.2, WebSocket RFC 6120 §4.9.3.22); server streams are
+    /// dropped without a close so that they stay resumable.
+    fn begin_drain(&mut self) {
+        let now = Instant::now();
+        self.shared.now = now;
+        self.drain_deadline = Some(now + DRAIN_GRACE);
+        let _ = self.shared.registry.deregister(&mut self.listener);
+        self.accept_pending = false;
+        let boshes: Vec<Key> = self.boshes.iter().map(|(_, b)| b.key).collect();
+        for key in boshes {
+            if let Some(entry) = live_bosh(&mut self.boshes, key) {
+                entry.core.shut_down();
+            }
+            self.drive_bosh(key);
+        }
+        let conns: Vec<Key> = self.conns.iter().map(|(_, c)| c.key).collect();
+        for key in conns {
+            if let Some(conn) = live(&mut self.conns, key) {
+                conn.shut_down();
+            }
+            self.drive(key);
+        }
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -263,16 +349,16 @@ impl Server {
     }
 
     /// Remember a socket's readiness and drive what owns it.
-    fn socket_ready(&mut self, owner: Owner, readable: bool, writable: bool) {
+    fn socket_ready(&mut self, owner: Owner, ready: Readiness) {
         match owner {
             Owner::Client(key) | Owner::WsBackend(key) => {
                 let Some(conn) = live(&mut self.conns, key) else {
                     return;
                 };
                 if matches!(owner, Owner::Client(_)) {
-                    conn.mark_client_ready(readable, writable);
+                    conn.mark_client_ready(ready);
                 } else {
-                    conn.mark_backend_ready(readable, writable);
+                    conn.mark_backend_ready(ready);
                 }
                 self.drive(key);
             }
@@ -280,7 +366,7 @@ impl Server {
                 let Some(entry) = live_bosh(&mut self.boshes, key) else {
                     return;
                 };
-                entry.mark_ready(stream, readable, writable);
+                entry.mark_ready(stream, ready);
                 self.drive_bosh(key);
             }
         }
@@ -330,13 +416,14 @@ impl Server {
             None => {
                 let sid = self.shared.random.session_id();
                 let settings = self.shared.settings.bosh.clone();
+                let name_seed = self.shared.random.next();
                 let core = match crate::bosh::Session::create(
                     now,
                     settings,
                     sid.clone(),
+                    name_seed,
                     handle,
                     &body,
-                    raw,
                 ) {
                     Ok(core) => core,
                     Err(response) => return self.deliver(conn, response),

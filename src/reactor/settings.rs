@@ -38,6 +38,10 @@ pub struct Settings {
     pub default_port: u16,
     /// Static routes, resolved once at start.
     pub routes: HashMap<String, Vec<SocketAddr>>,
+    /// The BOSH `route` values allowed, resolved once at start.
+    pub bosh_routes: HashMap<String, Vec<SocketAddr>>,
+    /// Servers found by DNS may be at private addresses.
+    pub allow_private_addresses: bool,
     /// Domains whose server may be used without TLS.
     plaintext: HashSet<String>,
     xml: xml::Limits,
@@ -66,6 +70,15 @@ impl Settings {
             }
             routes.insert(domain.clone(), addrs);
         }
+        let mut bosh_routes = HashMap::new();
+        for route in &config.bosh.allowed_routes {
+            let target = route.strip_prefix("xmpp:").unwrap_or(route);
+            let addrs: Vec<SocketAddr> = target
+                .to_socket_addrs()
+                .map_err(|e| format!("bosh.allowed_routes: cannot resolve {target}: {e}"))?
+                .collect();
+            bosh_routes.insert(route.clone(), addrs);
+        }
         let ca_file = Some(config.backend.ca_file.as_path()).filter(|p| !p.as_os_str().is_empty());
         let tls = backend::client_config(ca_file).map_err(|e| format!("backend.ca_file: {e}"))?;
         Ok(Settings {
@@ -88,6 +101,8 @@ impl Settings {
                 max_inactivity: config.bosh.max_inactivity,
                 polling: config.bosh.polling,
                 max_pause: config.bosh.max_pause,
+                max_streams: config.bosh.max_streams,
+                allowed_routes: config.bosh.allowed_routes.clone(),
                 handshake_timeout: config.backend.handshake_timeout,
                 max_pending_bytes: config.backend.max_buffer_bytes,
                 xml,
@@ -108,6 +123,8 @@ impl Settings {
             connect_timeout: config.backend.connect_timeout,
             default_port: XMPP_CLIENT_PORT,
             routes,
+            bosh_routes,
+            allow_private_addresses: config.backend.allow_private_addresses,
             plaintext,
             xml,
             tls,

@@ -11,6 +11,8 @@ pub const LISTENER: Token = Token(usize::MAX);
 pub const DNS: Token = Token(usize::MAX - (1 << KIND_BITS));
 /// Wakes the loop from another thread (shutdown).
 pub const WAKER: Token = Token(usize::MAX - (2 << KIND_BITS));
+/// SIGTERM and SIGINT, when the process asked for them.
+pub const SIGNALS: Token = Token(usize::MAX - (3 << KIND_BITS));
 
 /// Token layout, low bits first: kind (2), stream (8), index (24),
 /// generation (30).
@@ -119,9 +121,9 @@ mod tests {
             Owner::BoshBackend(key, 255),
         ] {
             let token = owner.token();
-            assert!(token != LISTENER && token != DNS && token != WAKER);
+            assert!(![LISTENER, DNS, WAKER, SIGNALS].contains(&token));
         }
-        for reserved in [LISTENER, DNS, WAKER] {
+        for reserved in [LISTENER, DNS, WAKER, SIGNALS] {
             assert_eq!(Owner::from_token(reserved), None);
         }
     }

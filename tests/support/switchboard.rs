@@ -37,6 +37,11 @@ impl Switchboard {
     pub fn ws(&self) -> WsClient {
         WsClient::connect(self.addr, WS_PATH, &["xmpp"]).expect("websocket upgrade")
     }
+
+    /// Drain as on SIGTERM: every client is told, then the server stops.
+    pub fn drain(&self) {
+        self.handle.drain();
+    }
 }
 
 impl Drop for Switchboard {
