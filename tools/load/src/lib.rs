@@ -1,0 +1,11 @@
+//! The switchboard load tool as a library: the binary in `main.rs` is its
+//! command line, and the integration tests drive the same functions in
+//! process.
+//!
+//! One thread, one mio loop per mode, no async runtime. XML streams are cut
+//! by switchboard's own framer; HTTP responses are read with httparse.
+
+pub mod cli;
+pub mod net;
+pub mod stub;
+pub mod xmpp;
