@@ -214,7 +214,7 @@ def memory_table(profiles, out, sessions):
             ref = rows.get(reference_for(row.system, REFERENCE))
             is_ref = row is ref
             notes = [run_notes(row)] if run_notes(row) else []
-            for share in row.shares:
+            for share in row.shares if row.ok_runs() else []:
                 part, _, kib = share.partition("=")
                 notes.append(f"{part}'s own share: {kib} KiB per session (peak RSS growth)")
             out.append("| {} | {} | {} | {} | {} |".format(
