@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # sourced: compare uses the endpoints
 # The systems tools/bench/compare measures, each started as a plain process on
 # loopback from files in one run directory ($DIR), and the checks that their
 # endpoints answer. Sourced by compare after tools/interop/lib.sh; expects

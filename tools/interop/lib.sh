@@ -1,5 +1,6 @@
-# Shared by the interop service scripts (prosody.sh, dns.sh, ejabberd.sh):
-# each runs one server as a plain process recorded by pid in a directory.
+# Shared by the interop service scripts (prosody.sh, dns.sh, ejabberd.sh) and
+# the comparison harness (tools/bench): each runs servers as plain processes
+# recorded by pid in a directory.
 # Source it after setting NAME (the script's name for messages).
 
 die() { echo "$NAME: $*" >&2; exit 1; }
@@ -72,9 +73,9 @@ spawn() {
 # 127.0.0.1 accepts connections. Dies with the tails of the LOGs when the
 # process exits first, or (killing it) when TENTHS tenths of a second pass.
 await_ports() {
-    local label=$1 pid=$2 tenths=$3 ports=$4 i port ready
+    local label=$1 pid=$2 tenths=$3 ports=$4 port ready
     shift 4
-    for i in $(seq 1 "$tenths"); do
+    for _ in $(seq 1 "$tenths"); do
         ready=1
         for port in $ports; do
             port_open "$port" || { ready=""; break; }
