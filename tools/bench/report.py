@@ -260,6 +260,26 @@ def target_rows(profiles):
     return rows
 
 
+NOTES = [
+    "How to read it:",
+    "- switchboard → Prosody negotiates STARTTLS (verified against the run's CA) on every "
+    "backend link, so both it and Prosody pay for TLS there; node-xmpp-bosh → Prosody runs "
+    "in plaintext (its STARTTLS needs a crypto API Node no longer has). Prosody's own "
+    "endpoints and switchboard → stub have no TLS anywhere.",
+    "- node-xmpp-bosh has no WebSocket row: its WebSocket speaks the pre-RFC 7395 framing.",
+    "- wrk against switchboard and Prosody POSTs a BOSH `<body/>` naming a session that does "
+    "not exist: each reads the request, parses the body, looks the sid up and answers 200 "
+    "with a terminate body (item-not-found, 95 bytes for switchboard). nginx serves the same "
+    "95 bytes from a file. nginx and switchboard each run as one process with one thread.",
+    "- CPU s: utime + stime from /proc of the listed processes over the run (the load tool "
+    "and wrk use the other share of the 2 cores and are not counted).",
+    "- Memory: the load tool's VmRSS growth of the measured processes per idle logged-in "
+    "session (a BOSH session keeps one request held), each system on a freshly started "
+    "process; a backend's own share behind a front-end is its peak RSS (VmHWM) growth "
+    "over the run per session.",
+]
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: report.py RAW_DIR")
@@ -286,6 +306,8 @@ def main():
     out.append("|---|---|---|")
     for target, measured, verdict in target_rows(profiles):
         out.append(f"| {target} | {measured} | {verdict} |")
+    out.append("")
+    out.extend(NOTES)
     print("\n".join(out))
 
 
