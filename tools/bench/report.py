@@ -269,7 +269,7 @@ NOTES = [
     "- node-xmpp-bosh has no WebSocket row: its WebSocket speaks the pre-RFC 7395 framing.",
     "- wrk against switchboard and Prosody POSTs a BOSH `<body/>` naming a session that does "
     "not exist: each reads the request, parses the body, looks the sid up and answers 200 "
-    "with a terminate body (item-not-found, 95 bytes for switchboard). nginx serves the same "
+    "with a terminate body (item-not-found, 95 bytes from both). nginx serves the same "
     "95 bytes from a file. nginx and switchboard each run as one process with one thread.",
     "- CPU s: utime + stime from /proc of the listed processes over the run (the load tool "
     "and wrk use the other share of the 2 cores and are not counted).",
