@@ -6,6 +6,11 @@
 //! by switchboard's own framer; HTTP responses are read with httparse.
 
 pub mod cli;
+pub mod client;
+pub mod html;
+pub mod ledger;
+pub mod modes;
 pub mod net;
+pub mod report;
 pub mod stub;
 pub mod xmpp;

@@ -2,30 +2,66 @@
 //! with errors counted), 1 when no session could be established, 2 on bad
 //! usage.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use clap::Parser;
 use load::cli::{Cli, Mode, StubArgs};
+use load::report::Report;
 use load::stub::Stub;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.mode {
         Mode::Stub(args) => stub(&args),
-        Mode::Run(_) | Mode::Memory(_) => {
-            eprintln!("load: not yet");
-            ExitCode::from(2)
+        Mode::Run(args) => match load::modes::run(&args, true) {
+            Ok(result) => {
+                if let Some(path) = &args.html {
+                    let page = load::html::render(&result.report, &result.outcome.latency_us);
+                    if let Err(err) = std::fs::write(path, page) {
+                        eprintln!("load: {}: {err}", path.display());
+                    }
+                }
+                finish(&result.report, args.client.json.as_deref())
+            }
+            Err(err) => usage(&err),
+        },
+        Mode::Memory(args) => match load::modes::memory(&args, true) {
+            Ok(report) => finish(&report, args.client.json.as_deref()),
+            Err(err) => usage(&err),
+        },
+    }
+}
+
+fn usage(err: &str) -> ExitCode {
+    eprintln!("load: {err}");
+    ExitCode::from(2)
+}
+
+/// Print the summary, write the JSON, and pick the exit status.
+fn finish(report: &Report, json: Option<&Path>) -> ExitCode {
+    print!("{}", report.summary());
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(report).unwrap_or_default();
+        if let Err(err) = std::fs::write(path, text + "\n") {
+            eprintln!("load: {}: {err}", path.display());
         }
+    }
+    if report.sessions_established == 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
 fn stub(args: &StubArgs) -> ExitCode {
     if !args.allow_remote {
         if let Some(addr) = args.listen.iter().find(|a| !a.ip().is_loopback()) {
-            eprintln!("load stub: {addr} is not a loopback address (--allow-remote)");
-            return ExitCode::from(2);
+            return usage(&format!(
+                "stub: {addr} is not a loopback address (--allow-remote)"
+            ));
         }
     }
     load::net::raise_fd_limit(0);

@@ -1,0 +1,151 @@
+//! One client TCP connection: a nonblocking socket with input and output
+//! buffers, and the connector that opens them from the chosen source
+//! addresses.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::net::{connect, error_kind};
+use crate::xmpp::ErrorKind;
+
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Opens connections (from the source addresses in turn) and lends the
+/// shared read buffer and scratch space to the transports.
+pub struct Net {
+    registry: Registry,
+    sources: Vec<IpAddr>,
+    next_source: usize,
+    read_buf: Box<[u8]>,
+    /// Reused space for building one request or element.
+    pub scratch: Vec<u8>,
+}
+
+impl Net {
+    pub fn new(registry: Registry, sources: Vec<IpAddr>) -> Self {
+        Net {
+            registry,
+            sources,
+            next_source: 0,
+            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+/// Whether the peer is still there after a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadState {
+    Open,
+    /// The peer closed its side.
+    Eof,
+}
+
+/// A client connection and its buffers.
+#[derive(Default)]
+pub struct Conn {
+    stream: Option<TcpStream>,
+    connected: bool,
+    pub input: Vec<u8>,
+    pub output: Vec<u8>,
+    written: usize,
+}
+
+impl Conn {
+    /// Start connecting to `to`; output queued meanwhile is sent once the
+    /// connection is up.
+    pub fn open(&mut self, net: &mut Net, to: SocketAddr, token: Token) -> Result<(), ErrorKind> {
+        let from = (!net.sources.is_empty()).then(|| {
+            let ip = net.sources[net.next_source % net.sources.len()];
+            net.next_source = net.next_source.wrapping_add(1);
+            ip
+        });
+        let mut stream = connect(to, from).map_err(|e| ErrorKind::from(error_kind(&e)))?;
+        net.registry
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .map_err(|e| ErrorKind::from(error_kind(&e)))?;
+        self.stream = Some(stream);
+        self.connected = false;
+        self.input.clear();
+        Ok(())
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Drop the socket (it leaves the poll with it) and the buffers.
+    pub fn close(&mut self) {
+        self.stream = None;
+        self.connected = false;
+        self.input = Vec::new();
+        self.output = Vec::new();
+        self.written = 0;
+    }
+
+    /// Read all that is available into `input`.
+    pub fn read(&mut self, net: &mut Net) -> Result<ReadState, ErrorKind> {
+        if !self.connected && !self.check_connected()? {
+            return Ok(ReadState::Open);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(ReadState::Open);
+        };
+        loop {
+            match stream.read(&mut net.read_buf) {
+                Ok(0) => return Ok(ReadState::Eof),
+                Ok(n) => self.input.extend_from_slice(&net.read_buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::Open),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(error_kind(&e).into()),
+            }
+        }
+    }
+
+    /// Write as much of `output` as the socket takes.
+    pub fn flush(&mut self) -> Result<(), ErrorKind> {
+        if self.written == self.output.len() {
+            return Ok(());
+        }
+        if !self.connected && !self.check_connected()? {
+            return Ok(());
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        while self.written < self.output.len() {
+            match stream.write(&self.output[self.written..]) {
+                Ok(0) => return Err("write_zero".into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(error_kind(&e).into()),
+            }
+        }
+        self.output.clear();
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Whether a connect in progress has finished; its failure is an error.
+    fn check_connected(&mut self) -> Result<bool, ErrorKind> {
+        let Some(stream) = self.stream.as_ref() else {
+            return Ok(false);
+        };
+        if let Ok(Some(err)) | Err(err) = stream.take_error() {
+            return Err(error_kind(&err).into());
+        }
+        match stream.peer_addr() {
+            Ok(_) => {
+                self.connected = true;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(error_kind(&e).into()),
+        }
+    }
+}

@@ -1,0 +1,677 @@
+//! The client loop: starts sessions at the ramp rate, logs them in, pairs
+//! them, runs the echo traffic, counts everything, and stops by itself.
+//!
+//! Phases: setup (every session logged in, failed or timed out) → messages
+//! (`duration`) → drain (until every echo is back or the grace ends) → done;
+//! or, without traffic (memory mode), setup → settle → done. Session `2p`
+//! sends to session `2p+1`, which echoes; only the sender records latency.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::{Events, Poll};
+use switchboard::xml::ElementInfo;
+
+use super::bosh::Bosh;
+use super::conn::Net;
+use super::tcp::Tcp;
+use super::ws::Ws;
+use super::{slot_of, Flow, Outbox, Transport};
+use crate::ledger::{Echo, Ledger, Totals};
+use crate::net::Endpoint;
+use crate::xmpp::{
+    attr, child_text, is_stream_error, stream_error_condition, Auth, ErrorKind, Login, Step,
+};
+
+/// Highest latency the histogram holds, in microseconds (one hour).
+const MAX_LATENCY_US: u64 = 3_600_000_000;
+/// Sessions started in one wake-up at most, so a late ramp catches up in
+/// bounded steps.
+const MAX_STARTS_PER_WAKE: usize = 2_000;
+
+/// Which transport each session uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Ws,
+    Bosh,
+    Tcp,
+    /// Even sessions BOSH, odd WebSocket.
+    Mix,
+}
+
+/// The echo traffic of `run`.
+#[derive(Clone, Copy, Debug)]
+pub struct Traffic {
+    pub duration: Duration,
+    /// Messages per second per pair; 0 for closed loop.
+    pub rate: f64,
+    /// Messages in flight per pair in closed loop.
+    pub window: u32,
+    pub drain: Duration,
+}
+
+/// Everything a run needs, checked.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub layout: Layout,
+    pub ws: Option<Rc<Endpoint>>,
+    pub bosh: Option<Rc<Endpoint>>,
+    pub tcp: Option<Rc<Endpoint>>,
+    pub domains: Vec<Rc<str>>,
+    /// `None`: bind without SASL. Otherwise user prefix, first number,
+    /// password.
+    pub plain: Option<(String, u64, String)>,
+    pub sources: Vec<IpAddr>,
+    pub sessions: usize,
+    pub ramp: f64,
+    pub login_timeout: Duration,
+    pub bosh_wait: u32,
+    /// `Some` for `run`, `None` for `memory`.
+    pub traffic: Option<Traffic>,
+    /// How long idle sessions stay open after setup (memory).
+    pub settle: Duration,
+    /// Print a progress line on stderr each second.
+    pub progress: bool,
+}
+
+/// What a finished run counted.
+#[derive(Debug)]
+pub struct Outcome {
+    pub sessions_requested: usize,
+    pub sessions_established: usize,
+    /// From the first start to the last session logged in.
+    pub setup_secs: f64,
+    pub message_secs: f64,
+    pub totals: Totals,
+    /// Echoes received during the message phase.
+    pub on_time: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// Round-trip latency in microseconds.
+    pub latency_us: Histogram<u64>,
+    /// Echoes per second of the message phase.
+    pub timeline: Vec<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    NotStarted,
+    LoggingIn,
+    Ready,
+    Failed,
+}
+
+struct Session {
+    transport: Transport,
+    login: Login,
+    state: State,
+    dirty: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    Setup,
+    Messages { start: u64, until: u64 },
+    Drain { start: u64, until: u64 },
+    Settle { until: u64 },
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    LoginDeadline,
+    PairSend,
+}
+
+/// Counters the handlers update, kept apart from the sessions so that a
+/// handler can borrow them while its session's transport is borrowed.
+struct Tally {
+    ledger: Ledger,
+    latency_us: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+    timeline: Vec<u64>,
+    on_time: u64,
+    echoes: u64,
+    established: usize,
+    resolved: usize,
+    up: usize,
+    last_ready_ns: u64,
+}
+
+pub struct Driver {
+    plan: Plan,
+    poll: Poll,
+    net: Net,
+    sessions: Vec<Session>,
+    /// Full JIDs of logged-in sessions.
+    jids: Vec<Option<Box<[u8]>>>,
+    tally: Tally,
+    outbox: Outbox,
+    dirty: Vec<usize>,
+    timers: BinaryHeap<Reverse<(u64, Timer, usize)>>,
+    phase: Phase,
+    started: usize,
+    epoch: Instant,
+    next_progress_ns: u64,
+    last_progress_echoes: u64,
+}
+
+impl Driver {
+    pub fn new(plan: Plan) -> io::Result<Driver> {
+        let poll = Poll::new()?;
+        let net = Net::new(poll.registry().try_clone()?, plan.sources.clone());
+        let sessions = (0..plan.sessions)
+            .map(|i| new_session(&plan, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let latency_us = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Driver {
+            jids: vec![None; plan.sessions],
+            tally: Tally {
+                ledger: Ledger::new(plan.sessions / 2),
+                latency_us,
+                errors: BTreeMap::new(),
+                timeline: Vec::new(),
+                on_time: 0,
+                echoes: 0,
+                established: 0,
+                resolved: 0,
+                up: 0,
+                last_ready_ns: 0,
+            },
+            plan,
+            poll,
+            net,
+            sessions,
+            outbox: Outbox::default(),
+            dirty: Vec::new(),
+            timers: BinaryHeap::new(),
+            phase: Phase::Setup,
+            started: 0,
+            epoch: Instant::now(),
+            next_progress_ns: 1_000_000_000,
+            last_progress_echoes: 0,
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Run every phase to the end. Sessions stay open until the driver is
+    /// dropped (memory mode reads RSS in between).
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(4096);
+        loop {
+            let now = self.now();
+            self.ramp(now);
+            self.fire_timers(now);
+            self.advance(now);
+            self.flush_dirty();
+            if self.phase == Phase::Done {
+                return Ok(());
+            }
+            if self.plan.progress && now >= self.next_progress_ns {
+                self.progress(now);
+            }
+            let timeout = self.next_wake(self.now());
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                let (session, slot) = slot_of(event.token());
+                self.on_ready(session, slot);
+            }
+        }
+    }
+
+    /// The counts, once `run` returned.
+    pub fn outcome(&self) -> Outcome {
+        let message_secs = self.plan.traffic.map_or(0.0, |t| t.duration.as_secs_f64());
+        let setup_start = 0;
+        Outcome {
+            sessions_requested: self.plan.sessions,
+            sessions_established: self.tally.established,
+            setup_secs: (self.tally.last_ready_ns - setup_start) as f64 / 1e9,
+            message_secs,
+            totals: self.tally.ledger.totals(),
+            on_time: self.tally.on_time,
+            errors: self.tally.errors.clone(),
+            latency_us: self.tally.latency_us.clone(),
+            timeline: self.tally.timeline.clone(),
+        }
+    }
+
+    fn ramp(&mut self, now: u64) {
+        if self.started >= self.plan.sessions {
+            return;
+        }
+        let due = ((now as f64 / 1e9) * self.plan.ramp) as usize + 1;
+        let due = due
+            .min(self.plan.sessions)
+            .min(self.started + MAX_STARTS_PER_WAKE);
+        while self.started < due {
+            let s = self.started;
+            self.started += 1;
+            let session = &mut self.sessions[s];
+            session.state = State::LoggingIn;
+            match session.transport.start(&mut self.net, s) {
+                Ok(()) => {
+                    let deadline = now + self.plan.login_timeout.as_nanos() as u64;
+                    self.timers
+                        .push(Reverse((deadline, Timer::LoginDeadline, s)));
+                    self.mark_dirty(s);
+                }
+                Err(kind) => self.fail(s, kind),
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: u64) {
+        while let Some(&Reverse((at, timer, index))) = self.timers.peek() {
+            if at > now {
+                return;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::LoginDeadline => {
+                    if self.sessions[index].state == State::LoggingIn {
+                        self.fail(index, "login_timeout".into());
+                    }
+                }
+                Timer::PairSend => {
+                    if let (Phase::Messages { .. }, Some(t)) = (self.phase, self.plan.traffic) {
+                        if self.send_from(index, now) {
+                            let interval = (1e9 / t.rate) as u64;
+                            self.timers.push(Reverse((
+                                at + interval.max(1),
+                                Timer::PairSend,
+                                index,
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, now: u64) {
+        match self.phase {
+            Phase::Setup => {
+                if self.tally.resolved < self.plan.sessions {
+                    return;
+                }
+                if self.tally.established == 0 {
+                    self.phase = Phase::Done;
+                    return;
+                }
+                match self.plan.traffic {
+                    Some(t) => {
+                        let until = now + t.duration.as_nanos() as u64;
+                        self.phase = Phase::Messages { start: now, until };
+                        self.start_traffic(t, now);
+                    }
+                    None => {
+                        let until = now + self.plan.settle.as_nanos() as u64;
+                        self.phase = Phase::Settle { until };
+                    }
+                }
+            }
+            Phase::Messages { start, until } if now >= until => {
+                let drain = self.plan.traffic.map_or(0, |t| t.drain.as_nanos() as u64);
+                self.phase = Phase::Drain {
+                    start,
+                    until: now + drain,
+                };
+            }
+            Phase::Drain { until, .. }
+                if now >= until || self.tally.ledger.total_in_flight() == 0 =>
+            {
+                self.phase = Phase::Done;
+            }
+            Phase::Settle { until } if now >= until => self.phase = Phase::Done,
+            _ => {}
+        }
+    }
+
+    fn start_traffic(&mut self, traffic: Traffic, now: u64) {
+        let pairs = self.plan.sessions / 2;
+        for pair in 0..pairs {
+            if traffic.rate > 0.0 {
+                let interval = 1e9 / traffic.rate;
+                let offset = (interval * pair as f64 / pairs as f64) as u64;
+                self.timers
+                    .push(Reverse((now + offset, Timer::PairSend, pair)));
+            } else {
+                for _ in 0..traffic.window {
+                    if !self.send_from(pair, now) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Send one message on `pair`; false when the pair is not up.
+    fn send_from(&mut self, pair: usize, now: u64) -> bool {
+        let (a, b) = (2 * pair, 2 * pair + 1);
+        if self.sessions[a].state != State::Ready || self.sessions[b].state != State::Ready {
+            return false;
+        }
+        let Some(to) = self.jids[b].as_deref() else {
+            return false;
+        };
+        let seq = self.tally.ledger.sent(pair);
+        self.net.scratch.clear();
+        write_message(&mut self.net.scratch, to, b'p', now, seq);
+        self.sessions[a].transport.send(&self.net.scratch);
+        self.mark_dirty(a);
+        true
+    }
+
+    fn on_ready(&mut self, s: usize, slot: usize) {
+        let Some(session) = self.sessions.get_mut(s) else {
+            return;
+        };
+        if !matches!(session.state, State::LoggingIn | State::Ready) {
+            return;
+        }
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let phase = self.phase;
+        let window = self
+            .plan
+            .traffic
+            .filter(|t| t.rate == 0.0)
+            .map(|t| u64::from(t.window));
+        let tally = &mut self.tally;
+        let jids = &mut self.jids;
+        let login = &mut session.login;
+        let state = &mut session.state;
+        let mut handler = |element: &[u8], info: &ElementInfo, out: &mut Outbox| -> Flow {
+            if *state == State::LoggingIn {
+                let mut step = Step::Wait;
+                out.push(|buf| step = login.handle(element, info, buf));
+                return match step {
+                    Step::Wait | Step::Send => Flow::Continue,
+                    Step::Restart => Flow::Restart,
+                    Step::Ready(jid) => {
+                        jids[s] = Some(jid.into_bytes().into_boxed_slice());
+                        *state = State::Ready;
+                        tally.established += 1;
+                        tally.resolved += 1;
+                        tally.up += 1;
+                        tally.last_ready_ns = now;
+                        Flow::Continue
+                    }
+                    Step::Fail(kind) => Flow::Fail(kind),
+                };
+            }
+            traffic(s, element, info, out, now, phase, window, tally, jids)
+        };
+        let result =
+            session
+                .transport
+                .on_ready(&mut self.net, s, slot, &mut self.outbox, &mut handler);
+        if let Err(kind) = result {
+            self.outbox.drain(|_| {});
+            self.fail(s, kind);
+        }
+    }
+
+    fn mark_dirty(&mut self, s: usize) {
+        if !self.sessions[s].dirty {
+            self.sessions[s].dirty = true;
+            self.dirty.push(s);
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &s in &dirty {
+            let session = &mut self.sessions[s];
+            session.dirty = false;
+            if !matches!(session.state, State::LoggingIn | State::Ready) {
+                continue;
+            }
+            if let Err(kind) = session.transport.flush(&mut self.net, s) {
+                self.fail(s, kind);
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    fn fail(&mut self, s: usize, kind: ErrorKind) {
+        let session = &mut self.sessions[s];
+        match session.state {
+            State::Ready => self.tally.up -= 1,
+            State::LoggingIn | State::NotStarted => self.tally.resolved += 1,
+            State::Failed => return,
+        }
+        session.state = State::Failed;
+        session.transport.close();
+        self.jids[s] = None;
+        *self.tally.errors.entry(kind.into_owned()).or_default() += 1;
+    }
+
+    fn next_wake(&self, now: u64) -> Duration {
+        let mut wake = now + 1_000_000_000;
+        if self.started < self.plan.sessions {
+            let next = ((self.started as f64) / self.plan.ramp * 1e9) as u64;
+            wake = wake.min(next.max(now + 1_000_000));
+        }
+        if let Some(Reverse((at, _, _))) = self.timers.peek() {
+            wake = wake.min(*at);
+        }
+        match self.phase {
+            Phase::Messages { until, .. }
+            | Phase::Drain { until, .. }
+            | Phase::Settle { until } => {
+                wake = wake.min(until);
+            }
+            Phase::Setup | Phase::Done => {}
+        }
+        if self.plan.progress {
+            wake = wake.min(self.next_progress_ns);
+        }
+        Duration::from_nanos(wake.saturating_sub(now))
+    }
+
+    fn progress(&mut self, now: u64) {
+        let echoes = self.tally.echoes - self.last_progress_echoes;
+        self.last_progress_echoes = self.tally.echoes;
+        let p99 = self.tally.latency_us.value_at_quantile(0.99) as f64 / 1000.0;
+        let errors: u64 = self.tally.errors.values().sum();
+        let phase = match self.phase {
+            Phase::Setup => "setup",
+            Phase::Messages { .. } => "messages",
+            Phase::Drain { .. } => "drain",
+            Phase::Settle { .. } => "settle",
+            Phase::Done => "done",
+        };
+        let _ = writeln!(
+            io::stderr(),
+            "[{:>4}s] {phase:<8} up {}/{}  round trips/s {echoes}  p99 {p99:.2} ms  errors {errors}",
+            now / 1_000_000_000,
+            self.tally.up,
+            self.plan.sessions,
+        );
+        self.next_progress_ns += 1_000_000_000;
+        if self.next_progress_ns <= now {
+            self.next_progress_ns = now + 1_000_000_000;
+        }
+    }
+}
+
+fn new_session(plan: &Plan, i: usize) -> io::Result<Session> {
+    let missing =
+        |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("no {what} endpoint"));
+    let domain = plan.domains[i % plan.domains.len()].clone();
+    let seed = i as u64 + 1;
+    let bosh = match plan.layout {
+        Layout::Bosh => true,
+        Layout::Mix => i.is_multiple_of(2),
+        Layout::Ws | Layout::Tcp => false,
+    };
+    let transport = if plan.layout == Layout::Tcp {
+        let tcp = plan.tcp.clone().ok_or_else(|| missing("tcp"))?;
+        Transport::Tcp(Box::new(Tcp::new(tcp, domain)))
+    } else if bosh {
+        let bosh = plan.bosh.clone().ok_or_else(|| missing("bosh"))?;
+        Transport::Bosh(Box::new(Bosh::new(bosh, domain, plan.bosh_wait, seed)))
+    } else {
+        let ws = plan.ws.clone().ok_or_else(|| missing("websocket"))?;
+        Transport::Ws(Box::new(Ws::new(ws, domain, seed)))
+    };
+    let auth = match &plan.plain {
+        Some((user, first, password)) => Auth::Plain {
+            user: format!("{user}{}", first + i as u64),
+            password: password.clone(),
+        },
+        None => Auth::None,
+    };
+    Ok(Session {
+        transport,
+        login: Login::new(auth),
+        state: State::NotStarted,
+        dirty: false,
+    })
+}
+
+/// Handle one element of a logged-in session: echo a probe, count an echo
+/// (and send the next in closed loop), answer an iq.
+#[allow(clippy::too_many_arguments)]
+fn traffic(
+    s: usize,
+    element: &[u8],
+    info: &ElementInfo,
+    out: &mut Outbox,
+    now: u64,
+    phase: Phase,
+    window: Option<u64>,
+    tally: &mut Tally,
+    jids: &[Option<Box<[u8]>>],
+) -> Flow {
+    match info.local_name(element) {
+        "message" => {
+            let Some(body) = child_text(element, b"<body>", b"</body>") else {
+                return Flow::Continue;
+            };
+            let Some((kind, sent_at, seq)) = parse_probe(body) else {
+                return Flow::Continue;
+            };
+            let pair = s / 2;
+            let partner = s ^ 1;
+            match kind {
+                b'p' => {
+                    if let Some(to) = jids[partner].as_deref() {
+                        out.push(|buf| write_message(buf, to, b'e', sent_at, seq));
+                    }
+                }
+                b'e' => {
+                    let late = !matches!(phase, Phase::Messages { .. });
+                    let echo = tally.ledger.echoed(pair, seq, late);
+                    if matches!(echo, Echo::OnTime | Echo::Late) {
+                        let us = (now.saturating_sub(sent_at) / 1000).clamp(1, MAX_LATENCY_US);
+                        let _ = tally.latency_us.record(us);
+                        tally.echoes += 1;
+                        if let (Echo::OnTime, Phase::Messages { start, .. }) = (echo, phase) {
+                            tally.on_time += 1;
+                            let second = (now.saturating_sub(start) / 1_000_000_000) as usize;
+                            if tally.timeline.len() <= second {
+                                tally.timeline.resize(second + 1, 0);
+                            }
+                            tally.timeline[second] += 1;
+                        }
+                    }
+                    if let (Some(window), Phase::Messages { .. }) = (window, phase) {
+                        if let Some(to) = jids[partner].as_deref() {
+                            while tally.ledger.in_flight(pair) < window {
+                                let seq = tally.ledger.sent(pair);
+                                out.push(|buf| write_message(buf, to, b'p', now, seq));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            Flow::Continue
+        }
+        "iq" => {
+            let kind = attr(element, b"type");
+            if kind == Some(b"get") || kind == Some(b"set") {
+                let id = attr(element, b"id").unwrap_or_default();
+                let from = attr(element, b"from");
+                out.push(|buf| {
+                    buf.extend_from_slice(b"<iq type='result' id='");
+                    buf.extend_from_slice(id);
+                    if let Some(from) = from {
+                        buf.extend_from_slice(b"' to='");
+                        buf.extend_from_slice(from);
+                    }
+                    buf.extend_from_slice(b"'/>");
+                });
+            }
+            Flow::Continue
+        }
+        "close" => Flow::Fail("stream_closed".into()),
+        _ if is_stream_error(element, info) => {
+            Flow::Fail(format!("stream_error:{}", stream_error_condition(element)).into())
+        }
+        _ => Flow::Continue,
+    }
+}
+
+/// `<message to='..' type='chat'><body>{kind}{sent_at}:{seq}</body></message>`
+pub fn write_message(out: &mut Vec<u8>, to: &[u8], kind: u8, sent_at: u64, seq: u64) {
+    out.extend_from_slice(b"<message to='");
+    out.extend_from_slice(to);
+    out.extend_from_slice(b"' type='chat'><body>");
+    out.push(kind);
+    let _ = write!(out, "{sent_at}:{seq}");
+    out.extend_from_slice(b"</body></message>");
+}
+
+/// The kind, send time and sequence number of a probe body.
+pub fn parse_probe(body: &[u8]) -> Option<(u8, u64, u64)> {
+    let (&kind, rest) = body.split_first()?;
+    let colon = rest.iter().position(|&b| b == b':')?;
+    Some((kind, number(&rest[..colon])?, number(&rest[colon + 1..])?))
+}
+
+fn number(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_round_trip_through_their_text() {
+        let mut out = Vec::new();
+        write_message(&mut out, b"b@localhost/load", b'p', 123_456_789, 42);
+        assert_eq!(
+            out,
+            b"<message to='b@localhost/load' type='chat'><body>p123456789:42</body></message>"
+        );
+        let body = child_text(&out, b"<body>", b"</body>").unwrap();
+        assert_eq!(parse_probe(body), Some((b'p', 123_456_789, 42)));
+        assert_eq!(parse_probe(b"e1:"), None);
+        assert_eq!(parse_probe(b"hello"), None);
+        assert_eq!(parse_probe(b"e99999999999999999999:1"), None, "overflow");
+    }
+}

@@ -1,0 +1,332 @@
+//! XMPP over WebSocket, client role (RFC 7395, RFC 6455): the HTTP upgrade
+//! with `Sec-WebSocket-Protocol: xmpp`, `<open/>`, masked client frames,
+//! unmasked server frames each carrying one element.
+
+use std::io::Write;
+use std::rc::Rc;
+
+use base64::Engine;
+use switchboard::xml::{FrameKind, Framer, Limits, Mode, NS_FRAMING};
+
+use super::conn::{Conn, Net, ReadState};
+use super::{token, Flow, Handler, Outbox};
+use crate::net::Endpoint;
+use crate::xmpp::ErrorKind;
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+pub struct Ws {
+    endpoint: Rc<Endpoint>,
+    domain: Rc<str>,
+    conn: Conn,
+    upgraded: bool,
+    key: String,
+    framer: Framer,
+    /// xorshift state for masking keys (RFC 6455 §5.3 wants them
+    /// unpredictable to proxies; any varying key serves a load tool).
+    rng: u64,
+}
+
+impl Ws {
+    pub fn new(endpoint: Rc<Endpoint>, domain: Rc<str>, seed: u64) -> Self {
+        Ws {
+            endpoint,
+            domain,
+            conn: Conn::default(),
+            upgraded: false,
+            key: String::new(),
+            framer: Framer::new(Mode::Fragments, Limits::default()),
+            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
+    }
+
+    pub fn start(&mut self, net: &mut Net, session: usize) -> Result<(), ErrorKind> {
+        self.conn.open(net, self.endpoint.addr, token(session, 0))?;
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&self.next_random().to_le_bytes());
+        nonce[8..].copy_from_slice(&self.next_random().to_le_bytes());
+        self.key = base64::engine::general_purpose::STANDARD.encode(nonce);
+        let _ = write!(
+            self.conn.output,
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: xmpp\r\n\r\n",
+            self.endpoint.path, self.endpoint.host, self.key
+        );
+        Ok(())
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    fn send_open(&mut self, net: &mut Net) {
+        net.scratch.clear();
+        let _ = write!(
+            net.scratch,
+            "<open xmlns='{NS_FRAMING}' to='{}' version='1.0' xml:lang='en'/>",
+            self.domain
+        );
+        let open = std::mem::take(&mut net.scratch);
+        self.send(&open);
+        net.scratch = open;
+    }
+
+    pub fn on_ready(
+        &mut self,
+        net: &mut Net,
+        outbox: &mut Outbox,
+        handle: &mut Handler,
+    ) -> Result<(), ErrorKind> {
+        let state = self.conn.read(net)?;
+        if !self.upgraded {
+            let used = self.read_upgrade()?;
+            if used == 0 {
+                self.conn.flush()?;
+                return eof(state);
+            }
+            self.conn.input.drain(..used);
+            self.upgraded = true;
+            self.send_open(net);
+        }
+        let mut pos = 0;
+        let mut result = Ok(());
+        while result.is_ok() {
+            let Some((opcode, start, end)) = frame_at(&self.conn.input[pos..])? else {
+                break;
+            };
+            let (start, end) = (pos + start, pos + end);
+            pos = end;
+            match opcode {
+                OP_TEXT => {
+                    result = self.text(start, end, net, outbox, handle);
+                }
+                OP_PING => {
+                    // Control payloads are at most 125 bytes (RFC 6455 §5.5).
+                    let mut payload = [0u8; 125];
+                    let len = (end - start).min(payload.len());
+                    payload[..len].copy_from_slice(&self.conn.input[start..start + len]);
+                    self.put_frame(OP_PONG, &payload[..len]);
+                }
+                OP_PONG => {}
+                OP_CLOSE => {
+                    let code = self
+                        .conn
+                        .input
+                        .get(start..start + 2)
+                        .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
+                    result = Err(format!("ws_close:{code}").into());
+                }
+                OP_CONTINUATION | OP_BINARY => result = Err("ws_bad_frame".into()),
+                _ => result = Err("ws_bad_opcode".into()),
+            }
+        }
+        self.conn.input.drain(..pos);
+        result?;
+        outbox.drain(|el| self.send(el));
+        self.conn.flush()?;
+        eof(state)
+    }
+
+    /// One text message: one element (RFC 7395 §3.3.3).
+    fn text(
+        &mut self,
+        start: usize,
+        end: usize,
+        net: &mut Net,
+        outbox: &mut Outbox,
+        handle: &mut Handler,
+    ) -> Result<(), ErrorKind> {
+        let mut at = start;
+        while at < end {
+            let payload = &self.conn.input[at..end];
+            let frame = match self.framer.next(payload) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Err("ws_partial_element".into()),
+                Err(e) => return Err(format!("xml:{}", e.condition()).into()),
+            };
+            at += frame.len;
+            if let FrameKind::Element(info) = frame.kind {
+                match handle(&payload[..frame.len], &info, outbox) {
+                    Flow::Continue => {}
+                    Flow::Restart => {
+                        outbox.drain(|el| put_text(&mut self.conn.output, &mut self.rng, el));
+                        self.send_open(net);
+                    }
+                    Flow::Fail(kind) => return Err(kind),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Check the 101 answer; the bytes it took, 0 while incomplete.
+    fn read_upgrade(&mut self) -> Result<usize, ErrorKind> {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        let used = match response.parse(&self.conn.input) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(0),
+            Err(_) => return Err("http_malformed".into()),
+        };
+        let code = response.code.unwrap_or(0);
+        if code != 101 {
+            return Err(format!("http_status:{code}").into());
+        }
+        let header = |name: &str| {
+            response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value)
+        };
+        if header("sec-websocket-protocol").map(<[u8]>::trim_ascii) != Some(b"xmpp") {
+            return Err("ws_no_xmpp_protocol".into());
+        }
+        let expected = tungstenite::handshake::derive_accept_key(self.key.as_bytes());
+        if header("sec-websocket-accept").map(<[u8]>::trim_ascii) != Some(expected.as_bytes()) {
+            return Err("ws_bad_accept".into());
+        }
+        Ok(used)
+    }
+
+    pub fn send(&mut self, element: &[u8]) {
+        put_text(&mut self.conn.output, &mut self.rng, element);
+    }
+
+    fn put_frame(&mut self, opcode: u8, payload: &[u8]) {
+        put_masked(&mut self.conn.output, &mut self.rng, opcode, payload);
+    }
+
+    pub fn flush(&mut self) -> Result<(), ErrorKind> {
+        self.conn.flush()
+    }
+
+    pub fn close(&mut self) {
+        self.conn.close();
+    }
+}
+
+fn eof(state: ReadState) -> Result<(), ErrorKind> {
+    match state {
+        ReadState::Open => Ok(()),
+        ReadState::Eof => Err("closed_by_peer".into()),
+    }
+}
+
+fn put_text(out: &mut Vec<u8>, rng: &mut u64, element: &[u8]) {
+    put_masked(out, rng, OP_TEXT, element);
+}
+
+/// Append one final, masked client frame (RFC 6455 §5.2, §5.3).
+pub fn put_masked(out: &mut Vec<u8>, rng: &mut u64, opcode: u8, payload: &[u8]) {
+    let mut x = *rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *rng = x;
+    let mask = (x as u32).to_le_bytes();
+    out.push(0x80 | opcode);
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    for (i, b) in out[start..].iter_mut().enumerate() {
+        *b ^= mask[i & 3];
+    }
+}
+
+/// The complete unmasked server frame at the start of `input`: its opcode
+/// and payload range, `None` while incomplete. Fragmented and masked
+/// server frames are refused (RFC 6455 §5.1; RFC 7395 §3.3.3).
+pub fn frame_at(input: &[u8]) -> Result<Option<(u8, usize, usize)>, ErrorKind> {
+    let [b0, b1, ..] = *input else {
+        return Ok(None);
+    };
+    if b0 & 0x80 == 0 {
+        return Err("ws_fragmented".into());
+    }
+    if b1 & 0x80 != 0 {
+        return Err("ws_masked_server_frame".into());
+    }
+    let (len, header) = match b1 & 0x7F {
+        126 => match input.get(2..4) {
+            Some(l) => (u64::from(u16::from_be_bytes([l[0], l[1]])), 4),
+            None => return Ok(None),
+        },
+        127 => match input.get(2..10) {
+            Some(l) => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(l);
+                (u64::from_be_bytes(b), 10)
+            }
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 2),
+    };
+    let Ok(len) = usize::try_from(len) else {
+        return Err("ws_frame_too_big".into());
+    };
+    if input.len() - header < len {
+        return Ok(None);
+    }
+    Ok(Some((b0 & 0x0F, header, header + len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server's own decoder accepts our masked frames.
+    #[test]
+    fn masked_client_frames_decode_on_the_server_codec() {
+        use switchboard::websocket::{Codec, Limits, Message};
+        let mut out = Vec::new();
+        let mut rng = 7;
+        let long = "x".repeat(70_000);
+        put_text(&mut out, &mut rng, b"<message/>");
+        put_text(&mut out, &mut rng, long.as_bytes());
+        let mut codec = Codec::new(Limits {
+            max_message_bytes: 1 << 20,
+        });
+        codec.handle_input(&out);
+        assert_eq!(
+            codec.poll_message(),
+            Ok(Some(Message::Text("<message/>".into())))
+        );
+        assert_eq!(codec.poll_message(), Ok(Some(Message::Text(long))));
+        assert_eq!(codec.poll_message(), Ok(None));
+    }
+
+    #[test]
+    fn server_frames_are_found_whole_or_not_at_all() {
+        let mut frame = vec![0x81, 126, 0x01, 0x00];
+        frame.extend(std::iter::repeat_n(b'a', 256));
+        for cut in 0..frame.len() {
+            assert_eq!(frame_at(&frame[..cut]), Ok(None), "cut at {cut}");
+        }
+        assert_eq!(frame_at(&frame), Ok(Some((OP_TEXT, 4, 260))));
+        assert_eq!(frame_at(&[0x89, 0]), Ok(Some((OP_PING, 2, 2))));
+        assert!(frame_at(&[0x01, 0]).is_err(), "fragment");
+        assert!(frame_at(&[0x81, 0x80, 0, 0, 0, 0]).is_err(), "masked");
+    }
+}

@@ -1,0 +1,252 @@
+//! The report of a run: summary text, the JSON object of the contract
+//! (LOAD_CONTRACT.md), and the numbers the HTML page draws.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::client::driver::Outcome;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub mode: &'static str,
+    pub transport: String,
+    pub target: String,
+    pub sessions_requested: usize,
+    pub sessions_established: usize,
+    pub setup_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
+    pub errors: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<Latency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<Tick>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+}
+
+/// Round-trip latency percentiles in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Latency {
+    /// From a histogram of microseconds.
+    pub fn from_histogram(us: &Histogram<u64>) -> Latency {
+        let ms = |v: u64| v as f64 / 1000.0;
+        Latency {
+            p50: ms(us.value_at_quantile(0.50)),
+            p90: ms(us.value_at_quantile(0.90)),
+            p99: ms(us.value_at_quantile(0.99)),
+            p999: ms(us.value_at_quantile(0.999)),
+            max: ms(us.max()),
+            mean: us.mean() / 1000.0,
+        }
+    }
+}
+
+/// Round trips echoed in one second of the message phase.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Tick {
+    pub t: u64,
+    pub round_trips: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Memory {
+    pub pids: Vec<u32>,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub kib_per_session: f64,
+}
+
+fn setup_rate(outcome: &Outcome) -> f64 {
+    if outcome.setup_secs > 0.0 {
+        outcome.sessions_established as f64 / outcome.setup_secs
+    } else {
+        0.0
+    }
+}
+
+impl Report {
+    /// The report of a `run`.
+    pub fn run(transport: &str, target: &str, outcome: &Outcome) -> Report {
+        let totals = outcome.totals;
+        let throughput = if outcome.message_secs > 0.0 {
+            outcome.on_time as f64 / outcome.message_secs
+        } else {
+            0.0
+        };
+        Report {
+            mode: "run",
+            transport: transport.into(),
+            target: target.into(),
+            sessions_requested: outcome.sessions_requested,
+            sessions_established: outcome.sessions_established,
+            setup_per_s: setup_rate(outcome),
+            duration_s: Some(outcome.message_secs),
+            sent: Some(totals.sent),
+            received: Some(totals.echoed),
+            lost: Some(totals.lost()),
+            errors: outcome.errors.clone(),
+            throughput_per_s: Some(throughput),
+            latency_ms: (!outcome.latency_us.is_empty())
+                .then(|| Latency::from_histogram(&outcome.latency_us)),
+            timeline: Some(
+                outcome
+                    .timeline
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &n)| Tick {
+                        t: i as u64 + 1,
+                        round_trips: n,
+                    })
+                    .collect(),
+            ),
+            memory: None,
+        }
+    }
+
+    /// The report of a `memory` run.
+    pub fn memory(transport: &str, target: &str, outcome: &Outcome, memory: Memory) -> Report {
+        Report {
+            mode: "memory",
+            transport: transport.into(),
+            target: target.into(),
+            sessions_requested: outcome.sessions_requested,
+            sessions_established: outcome.sessions_established,
+            setup_per_s: setup_rate(outcome),
+            errors: outcome.errors.clone(),
+            memory: Some(memory),
+            ..Report::default()
+        }
+    }
+
+    /// The human summary printed on stdout.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} over {} to {}",
+            self.mode, self.transport, self.target
+        );
+        let _ = writeln!(
+            s,
+            "sessions   {}/{} established, setup {:.0}/s",
+            self.sessions_established, self.sessions_requested, self.setup_per_s
+        );
+        if let (Some(sent), Some(received), Some(lost)) = (self.sent, self.received, self.lost) {
+            let _ = writeln!(s, "messages   sent {sent}, echoed {received}, lost {lost}");
+        }
+        if let Some(t) = self.throughput_per_s {
+            let _ = writeln!(
+                s,
+                "throughput {t:.0} round trips/s over {:.1} s",
+                self.duration_s.unwrap_or(0.0)
+            );
+        }
+        if let Some(l) = self.latency_ms {
+            let _ = writeln!(
+                s,
+                "latency ms p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}",
+                l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+            );
+        }
+        if let Some(m) = &self.memory {
+            let _ = writeln!(
+                s,
+                "memory     VmRSS {} KiB before, {} KiB after: {:.1} KiB per session (pids {:?})",
+                m.rss_before_kib, m.rss_after_kib, m.kib_per_session, m.pids
+            );
+        }
+        if self.errors.is_empty() {
+            let _ = writeln!(s, "errors     none");
+        } else {
+            let list: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(s, "errors     {}", list.join(", "));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_known_uniform_distribution() {
+        // 1..=1000 ms, once each.
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        for ms in 1..=1000u64 {
+            h.record(ms * 1000).unwrap();
+        }
+        let l = Latency::from_histogram(&h);
+        let near = |got: f64, want: f64| (got - want).abs() <= want * 0.001 + 0.001;
+        assert!(near(l.p50, 500.0), "p50 {}", l.p50);
+        assert!(near(l.p90, 900.0), "p90 {}", l.p90);
+        assert!(near(l.p99, 990.0), "p99 {}", l.p99);
+        assert!(near(l.p999, 999.0), "p999 {}", l.p999);
+        assert!(near(l.max, 1000.0), "max {}", l.max);
+        assert!(near(l.mean, 500.5), "mean {}", l.mean);
+    }
+
+    #[test]
+    fn a_tail_shows_only_in_the_high_percentiles() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        h.record_n(2_000, 9_980).unwrap(); // 2 ms
+        h.record_n(250_000, 20).unwrap(); // 250 ms: the slowest 0.2%
+        let l = Latency::from_histogram(&h);
+        assert_eq!(l.p50, 2.0);
+        assert_eq!(l.p99, 2.0);
+        assert!((l.p999 - 250.0).abs() < 0.25, "p999 {}", l.p999);
+        assert!((l.max - 250.0).abs() < 0.25);
+    }
+
+    #[test]
+    fn json_has_the_contract_fields_and_omits_what_does_not_apply() {
+        let report = Report {
+            mode: "memory",
+            transport: "ws".into(),
+            target: "ws://127.0.0.1:17280/xmpp-websocket".into(),
+            sessions_requested: 10,
+            sessions_established: 9,
+            setup_per_s: 100.0,
+            errors: BTreeMap::from([("connect_refused".to_string(), 1)]),
+            memory: Some(Memory {
+                pids: vec![42],
+                rss_before_kib: 1000,
+                rss_after_kib: 1090,
+                kib_per_session: 10.0,
+            }),
+            ..Report::default()
+        };
+        let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["mode"], "memory");
+        assert_eq!(json["sessions_established"], 9);
+        assert_eq!(json["errors"]["connect_refused"], 1);
+        assert_eq!(json["memory"]["kib_per_session"], 10.0);
+        assert!(json.get("latency_ms").is_none());
+        assert!(json.get("sent").is_none());
+    }
+}

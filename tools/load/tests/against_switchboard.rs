@@ -1,0 +1,225 @@
+//! The load tool end to end, in process: the stub XMPP server behind
+//! switchboard's reactor, and short `run`s over WebSocket, BOSH and both
+//! mixed; plus the stub straight over TCP. Each run is a few seconds and
+//! every thread stops by itself.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use load::cli::{Cli, Mode};
+use load::modes::RunResult;
+use load::stub::Stub;
+use switchboard::config::Config;
+use switchboard::reactor::{Handle, Server};
+
+/// The stub on a free loopback port, stopped on drop.
+struct StubThread {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StubThread {
+    fn start() -> StubThread {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut stub = Stub::bind(&["127.0.0.1:0".parse().unwrap()], "localhost").unwrap();
+            tx.send(stub.local_addrs()[0]).unwrap();
+            stub.run(Instant::now() + Duration::from_secs(60), &flag)
+                .unwrap();
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("stub listening");
+        StubThread {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for StubThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// switchboard's reactor on a free loopback port, routing `localhost` to
+/// the stub (a loopback route, so the plaintext stub is accepted).
+struct SwitchboardThread {
+    addr: SocketAddr,
+    handle: Handle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SwitchboardThread {
+    fn start(stub: SocketAddr) -> SwitchboardThread {
+        let mut config = Config::for_tests();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.backend.routes.clear();
+        config
+            .backend
+            .routes
+            .insert("localhost".into(), stub.to_string());
+        let mut server = Server::bind(&config).expect("bind");
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let thread = std::thread::spawn(move || server.run().expect("reactor"));
+        SwitchboardThread {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SwitchboardThread {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(args: &[&str]) -> RunResult {
+    let mut argv = vec!["load", "run"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).expect("arguments");
+    let Mode::Run(run) = cli.mode else {
+        panic!("not run")
+    };
+    load::modes::run(&run, false).expect("run")
+}
+
+/// Every session up, echoes flowing, nothing lost, no error.
+fn assert_clean(result: &RunResult, sessions: usize) {
+    let r = &result.report;
+    assert_eq!(r.sessions_established, sessions, "{}", r.summary());
+    assert!(r.errors.is_empty(), "{}", r.summary());
+    assert!(r.received.unwrap_or(0) > 0, "{}", r.summary());
+    assert_eq!(r.lost, Some(0), "{}", r.summary());
+    assert_eq!(r.sent, r.received, "{}", r.summary());
+    assert!(r.throughput_per_s.unwrap_or(0.0) > 0.0);
+    let latency = r.latency_ms.expect("latency");
+    assert!(latency.p50 > 0.0 && latency.p50 <= latency.p99 && latency.p99 <= latency.max);
+    let timeline = r.timeline.as_deref().unwrap_or_default();
+    assert!(!timeline.is_empty());
+    let on_time: u64 = timeline.iter().map(|t| t.round_trips).sum();
+    let expected = r.throughput_per_s.unwrap() * r.duration_s.unwrap();
+    assert!(
+        (on_time as f64 - expected).abs() < 1.0,
+        "timeline sums to the throughput"
+    );
+}
+
+#[test]
+fn websocket_bosh_and_mixed_sessions_echo_through_switchboard() {
+    let stub = StubThread::start();
+    let sb = SwitchboardThread::start(stub.addr);
+    let ws = format!("ws://{}/xmpp-websocket", sb.addr);
+    let bosh = format!("http://{}/http-bind", sb.addr);
+    for transport in ["ws", "bosh", "mix"] {
+        let result = run(&[
+            "--transport",
+            transport,
+            "--url",
+            &ws,
+            "--bosh-url",
+            &bosh,
+            "--sessions",
+            "10",
+            "--ramp",
+            "500",
+            "--duration",
+            "2s",
+            "--drain",
+            "2s",
+        ]);
+        assert_clean(&result, 10);
+        assert_eq!(result.report.transport, transport);
+    }
+}
+
+#[test]
+fn fixed_rate_sends_about_the_rate_asked() {
+    let stub = StubThread::start();
+    let sb = SwitchboardThread::start(stub.addr);
+    let ws = format!("ws://{}/xmpp-websocket", sb.addr);
+    // 5 pairs × 20/s × 2 s = 200 messages.
+    let result = run(&[
+        "--url",
+        &ws,
+        "--sessions",
+        "10",
+        "--ramp",
+        "500",
+        "--duration",
+        "2s",
+        "--rate",
+        "20",
+    ]);
+    assert_clean(&result, 10);
+    let sent = result.report.sent.unwrap();
+    assert!((180..=210).contains(&sent), "sent {sent}");
+}
+
+#[test]
+fn the_stub_alone_over_tcp_with_and_without_sasl() {
+    let stub = StubThread::start();
+    let tcp = stub.addr.to_string();
+    for auth in ["plain", "none"] {
+        let result = run(&[
+            "--transport",
+            "tcp",
+            "--tcp",
+            &tcp,
+            "--auth",
+            auth,
+            "--sessions",
+            "10",
+            "--ramp",
+            "500",
+            "--duration",
+            "1s",
+            "--window",
+            "4",
+        ]);
+        assert_clean(&result, 10);
+    }
+}
+
+#[test]
+fn a_refused_connection_is_counted_and_nothing_is_established() {
+    // A port nobody listens on: bind one, note it, let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let result = run(&[
+        "--transport",
+        "tcp",
+        "--tcp",
+        &format!("127.0.0.1:{port}"),
+        "--sessions",
+        "4",
+        "--ramp",
+        "1000",
+        "--duration",
+        "1s",
+    ]);
+    let r = &result.report;
+    assert_eq!(r.sessions_established, 0);
+    assert_eq!(r.errors.get("connect_refused"), Some(&4), "{}", r.summary());
+}
