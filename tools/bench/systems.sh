@@ -238,3 +238,18 @@ cpu_ticks() {
 rss_kib() {
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
+
+# await_steady_rss PID...: wait (up to 30 s) until the summed VmRSS of the
+# processes changes by less than 64 KiB over two seconds. A fresh Erlang VM
+# gives back a few MB after start-up; measured from before that, its memory
+# per session would come out negative.
+await_steady_rss() {
+    local previous=-1 now pid
+    for _ in $(seq 1 15); do
+        now=0
+        for pid in "$@"; do now=$((now + $(rss_kib "$pid" VmRSS))); done
+        [ $((now - previous)) -lt 64 ] && [ $((previous - now)) -lt 64 ] && return 0
+        previous=$now
+        sleep 2
+    done
+}
