@@ -223,3 +223,47 @@ fn a_refused_connection_is_counted_and_nothing_is_established() {
     assert_eq!(r.sessions_established, 0);
     assert_eq!(r.errors.get("connect_refused"), Some(&4), "{}", r.summary());
 }
+
+#[test]
+fn memory_mode_keeps_idle_websocket_and_bosh_sessions_and_reads_rss() {
+    let stub = StubThread::start();
+    let sb = SwitchboardThread::start(stub.addr);
+    let ws = format!("ws://{}/xmpp-websocket", sb.addr);
+    let bosh = format!("http://{}/http-bind", sb.addr);
+    let pid = std::process::id().to_string();
+    for transport in ["ws", "bosh"] {
+        let cli = Cli::try_parse_from([
+            "load",
+            "memory",
+            "--transport",
+            transport,
+            "--url",
+            &ws,
+            "--bosh-url",
+            &bosh,
+            "--sessions",
+            "20",
+            "--ramp",
+            "1000",
+            "--settle",
+            "500ms",
+            "--pid",
+            &pid,
+            // A short BOSH wait: held requests come back and are sent again
+            // within the settle time.
+            "--bosh-wait",
+            "1",
+        ])
+        .expect("arguments");
+        let Mode::Memory(args) = cli.mode else {
+            panic!("not memory")
+        };
+        let report = load::modes::memory(&args, false).expect("memory");
+        assert_eq!(report.sessions_established, 20, "{}", report.summary());
+        assert!(report.errors.is_empty(), "{}", report.summary());
+        let memory = report.memory.expect("memory figures");
+        assert!(memory.rss_before_kib > 0 && memory.rss_after_kib > 0);
+        assert_eq!(memory.pids, [std::process::id()]);
+        assert!(report.sent.is_none() && report.latency_ms.is_none());
+    }
+}
