@@ -63,6 +63,8 @@ def load_report(base, kind):
         value = memory.get("kib_per_session")
     else:
         value = report.get("throughput_per_s")
+    if not report.get("sessions_established"):
+        value = None  # nothing was measured: no figure, only the notes
     latency = report.get("latency_ms") or {}
     run = {
         "value": value,
@@ -71,6 +73,8 @@ def load_report(base, kind):
         "sessions": report.get("sessions_established"),
         "requested": report.get("sessions_requested"),
         "lost": report.get("lost") or 0,
+        "sent": report.get("sent") or 0,
+        "received": report.get("received") or 0,
         "errors": report.get("errors") or {},
     }
     return run, None
@@ -168,10 +172,12 @@ def value_cell(row, digits=0):
 
 def run_notes(row):
     notes = list(row.notes)
-    for r in row.ok_runs():
+    for r in row.runs:
         if r.get("requested") and r.get("sessions") is not None and r["sessions"] < r["requested"]:
             notes.append(f"{r['sessions']} of {r['requested']} sessions")
-        if r.get("lost"):
+        if r.get("sent") and not r.get("received"):
+            notes.append(f"none of {r['sent']} messages came back")
+        elif r.get("lost"):
             notes.append(f"lost {r['lost']}")
         errors = {k: v for k, v in (r.get("errors") or {}).items() if v}
         if errors:
