@@ -300,7 +300,9 @@ def main():
         f"{meta['echo_seconds']} s per run; Prosody and switchboard → Prosody run A-B-B-A "
         f"around the others (values of each run in brackets). wrk: 1 thread, 50 connections, "
         f"{meta['wrk_seconds']} s. Prosody {meta['prosody']}, ejabberd {meta['ejabberd']}, "
-        f"nginx {meta['nginx']}, node-xmpp-bosh 0.7.10 on Node {meta['node']}.\n")
+        f"nginx {meta['nginx']}, node-xmpp-bosh 0.7.10 on Node {meta['node']}. "
+        f"Load average (1, 5, 15 min) before the profiles: {meta['loadavg_before']}; "
+        f"after: {meta['loadavg_after']}.\n")
     for profile, title in (("bosh-echo", "BOSH echo"), ("ws-echo", "WebSocket echo")):
         if profile in profiles:
             rate_table(title, profiles[profile], REFERENCE, "round trips/s", True, out)
