@@ -112,8 +112,9 @@ impl Stub {
                     self.accept(token);
                 } else {
                     let key = token - self.listeners.len();
-                    if event.is_readable() || event.is_read_closed() || event.is_error() {
-                        self.read(key);
+                    let hangup = event.is_read_closed() || event.is_error();
+                    if event.is_readable() || hangup {
+                        self.read(key, hangup);
                     }
                     if event.is_writable() {
                         self.mark_dirty(key);
@@ -160,7 +161,7 @@ impl Stub {
         }
     }
 
-    fn read(&mut self, key: usize) {
+    fn read(&mut self, key: usize, hangup: bool) {
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -171,6 +172,11 @@ impl Stub {
                     conn.input.extend_from_slice(&self.read_buf[..n]);
                     if !self.process(key) {
                         return self.close(key);
+                    }
+                    // A short read emptied the socket; edge-triggered
+                    // polling reports the next data anew.
+                    if n < self.read_buf.len() && !hangup {
+                        return;
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,

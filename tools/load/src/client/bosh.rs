@@ -61,7 +61,11 @@ impl Bosh {
              xmpp:version='1.0'/>",
             self.rid, self.domain, self.wait
         );
-        self.request(net, session, 0)
+        self.request(net, session, 0)?;
+        // The second connection is opened now, as browsers have theirs
+        // warm: otherwise the first message of every session pays a TCP
+        // connect, and the message phase starts with a connect storm.
+        self.conns[1].open(net, self.endpoint.addr, token(session, 1))
     }
 
     /// POST `net.scratch` as the next request on connection `slot`.

@@ -23,6 +23,8 @@ pub struct Net {
     read_buf: Box<[u8]>,
     /// Reused space for building one request or element.
     pub scratch: Vec<u8>,
+    /// The event being handled reported the peer's close: read to the end.
+    pub hangup: bool,
 }
 
 impl Net {
@@ -33,6 +35,7 @@ impl Net {
             next_source: 0,
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             scratch: Vec::new(),
+            hangup: false,
         }
     }
 }
@@ -98,7 +101,15 @@ impl Conn {
         loop {
             match stream.read(&mut net.read_buf) {
                 Ok(0) => return Ok(ReadState::Eof),
-                Ok(n) => self.input.extend_from_slice(&net.read_buf[..n]),
+                Ok(n) => {
+                    self.input.extend_from_slice(&net.read_buf[..n]);
+                    // A short read emptied the socket: under edge-triggered
+                    // polling new data brings a new event, so the read that
+                    // would only say WouldBlock is saved.
+                    if n < net.read_buf.len() && !net.hangup {
+                        return Ok(ReadState::Open);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::Open),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(error_kind(&e).into()),

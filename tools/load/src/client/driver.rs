@@ -226,6 +226,7 @@ impl Driver {
             }
             for event in events.iter() {
                 let (session, slot) = slot_of(event.token());
+                self.net.hangup = event.is_read_closed() || event.is_error();
                 self.on_ready(session, slot);
             }
         }
@@ -581,9 +582,14 @@ fn traffic(
                         let us = (now.saturating_sub(sent_at) / 1000).clamp(1, MAX_LATENCY_US);
                         let _ = tally.latency_us.record(us);
                         tally.echoes += 1;
-                        if let (Echo::OnTime, Phase::Messages { start, .. }) = (echo, phase) {
+                        if let (Echo::OnTime, Phase::Messages { start, until }) = (echo, phase) {
                             tally.on_time += 1;
-                            let second = (now.saturating_sub(start) / 1_000_000_000) as usize;
+                            // The phase ends at the first wake-up after
+                            // `until`: its last instants count in the last
+                            // whole second.
+                            let last = until.saturating_sub(start + 1) / 1_000_000_000;
+                            let second =
+                                (now.saturating_sub(start) / 1_000_000_000).min(last) as usize;
                             if tally.timeline.len() <= second {
                                 tally.timeline.resize(second + 1, 0);
                             }
