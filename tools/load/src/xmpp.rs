@@ -238,7 +238,9 @@ impl Login {
                     };
                     let jid = jid.to_string();
                     if session {
-                        out.extend_from_slice(b"<iq type='set' id='sess'><session xmlns='");
+                        out.extend_from_slice(
+                            b"<iq type='set' id='sess' xmlns='jabber:client'><session xmlns='",
+                        );
                         out.extend_from_slice(NS_SESSION.as_bytes());
                         out.extend_from_slice(b"'/></iq>");
                         self.phase = Phase::Session;
@@ -274,7 +276,7 @@ impl Login {
                 && c.ns.as_deref() == Some(NS_SESSION)
                 && !c.children.iter().any(|n| n == "optional")
         });
-        out.extend_from_slice(b"<iq type='set' id='bind'><bind xmlns='");
+        out.extend_from_slice(b"<iq type='set' id='bind' xmlns='jabber:client'><bind xmlns='");
         out.extend_from_slice(NS_BIND.as_bytes());
         out.extend_from_slice(b"'><resource>load</resource></bind></iq>");
         self.phase = Phase::Binding { session };

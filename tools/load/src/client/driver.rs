@@ -615,7 +615,7 @@ fn traffic(
                 let id = attr(element, b"id").unwrap_or_default();
                 let from = attr(element, b"from");
                 out.push(|buf| {
-                    buf.extend_from_slice(b"<iq type='result' id='");
+                    buf.extend_from_slice(b"<iq xmlns='jabber:client' type='result' id='");
                     buf.extend_from_slice(id);
                     if let Some(from) = from {
                         buf.extend_from_slice(b"' to='");
@@ -634,9 +634,12 @@ fn traffic(
     }
 }
 
-/// `<message to='..' type='chat'><body>{kind}{sent_at}:{seq}</body></message>`
+/// `<message xmlns='jabber:client' to='..' type='chat'><body>{kind}{sent_at}:{seq}</body></message>`.
+/// The namespace is spelled out: in a BOSH `<body/>` or an RFC 7395 frame
+/// the default namespace is not `jabber:client`, and servers' own
+/// endpoints (Prosody's) refuse stanzas outside it.
 pub fn write_message(out: &mut Vec<u8>, to: &[u8], kind: u8, sent_at: u64, seq: u64) {
-    out.extend_from_slice(b"<message to='");
+    out.extend_from_slice(b"<message xmlns='jabber:client' to='");
     out.extend_from_slice(to);
     out.extend_from_slice(b"' type='chat'><body>");
     out.push(kind);
@@ -672,7 +675,7 @@ mod tests {
         write_message(&mut out, b"b@localhost/load", b'p', 123_456_789, 42);
         assert_eq!(
             out,
-            b"<message to='b@localhost/load' type='chat'><body>p123456789:42</body></message>"
+            b"<message xmlns='jabber:client' to='b@localhost/load' type='chat'><body>p123456789:42</body></message>"
         );
         let body = child_text(&out, b"<body>", b"</body>").unwrap();
         assert_eq!(parse_probe(body), Some((b'p', 123_456_789, 42)));
