@@ -39,18 +39,8 @@ NAME=ejabberd.sh
 
 ensure_installed() {
     if [ ! -d "$EJABBERD_LIBS" ] || ! ls -d "$EJABBERD_LIBS"/ejabberd-* >/dev/null 2>&1 || ! command -v erl >/dev/null; then
-        apt-get update
-        # The package enables and starts its service from postinst; a
-        # policy-rc.d that says 101 keeps invoke-rc.d from starting it (and
-        # from starting the epmd it would bring). Only ours, only for this call.
-        local policy=/usr/sbin/policy-rc.d ours=""
-        if [ ! -e "$policy" ]; then
-            printf '#!/bin/sh\nexit 101\n' >"$policy"
-            chmod 755 "$policy"
-            ours=1
-        fi
-        DEBIAN_FRONTEND=noninteractive apt-get install -y ejabberd || { [ -n "$ours" ] && rm -f "$policy"; die "apt-get install ejabberd failed"; }
-        [ -n "$ours" ] && rm -f "$policy"
+        # Its postinst would start the service and the epmd it brings.
+        apt_install_unstarted ejabberd || die "apt-get install ejabberd failed"
     fi
     command -v openssl >/dev/null || {
         apt-get update

@@ -1,5 +1,6 @@
-# Shared by the interop service scripts (prosody.sh, dns.sh, ejabberd.sh):
-# each runs one server as a plain process recorded by pid in a directory.
+# Shared by the interop service scripts (prosody.sh, dns.sh, ejabberd.sh) and
+# the comparison harness (tools/bench): each runs servers as plain processes
+# recorded by pid in a directory.
 # Source it after setting NAME (the script's name for messages).
 
 die() { echo "$NAME: $*" >&2; exit 1; }
@@ -33,6 +34,23 @@ stop_by_pidfile() {
     echo "$label: stopped (pid $pid)"
 }
 
+# apt_install_unstarted PACKAGE...: apt-get update, then install Debian
+# packages without letting their postinst start a system service (these
+# servers run as plain processes on our own ports): a policy-rc.d that says
+# 101 keeps invoke-rc.d from starting them. Only ours, only for this call.
+apt_install_unstarted() {
+    local policy=/usr/sbin/policy-rc.d ours="" rc=0
+    apt-get update
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        ours=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" || rc=$?
+    if [ -n "$ours" ]; then rm -f "$policy"; fi
+    return "$rc"
+}
+
 # dispatch "$@": the scripts' common `start DIR` / `stop DIR` command line.
 dispatch() {
     case "${1:-}" in
@@ -40,4 +58,33 @@ dispatch() {
         stop) [ $# -eq 2 ] || die "usage: $0 stop DIR"; stop "$2" ;;
         *) die "usage: $0 start|stop DIR" ;;
     esac
+}
+
+# spawn PIDFILE LOG CMD...: run CMD as a plain background process, its output
+# appended to LOG, its pid recorded in PIDFILE (for stop_by_pidfile).
+spawn() {
+    local pidfile=$1 logfile=$2
+    shift 2
+    "$@" >>"$logfile" 2>&1 &
+    echo "$!" >"$pidfile"
+}
+
+# await_ports LABEL PID TENTHS "PORT..." LOG...: wait until every PORT on
+# 127.0.0.1 accepts connections. Dies with the tails of the LOGs when the
+# process exits first, or (killing it) when TENTHS tenths of a second pass.
+await_ports() {
+    local label=$1 pid=$2 tenths=$3 ports=$4 port ready
+    shift 4
+    for _ in $(seq 1 "$tenths"); do
+        ready=1
+        for port in $ports; do
+            port_open "$port" || { ready=""; break; }
+        done
+        [ -n "$ready" ] && return 0
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$@" >&2 || true; die "$label exited during start-up"; }
+        sleep 0.1
+    done
+    kill "$pid" 2>/dev/null || true
+    tail -n 20 "$@" >&2 || true
+    die "$label: port(s) $ports not open after $((tenths / 10)) s"
 }

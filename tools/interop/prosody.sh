@@ -8,13 +8,16 @@
 #                          wait for the c2s port
 #   prosody.sh stop DIR    kill by recorded pid and wait
 #
-# Env: PROSODY_C2S_PORT (15222), PROSODY_HTTP_PORT (15280).
+# Env: PROSODY_C2S_PORT (15222), PROSODY_HTTP_PORT (15280),
+# PROSODY_PLAIN_C2S=1: c2s lets clients in without TLS and offers SASL PLAIN
+# there (STARTTLS is still offered), for node-xmpp-bosh, which cannot STARTTLS.
 # Writes DIR/ca.pem: the one CA that signs the certificates of both hosts
 # (localhost and srv.test), for switchboard's backend.ca_file.
 set -euo pipefail
 
 C2S_PORT="${PROSODY_C2S_PORT:-15222}"
 HTTP_PORT="${PROSODY_HTTP_PORT:-15280}"
+if [ "${PROSODY_PLAIN_C2S:-}" = 1 ]; then REQUIRE_TLS=false; else REQUIRE_TLS=true; fi
 HOSTS=(localhost srv.test)
 USERS=(alice bob)
 PASSWORD=password
@@ -25,9 +28,8 @@ NAME=prosody.sh
 
 ensure_installed() {
     if ! command -v prosody >/dev/null || ! command -v prosodyctl >/dev/null; then
-        apt-get update
         # Recommends stay on: lua-unbound and lua-event come with them.
-        DEBIAN_FRONTEND=noninteractive apt-get install -y prosody
+        apt_install_unstarted prosody || die "apt-get install prosody failed"
     fi
     command -v openssl >/dev/null || {
         apt-get update
@@ -93,8 +95,8 @@ modules_disabled = { "s2s" }
 
 authentication = "internal_plain"
 storage = "internal"
-c2s_require_encryption = true
-allow_unencrypted_plain_auth = false
+c2s_require_encryption = $REQUIRE_TLS
+allow_unencrypted_plain_auth = $([ "$REQUIRE_TLS" = true ] && echo false || echo true)
 consider_websocket_secure = true
 cross_domain_websocket = true
 consider_bosh_secure = true
@@ -136,22 +138,12 @@ start() {
     make_certs "$dir"
     write_config "$dir"
     register_users "$dir"
-    # -F: foreground, so $! is Prosody itself and stop can wait for it.
-    prosody --config "$dir/prosody.cfg.lua" -F >>"$dir/prosody.stdout.log" 2>&1 &
-    local pid=$!
-    echo "$pid" >"$dir/prosody.run.pid"
-    local i
-    for i in $(seq 1 100); do
-        if port_open "$C2S_PORT" && port_open "$HTTP_PORT"; then
-            echo "prosody: pid $pid, c2s 127.0.0.1:$C2S_PORT, http 127.0.0.1:$HTTP_PORT, ca $dir/ca.pem"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$dir/prosody.log" "$dir/prosody.stdout.log" >&2 || true; die "prosody exited during start-up"; }
-        sleep 0.1
-    done
-    kill "$pid" 2>/dev/null || true
-    tail -n 20 "$dir/prosody.log" "$dir/prosody.stdout.log" >&2 || true
-    die "c2s port $C2S_PORT not open after 10 s"
+    # -F: foreground, so the recorded pid is Prosody itself and stop can wait for it.
+    spawn "$dir/prosody.run.pid" "$dir/prosody.stdout.log" prosody --config "$dir/prosody.cfg.lua" -F
+    local pid
+    pid=$(cat "$dir/prosody.run.pid")
+    await_ports prosody "$pid" 100 "$C2S_PORT $HTTP_PORT" "$dir/prosody.log" "$dir/prosody.stdout.log"
+    echo "prosody: pid $pid, c2s 127.0.0.1:$C2S_PORT, http 127.0.0.1:$HTTP_PORT, ca $dir/ca.pem"
 }
 
 stop() {
