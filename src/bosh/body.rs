@@ -2,6 +2,7 @@
 //! request, its payload kept as a byte range so stanzas reach the server
 //! unchanged, and the response bodies written.
 
+use std::fmt::Write as _;
 use std::ops::Range;
 
 use crate::xml::{self, FrameKind, Framer};
@@ -181,21 +182,69 @@ fn read_attribute(
     Ok(())
 }
 
-/// A terminate body (XEP-0124 §17.2), with optional content such as the
+/// A terminate body (XEP-0124 §17.2): for the session, or for one stream
+/// when `stream` names it (§19.5), with optional content such as the
 /// server's `<stream:error/>` for remote-stream-error.
-pub fn terminate_body(condition: Option<Condition>, content: &[u8]) -> Vec<u8> {
-    let mut out = format!("<body xmlns='{NS_HTTPBIND}' type='terminate'").into_bytes();
+pub fn terminate_body(
+    condition: Option<Condition>,
+    stream: Option<&str>,
+    content: &[u8],
+) -> Vec<u8> {
+    let mut head = Head::new().attr("type", "terminate");
     if let Some(condition) = condition {
-        out.extend_from_slice(format!(" condition='{}'", condition.as_str()).as_bytes());
+        head = head.attr("condition", condition.as_str());
     }
-    if content.is_empty() {
-        out.extend_from_slice(b"/>");
-    } else {
-        out.extend_from_slice(format!(" xmlns:stream='{}'>", xml::NS_STREAMS).as_bytes());
-        out.extend_from_slice(content);
+    if let Some(name) = stream {
+        head = head.stream(name);
+    }
+    if !content.is_empty() {
+        head = head.attr("xmlns:stream", xml::NS_STREAMS);
+    }
+    head.finish(content)
+}
+
+/// A response `<body>` start tag being written.
+pub(super) struct Head(String);
+
+impl Head {
+    pub(super) fn new() -> Self {
+        Head(format!("<body xmlns='{NS_HTTPBIND}'"))
+    }
+
+    pub(super) fn attr(mut self, name: &str, value: &str) -> Self {
+        let _ = write!(self.0, " {name}='");
+        for c in value.chars() {
+            match c {
+                '&' => self.0.push_str("&amp;"),
+                '\'' => self.0.push_str("&apos;"),
+                '<' => self.0.push_str("&lt;"),
+                c => self.0.push(c),
+            }
+        }
+        self.0.push('\'');
+        self
+    }
+
+    pub(super) fn number(mut self, name: &str, value: u64) -> Self {
+        let _ = write!(self.0, " {name}='{value}'");
+        self
+    }
+
+    pub(super) fn stream(self, name: &str) -> Self {
+        self.attr("stream", name)
+    }
+
+    pub(super) fn finish(mut self, payload: &[u8]) -> Vec<u8> {
+        if payload.is_empty() {
+            self.0.push_str("/>");
+            return self.0.into_bytes();
+        }
+        self.0.push('>');
+        let mut out = self.0.into_bytes();
+        out.extend_from_slice(payload);
         out.extend_from_slice(b"</body>");
+        out
     }
-    out
 }
 
 #[cfg(test)]
@@ -259,11 +308,12 @@ mod tests {
     #[test]
     fn terminate_bodies_carry_their_condition() {
         assert_eq!(
-            terminate_body(Some(Condition::ItemNotFound), b""),
+            terminate_body(Some(Condition::ItemNotFound), None, b""),
             b"<body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>"
         );
         let with = String::from_utf8(terminate_body(
             Some(Condition::RemoteStreamError),
+            None,
             b"<stream:error/>",
         ))
         .unwrap();

@@ -14,10 +14,9 @@
 //! [`Session::poll_timeout`].
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use super::body::{terminate_body, Body, Condition, NS_HTTPBIND, NS_XBOSH};
+use super::body::{terminate_body, Body, Condition, Head, NS_XBOSH};
 use super::replies::Replies;
 use super::stream::{Ended, XmppStream};
 use crate::backend;
@@ -88,7 +87,7 @@ pub struct Response {
 pub fn terminate_response(condition: Condition) -> Response {
     Response {
         status: 200,
-        body: terminate_body(Some(condition), b""),
+        body: terminate_body(Some(condition), None, b""),
     }
 }
 
@@ -434,7 +433,7 @@ impl Session {
             }
         };
         if body.terminate {
-            return self.take_terminate(now, rid, request.handle, target, &request.payload);
+            return self.take_terminate(now, rid, request.handle, target, body, &request.payload);
         }
         let empty = request.payload.is_empty() && !body.restart && body.pause.is_none();
         // XEP-0206 restarts carry `to` too; only a plain body with `to`
@@ -529,6 +528,7 @@ impl Session {
         rid: u64,
         handle: RequestHandle,
         target: Target,
+        body: &Body,
         payload: &[u8],
     ) {
         let max = self.settings.max_pending_bytes;
@@ -536,14 +536,13 @@ impl Session {
         match target {
             Target::Nowhere => {
                 // Already closed: say so again, the session goes on.
-                let body = terminate_head(None).finish(&[]);
-                self.respond(now, rid, handle, body);
+                let name = body.stream.as_deref();
+                self.respond(now, rid, handle, terminate_body(None, name, b""));
             }
             Target::One(id) if open > 1 => {
                 // §19.4: one stream closes, the session goes on.
                 let name = self.close_stream(id, payload, max);
-                let body = terminate_head(None).stream(&name).finish(&[]);
-                self.respond(now, rid, handle, body);
+                self.respond(now, rid, handle, terminate_body(None, Some(&name), b""));
                 self.flush(now);
             }
             _ => {
@@ -552,7 +551,7 @@ impl Session {
                 for id in ids {
                     self.close_stream(id, payload, max);
                 }
-                self.respond(now, rid, handle, terminate_body(None, b""));
+                self.respond(now, rid, handle, terminate_body(None, None, b""));
                 self.finish(None, b"", "client terminated");
             }
         }
@@ -627,8 +626,8 @@ impl Session {
             Some(json) => stream_attrs(json)?,
             None => Vec::new(),
         };
-        for id in self.targets(target) {
-            let Some(stream) = self.stream_mut(id) else {
+        for id in (0..self.streams.len()).map(StreamId) {
+            let Some(stream) = self.stream_mut(id).filter(|s| target.selects(id, s)) else {
                 continue;
             };
             if let Err(ended) = stream.restart(&extra) {
@@ -643,21 +642,13 @@ impl Session {
             return;
         }
         let max = self.settings.max_pending_bytes;
-        for id in self.targets(target) {
-            let Some(stream) = self.stream_mut(id) else {
+        for id in (0..self.streams.len()).map(StreamId) {
+            let Some(stream) = self.stream_mut(id).filter(|s| target.selects(id, s)) else {
                 continue;
             };
             if let Err(ended) = stream.send(payload, max) {
                 self.end_stream(id, ended);
             }
-        }
-    }
-
-    fn targets(&self, target: Target) -> Vec<StreamId> {
-        match target {
-            Target::One(id) => vec![id],
-            Target::All => self.open_streams().collect(),
-            Target::Nowhere => Vec::new(),
         }
     }
 
@@ -679,11 +670,8 @@ impl Session {
         self.streams[id.0] = None;
         self.commands
             .push_back(Command::CloseBackend { stream: id });
-        let mut head = terminate_head(ended.condition).stream(&name);
-        if !ended.content.is_empty() {
-            head = head.attr("xmlns:stream", xml::NS_STREAMS);
-        }
-        self.notices.push_back(head.finish(&ended.content));
+        let notice = terminate_body(ended.condition, Some(&name), &ended.content);
+        self.notices.push_back(notice);
         self.remember_closed(name);
     }
 
@@ -895,7 +883,7 @@ impl Session {
             Some(condition) if content.is_empty() => self.terminal(condition),
             _ => Response {
                 status: 200,
-                body: terminate_body(condition, content),
+                body: terminate_body(condition, None, content),
             },
         };
         let waiting = self.held.drain(..).map(|h| h.handle);
@@ -965,6 +953,16 @@ enum Target {
     Nowhere,
 }
 
+impl Target {
+    fn selects(self, id: StreamId, stream: &XmppStream) -> bool {
+        match self {
+            Target::One(one) => one == id,
+            Target::All => !stream.closing,
+            Target::Nowhere => false,
+        }
+    }
+}
+
 /// §7.1 `route`: ignored unless the configuration allows routes; then only
 /// an allowed one is taken, anything else is `host-unknown`.
 fn check_route(settings: &Settings, body: &Body) -> Result<Option<String>, Condition> {
@@ -1006,58 +1004,6 @@ fn stream_attrs(json: &str) -> Result<Vec<(String, String)>, String> {
         attrs.push((name, value));
     }
     Ok(attrs)
-}
-
-/// A response `<body>` start tag being written.
-struct Head(String);
-
-impl Head {
-    fn new() -> Self {
-        Head(format!("<body xmlns='{NS_HTTPBIND}'"))
-    }
-
-    fn attr(mut self, name: &str, value: &str) -> Self {
-        let _ = write!(self.0, " {name}='");
-        for c in value.chars() {
-            match c {
-                '&' => self.0.push_str("&amp;"),
-                '\'' => self.0.push_str("&apos;"),
-                '<' => self.0.push_str("&lt;"),
-                c => self.0.push(c),
-            }
-        }
-        self.0.push('\'');
-        self
-    }
-
-    fn number(mut self, name: &str, value: u64) -> Self {
-        let _ = write!(self.0, " {name}='{value}'");
-        self
-    }
-
-    fn stream(self, name: &str) -> Self {
-        self.attr("stream", name)
-    }
-
-    fn finish(mut self, payload: &[u8]) -> Vec<u8> {
-        if payload.is_empty() {
-            self.0.push_str("/>");
-            return self.0.into_bytes();
-        }
-        self.0.push('>');
-        let mut out = self.0.into_bytes();
-        out.extend_from_slice(payload);
-        out.extend_from_slice(b"</body>");
-        out
-    }
-}
-
-fn terminate_head(condition: Option<Condition>) -> Head {
-    let head = Head::new().attr("type", "terminate");
-    match condition {
-        Some(condition) => head.attr("condition", condition.as_str()),
-        None => head,
-    }
 }
 
 /// splitmix64's finaliser: spreads a counter into an unguessable name.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::bosh::parse_body;
+use crate::bosh::{parse_body, NS_HTTPBIND};
 use std::sync::Arc;
 
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='localhost' id='srv1' version='1.0'>";
@@ -108,6 +108,13 @@ fn ready(now: Instant) -> Session {
     ready_with(now, "")
 }
 
+/// A ready session whose creation response was taken.
+fn idle(now: Instant) -> Session {
+    let mut s = ready(now);
+    responses(&mut s);
+    s
+}
+
 fn attr(body: &str, name: &str) -> Option<String> {
     let start = body.find(&format!(" {name}='"))? + name.len() + 3;
     let len = body[start..].find('\'')?;
@@ -168,8 +175,7 @@ fn the_clients_from_is_echoed_as_to() {
 #[test]
 fn a_held_request_is_answered_empty_after_wait() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     request(&mut s, now, 2, &req(11, "", ""));
     assert!(responses(&mut s).is_empty());
     assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(30)));
@@ -185,8 +191,7 @@ fn a_held_request_is_answered_empty_after_wait() {
 #[test]
 fn server_stanzas_answer_the_held_request_with_jabber_client_declared() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     request(&mut s, now, 2, &req(11, "", ""));
     s.handle_backend_input(
         now,
@@ -210,8 +215,7 @@ fn server_stanzas_answer_the_held_request_with_jabber_client_declared() {
 #[test]
 fn early_rids_wait_for_the_gap_and_payloads_keep_rid_order() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     request(&mut s, now, 3, &req(12, "", "<presence id='second'/>"));
     assert_eq!(backend_text(&mut s), "", "rid 12 waits for 11");
     request(&mut s, now, 2, &req(11, "", "<presence id='first'/>"));
@@ -229,8 +233,7 @@ fn early_rids_wait_for_the_gap_and_payloads_keep_rid_order() {
 #[test]
 fn inactivity_ends_the_session_without_closing_the_server_stream() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(70)));
     s.handle_timeout(now + Duration::from_secs(70));
     assert!(s.is_ended());
@@ -244,8 +247,7 @@ fn inactivity_ends_the_session_without_closing_the_server_stream() {
 #[test]
 fn pause_answers_held_requests_and_stretches_inactivity_until_the_next_request() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     request(&mut s, now, 2, &req(11, "", ""));
     request(&mut s, now, 3, &req(12, "pause='100'", ""));
     assert_eq!(responses(&mut s).len(), 2);
@@ -266,8 +268,7 @@ fn pause_answers_held_requests_and_stretches_inactivity_until_the_next_request()
 #[test]
 fn terminate_sends_the_payload_then_closes_cleanly() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     request(
         &mut s,
         now,
@@ -292,8 +293,7 @@ fn terminate_sends_the_payload_then_closes_cleanly() {
 #[test]
 fn a_restart_before_sasl_success_is_answered_with_the_features() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     request(
         &mut s,
         now,
@@ -378,8 +378,7 @@ fn repeats_get_the_kept_response_and_far_rids_end_the_session() {
 #[test]
 fn a_gone_request_is_not_answered() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     request(&mut s, now, 2, &req(11, "", ""));
     s.request_gone(2);
     s.handle_backend_input(now, S0, b"<message><body>later</body></message>");
@@ -421,8 +420,7 @@ fn with_acks_responses_carry_ack_and_a_missed_one_is_reported() {
 #[test]
 fn without_acks_no_ack_attributes_appear() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     request(&mut s, now, 2, &req(11, "", ""));
     request(&mut s, now, 3, &req(12, "", "<presence/>"));
     let got = responses(&mut s);
@@ -432,8 +430,7 @@ fn without_acks_no_ack_attributes_appear() {
 #[test]
 fn empty_requests_while_one_is_held_and_too_soon_are_a_policy_violation() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     request(&mut s, now, 2, &req(11, "", ""));
     request(
         &mut s,
@@ -452,8 +449,7 @@ fn empty_requests_while_one_is_held_and_too_soon_are_a_policy_violation() {
 #[test]
 fn a_page_reload_that_abandons_the_held_request_is_not_overactivity() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     request(&mut s, now, 2, &req(11, "", ""));
     // The page goes away with request 11 in flight; the new page carries on.
     s.request_gone(2);
@@ -587,8 +583,7 @@ fn a_second_stream_has_its_own_backend_and_names_its_payloads() {
 #[test]
 fn one_stream_closes_and_the_session_goes_on() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     let second = add_stream(&mut s, now, 11);
     request(
         &mut s,
@@ -624,13 +619,23 @@ fn one_stream_closes_and_the_session_goes_on() {
     assert!(!s.is_ended());
     request(&mut s, now, 5, &req(14, "", "<presence/>"));
     assert_eq!(backend_text(&mut s), "<presence/>");
+    // A second terminate for it is answered for that stream alone.
+    request(
+        &mut s,
+        now,
+        6,
+        &req(15, &format!("type='terminate' stream='{second}'"), ""),
+    );
+    let got = responses(&mut s);
+    let again = got.iter().find(|r| r.0 == 6).unwrap();
+    assert_eq!(attr(&again.1, "stream"), Some(second), "{got:?}");
+    assert!(!s.is_ended());
 }
 
 #[test]
 fn a_failed_second_stream_is_reported_by_name_without_ending_the_session() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     request(&mut s, now, 2, &req(11, "to='elsewhere'", ""));
     commands(&mut s);
     s.backend_failed(now, S1, "no route".into());
@@ -646,8 +651,7 @@ fn a_failed_second_stream_is_reported_by_name_without_ending_the_session() {
 #[test]
 fn streams_are_capped() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     for rid in 11..14 {
         request(&mut s, now, rid, &req(rid, "to='localhost'", ""));
     }
@@ -681,8 +685,7 @@ fn route_is_ignored_unless_allowed_and_then_only_allowed_ones() {
 #[test]
 fn shutting_down_answers_held_requests_with_system_shutdown() {
     let now = Instant::now();
-    let mut s = ready(now);
-    responses(&mut s);
+    let mut s = idle(now);
     request(&mut s, now, 2, &req(11, "", ""));
     s.shut_down();
     assert!(responses(&mut s)[0].1.contains("system-shutdown"));
