@@ -149,7 +149,7 @@ pub struct Backend {
     /// Trusted besides the system roots; empty for none.
     pub ca_file: PathBuf,
     /// Domains whose server may be used without TLS when it does not
-    /// offer STARTTLS (node-xmpp-bosh's `no_tls_domains`).
+    /// offer STARTTLS at all.
     pub plaintext_domains: Vec<String>,
     /// Per-direction output cap before the other side stops being read.
     pub max_buffer_bytes: usize,
@@ -160,6 +160,10 @@ pub struct Backend {
     /// link-local address. Off: a client's `to` cannot reach the inside of
     /// the network; static routes are always allowed.
     pub allow_private_addresses: bool,
+    /// Skip a STARTTLS the server offers without requiring it when the
+    /// server is at a loopback address: switchboard and the server on one
+    /// host, where encryption protects nothing and costs the server CPU.
+    pub loopback_plaintext: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -246,6 +250,7 @@ impl Default for Backend {
             max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
             routes: BTreeMap::from([(DEFAULT_ROUTE.0.to_string(), DEFAULT_ROUTE.1.to_string())]),
             allow_private_addresses: false,
+            loopback_plaintext: false,
         }
     }
 }
@@ -576,6 +581,7 @@ ping_interval = "off"
 [backend]
 ca_file = "/tmp/ca.pem"
 plaintext_domains = ["internal.test"]
+loopback_plaintext = true
 [backend.routes]
 "example.org" = "xmpp.example.org:5222"
 [dns]
@@ -585,6 +591,7 @@ timeout = "2m"
         )
         .unwrap();
         assert_eq!(c.server.max_connections, 50_000);
+        assert!(c.backend.loopback_plaintext && !Config::default().backend.loopback_plaintext);
         assert_eq!(c.http.read_timeout, Duration::from_millis(250));
         assert_eq!(c.websocket.ping_interval, None);
         assert_eq!(c.dns.timeout, Duration::from_secs(120));

@@ -583,6 +583,7 @@ mod tests {
             lang: "en".into(),
             tls: Arc::new(tls),
             plaintext_allowed: true,
+            skip_optional_tls: false,
             xml: settings().xml,
         }
     }

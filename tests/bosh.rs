@@ -58,6 +58,27 @@ fn creation_response_has_the_attributes_clients_need() {
         .is_some_and(|t| t.starts_with("text/xml")));
 }
 
+/// With `backend.loopback_plaintext`, an optional STARTTLS on a loopback
+/// server is skipped; the stream never leaves the host, so XEP-0206 `secure`
+/// stays true, and the features carry no offer.
+#[test]
+fn a_loopback_server_without_tls_still_counts_as_secure() {
+    let stub = StubServer::start(StubOptions::starttls("localhost", TlsMode::Optional));
+    let mut config = config_for(&stub);
+    config.backend.loopback_plaintext = true;
+    let sb = Switchboard::start(config);
+    let (mut alice, created) = create(&sb);
+    assert_eq!(
+        created.attr("secure").as_deref(),
+        Some("true"),
+        "{}",
+        created.body
+    );
+    let jid = alice.login("alice", "localhost").unwrap();
+    let conn = stub.connection_of(&jid).unwrap();
+    assert!(!stub.events(conn).contains(&StubEvent::StartTls));
+}
+
 /// A user logs in over BOSH through STARTTLS and exchanges a message with
 /// the server; the response stanzas declare `jabber:client`.
 #[test]

@@ -67,6 +67,36 @@ fn two_clients_log_in_through_starttls_and_exchange_messages() {
 
 /// RFC 7395 §3.6: `<close/>` is answered with exactly `<close/>` and the
 /// server stream is closed cleanly.
+/// `backend.loopback_plaintext`: a server at a loopback address that offers
+/// STARTTLS without requiring it is used in plaintext, and the client never
+/// sees the offer; off (the default), the offer is taken.
+#[test]
+fn optional_starttls_is_skipped_on_loopback_only_when_configured() {
+    for skip in [false, true] {
+        let stub = StubServer::start(StubOptions::starttls("localhost", TlsMode::Optional));
+        let mut config = config_for(&stub);
+        config.backend.loopback_plaintext = skip;
+        let sb = Switchboard::start(config);
+        let mut alice = sb.ws();
+        let (_, features) = alice.open("localhost").unwrap();
+        assert!(!features.contains("starttls"), "offer relayed: {features}");
+        assert!(features.contains("PLAIN"), "{features}");
+        let jid = alice.login_plain("alice", "pw", "localhost").unwrap();
+        let conn = stub.connection_of(&jid).unwrap();
+        assert_eq!(
+            stub.events(conn).contains(&StubEvent::StartTls),
+            !skip,
+            "loopback_plaintext = {skip}"
+        );
+        alice
+            .send_text(&format!(
+                "<message xmlns='jabber:client' to='{jid}'><body>echo</body></message>"
+            ))
+            .unwrap();
+        assert!(alice.recv_text(WAIT).unwrap().contains("echo"));
+    }
+}
+
 #[test]
 fn clean_close_answers_close_and_ends_the_server_stream() {
     let stub = tls_stub();

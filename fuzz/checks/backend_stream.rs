@@ -1,7 +1,8 @@
 //! `backend_stream`: [`Stream`] over arbitrary server bytes, driven as the
 //! reactor does (`handle_input`, then `poll_event` until `Ok(None)` or an
 //! error). Input: one selector byte (bit 0: plaintext allowed or not,
-//! bit 1: default or tiny XML limits), then the server's bytes. Until the
+//! bit 1: default or tiny XML limits, bit 2: an optional STARTTLS skipped as
+//! on loopback, cut out of the features), then the server's bytes. Until the
 //! server offers STARTTLS this is the plaintext negotiation; after a
 //! `<proceed/>` the bytes go to rustls.
 //!
@@ -66,6 +67,7 @@ pub fn check(data: &[u8]) {
         lang: "en".to_owned(),
         tls: tls(),
         plaintext_allowed: selector & 1 == 0,
+        skip_optional_tls: selector & 4 != 0,
         xml: if selector & 2 == 0 {
             Limits::default()
         } else {

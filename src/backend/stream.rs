@@ -29,7 +29,11 @@
 //!
 //! Policy: TLS is used whenever the server offers it, even for a domain
 //! where plaintext is allowed; plaintext is only a fallback for servers that
-//! do not offer STARTTLS at all, and only where the settings allow it.
+//! do not offer STARTTLS at all, and only where the settings allow it. The
+//! one exception is [`Settings::skip_optional_tls`]: the connection never
+//! leaves the host, the operator said so, and the server does not require
+//! TLS; the `<starttls/>` offer is then cut from the features the client
+//! sees, since nobody will negotiate it.
 
 use crate::xml::{self, ElementInfo, FrameKind, Framer, StreamHeader};
 use rustls::pki_types::ServerName;
@@ -58,8 +62,13 @@ pub struct Settings {
     /// Shared client configuration, from [`super::client_config`].
     pub tls: Arc<ClientConfig>,
     /// The server may be used without TLS when it does not offer STARTTLS.
-    /// An offered STARTTLS is always used.
+    /// An offered STARTTLS is used unless `skip_optional_tls`.
     pub plaintext_allowed: bool,
+    /// The connection is to a loopback address and the operator allows
+    /// plaintext there (`backend.loopback_plaintext`): an offered STARTTLS
+    /// without `<required/>` is skipped, which saves the server the cost of
+    /// encryption for bytes that never leave the host.
+    pub skip_optional_tls: bool,
     /// Limits on what the server may send.
     pub xml: xml::Limits,
 }
@@ -201,6 +210,7 @@ pub struct Stream {
     lang: String,
     config: Arc<ClientConfig>,
     plaintext_allowed: bool,
+    skip_optional_tls: bool,
     phase: Phase,
     framer: Framer,
     /// Plaintext from the server (decrypted when TLS runs); `input[start..]`
@@ -231,6 +241,7 @@ impl Stream {
             lang: settings.lang,
             config: settings.tls,
             plaintext_allowed: settings.plaintext_allowed,
+            skip_optional_tls: settings.skip_optional_tls,
             phase: Phase::Header { negotiate: true },
             framer: Framer::new(xml::Mode::Stream, settings.xml),
             input: Vec::new(),
@@ -405,6 +416,12 @@ impl Stream {
         self.tls.as_deref().is_some_and(|c| !c.is_handshaking())
     }
 
+    /// Nobody between switchboard and the server can read the stream: TLS
+    /// runs, or the connection stays on this host (XEP-0206 `secure`).
+    pub fn is_secure(&self) -> bool {
+        self.is_tls() || self.skip_optional_tls
+    }
+
     /// The server's latest stream header (RFC 6120 §4.7): its `id`
     /// (XEP-0206 `authid`), `from`, `version`, `xml:lang`.
     pub fn server_header(&self) -> Option<&StreamHeader> {
@@ -468,17 +485,27 @@ impl Stream {
                     if !is_stream_element(element, &info, "features") {
                         return Err(Error::Unexpected("element before stream features"));
                     }
+                    let mut len = len;
                     if negotiate {
-                        // Offered is enough, `<required/>` or not: TLS is
-                        // preferred even where plaintext is allowed.
-                        if offers_starttls(element)? {
-                            self.start += len;
-                            self.write(STARTTLS)?;
-                            self.phase = Phase::Proceed;
-                            continue;
-                        }
-                        if !self.plaintext_allowed {
-                            return Err(Error::TlsRequired);
+                        match starttls_offer(element)? {
+                            // Offered is enough, `<required/>` or not: TLS is
+                            // preferred even where plaintext is allowed...
+                            Some(offer) if offer.required || !self.skip_optional_tls => {
+                                self.start += len;
+                                self.write(STARTTLS)?;
+                                self.phase = Phase::Proceed;
+                                continue;
+                            }
+                            // ...but for the loopback exception.
+                            Some(offer) => {
+                                let at = self.start;
+                                self.input.drain(at + offer.span.start..at + offer.span.end);
+                                len -= offer.span.len();
+                            }
+                            None if !self.plaintext_allowed && !self.skip_optional_tls => {
+                                return Err(Error::TlsRequired);
+                            }
+                            None => {}
                         }
                     }
                     self.phase = Phase::Relay;
@@ -693,11 +720,21 @@ fn is_stream_element(element: &[u8], info: &ElementInfo, local: &str) -> bool {
             || info.namespace(element) == Some(xml::NS_STREAMS))
 }
 
-/// The features offer STARTTLS (RFC 6120 §5.4.1), required or not.
-fn offers_starttls(features: &[u8]) -> Result<bool, Error> {
+/// A `<starttls/>` among the stream features (RFC 6120 §5.4.1).
+struct StartTlsOffer {
+    required: bool,
+    /// Its place in the features element.
+    span: std::ops::Range<usize>,
+}
+
+fn starttls_offer(features: &[u8]) -> Result<Option<StartTlsOffer>, Error> {
     Ok(xml::children(features)?
-        .iter()
-        .any(|c| c.local == "starttls" && c.ns.as_deref() == Some(xml::NS_TLS)))
+        .into_iter()
+        .find(|c| c.local == "starttls" && c.ns.as_deref() == Some(xml::NS_TLS))
+        .map(|c| StartTlsOffer {
+            required: c.children.iter().any(|name| name == "required"),
+            span: c.span,
+        }))
 }
 
 /// The defined condition of a `<stream:error/>` (RFC 6120 §4.9.2): its

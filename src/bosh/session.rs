@@ -798,7 +798,7 @@ impl Session {
             .attr("from", &first.domain)
             .attr("xmpp:version", "1.0")
             // §7.1: whether our hop to the server is encrypted.
-            .attr("secure", if first.is_tls() { "true" } else { "false" })
+            .attr("secure", if first.is_secure() { "true" } else { "false" })
             // §19.1: multiple streams are supported.
             .stream(&first.name);
         if self.acks {
@@ -822,7 +822,7 @@ impl Session {
             .attr("xmlns:stream", xml::NS_STREAMS)
             .stream(&stream.name)
             .attr("from", &stream.domain)
-            .attr("secure", if stream.is_tls() { "true" } else { "false" });
+            .attr("secure", if stream.is_secure() { "true" } else { "false" });
         if let Some(authid) = stream.authid() {
             head = head.attr("authid", authid);
         }

@@ -97,8 +97,9 @@ impl XmppStream {
         }
     }
 
-    pub fn is_tls(&self) -> bool {
-        self.backend.as_ref().is_some_and(|b| b.is_tls())
+    /// XEP-0206 `secure`: see [`backend::Stream::is_secure`].
+    pub fn is_secure(&self) -> bool {
+        self.backend.as_ref().is_some_and(|b| b.is_secure())
     }
 
     pub fn has_backend(&self) -> bool {

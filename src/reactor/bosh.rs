@@ -227,9 +227,9 @@ impl BoshEntry {
     fn apply(&mut self, id: StreamId, progress: Progress, shared: &Shared) {
         match progress {
             Progress::Pending => {}
-            Progress::Connected => {
+            Progress::Connected(peer) => {
                 if let Some((domain, lang)) = self.core.stream_target(id) {
-                    let settings = shared.settings.backend_settings(domain, lang);
+                    let settings = shared.settings.backend_settings(domain, lang, peer);
                     self.core.backend_connected(shared.now, id, settings);
                 }
             }

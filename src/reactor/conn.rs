@@ -699,10 +699,11 @@ impl Conn {
         };
         match progress {
             Progress::Pending => {}
-            Progress::Connected => {
-                let settings = shared
-                    .settings
-                    .backend_settings(session.domain(), session.lang());
+            Progress::Connected(peer) => {
+                let settings =
+                    shared
+                        .settings
+                        .backend_settings(session.domain(), session.lang(), peer);
                 session.backend_connected(shared.now, settings);
             }
             Progress::Failed(why) => session.backend_failed(why),

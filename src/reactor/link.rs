@@ -70,8 +70,8 @@ enum Dial {
 pub enum Progress {
     /// Still resolving or connecting.
     Pending,
-    /// The TCP connection is up: start the XMPP stream.
-    Connected,
+    /// The TCP connection to this address is up: start the XMPP stream.
+    Connected(SocketAddr),
     /// Every address failed or none was found.
     Failed(String),
 }
@@ -166,25 +166,25 @@ impl Link {
         if !socket.writable && !socket.readable {
             return Progress::Pending;
         }
-        let failed = match socket.stream.take_error() {
-            Ok(Some(_)) | Err(_) => true,
+        let peer = match socket.stream.take_error() {
+            Ok(Some(_)) | Err(_) => None,
             Ok(None) => match socket.stream.peer_addr() {
-                Ok(_) => false,
+                Ok(peer) => Some(peer),
                 Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
                     socket.writable = false;
                     socket.readable = false;
                     return Progress::Pending;
                 }
-                Err(_) => true,
+                Err(_) => None,
             },
         };
-        if failed {
+        let Some(peer) = peer else {
             return self.attempt_failed(shared);
-        }
+        };
         let _ = socket.stream.set_nodelay(true);
         self.connecting = None;
         self.dial = None;
-        Progress::Connected
+        Progress::Connected(peer)
     }
 
     fn attempt_failed(&mut self, shared: &mut Shared) -> Progress {

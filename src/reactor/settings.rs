@@ -44,6 +44,8 @@ pub struct Settings {
     pub allow_private_addresses: bool,
     /// Domains whose server may be used without TLS.
     plaintext: HashSet<String>,
+    /// An optional STARTTLS is skipped on connections to loopback addresses.
+    loopback_plaintext: bool,
     xml: xml::Limits,
     tls: Arc<rustls::ClientConfig>,
 }
@@ -126,6 +128,7 @@ impl Settings {
             bosh_routes,
             allow_private_addresses: config.backend.allow_private_addresses,
             plaintext,
+            loopback_plaintext: config.backend.loopback_plaintext,
             xml,
             tls,
         })
@@ -135,13 +138,19 @@ impl Settings {
         self.xml
     }
 
-    /// What a new backend stream for `domain` needs.
-    pub fn backend_settings(&self, domain: &str, lang: &str) -> backend::Settings {
+    /// What a new backend stream for `domain`, connected to `peer`, needs.
+    pub fn backend_settings(
+        &self,
+        domain: &str,
+        lang: &str,
+        peer: SocketAddr,
+    ) -> backend::Settings {
         backend::Settings {
             domain: domain.to_string(),
             lang: lang.to_string(),
             tls: self.tls.clone(),
             plaintext_allowed: self.plaintext.contains(domain),
+            skip_optional_tls: self.loopback_plaintext && peer.ip().to_canonical().is_loopback(),
             xml: self.xml,
         }
     }

@@ -3,6 +3,7 @@
 
 use super::{ElementInfo, Error, Restricted, NS_STREAMS};
 use std::borrow::Cow;
+use std::ops::Range;
 use xmlparser::{ElementEnd, Token, Tokenizer};
 
 /// Append `element` (a complete top-level element frame) to `out`, inserting
@@ -43,6 +44,9 @@ pub struct Child {
     pub children: Vec<String>,
     /// The child's direct character data, unescaped and concatenated.
     pub text: String,
+    /// Where the child lies in the element, start tag to end tag: what to
+    /// cut to leave it out (an optional STARTTLS skipped on loopback).
+    pub span: Range<usize>,
 }
 
 /// Direct children of one complete element (stream features: is there
@@ -55,12 +59,17 @@ pub fn children(element: &[u8]) -> Result<Vec<Child>, Error> {
     let mut depth = 0usize;
     for token in Tokenizer::from_fragment(text, 0..text.len()) {
         match token.map_err(Error::Syntax)? {
-            Token::ElementStart { prefix, local, .. } => {
+            Token::ElementStart {
+                prefix,
+                local,
+                span,
+            } => {
                 depth += 1;
                 if depth == 2 {
                     out.push(Child {
                         prefix: (!prefix.is_empty()).then(|| prefix.as_str().to_owned()),
                         local: local.as_str().to_owned(),
+                        span: span.start()..span.end(),
                         ..Child::default()
                     });
                 } else if depth == 3 {
@@ -82,9 +91,14 @@ pub fn children(element: &[u8]) -> Result<Vec<Child>, Error> {
                     }
                 }
             }
-            Token::ElementEnd { end, .. } => match end {
+            Token::ElementEnd { end, span } => match end {
                 ElementEnd::Open => {}
                 ElementEnd::Empty | ElementEnd::Close(..) => {
+                    if depth == 2 {
+                        if let Some(child) = out.last_mut() {
+                            child.span.end = span.end();
+                        }
+                    }
                     depth = depth.checked_sub(1).ok_or(Error::UnexpectedEndTag)?;
                 }
             },

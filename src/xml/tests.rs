@@ -554,6 +554,16 @@ fn children_lists_features_and_stream_error_conditions() {
     assert_eq!(features[0].ns.as_deref(), Some(NS_TLS));
     assert_eq!(features[0].children, ["required"]);
     assert_eq!(features[1].children, ["mechanism", "mechanism"]);
+    let text = &frames[1].0;
+    assert!(text[features[0].span.clone()].starts_with("<starttls"));
+    assert!(text[features[0].span.clone()].ends_with("</starttls>"));
+    assert!(text[features[1].span.clone()].starts_with("<mechanisms"));
+    assert!(text[features[1].span.clone()].ends_with("</mechanisms>"));
+    let empty = children(b"<f><a/> <b x='1'/></f>").unwrap();
+    assert_eq!(
+        (empty[0].span.clone(), empty[1].span.clone()),
+        (3..7, 8..18)
+    );
     let error = "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>no &amp; way</text></stream:error>";
     let kids = children(error.as_bytes()).unwrap();
     assert_eq!(kids[0].local, "host-unknown");

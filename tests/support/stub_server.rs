@@ -694,8 +694,10 @@ impl Handler {
         }
         let mechanisms =
             format!("<mechanisms xmlns='{NS_SASL}'><mechanism>PLAIN</mechanism></mechanisms>");
+        // STARTTLS is offered only before authentication (RFC 6120 §5.3.1).
         let features = match (options.tls, self.tls_done, &self.user) {
-            (Some(mode), false, _) => {
+            (_, _, Some(_)) => format!("<bind xmlns='{NS_BIND}'/>"),
+            (Some(mode), false, None) => {
                 let required = if mode == TlsMode::Required {
                     "<required/>"
                 } else {
@@ -709,7 +711,6 @@ impl Handler {
                 format!("<starttls xmlns='{NS_TLS}'>{required}</starttls>{sasl}")
             }
             (_, _, None) => mechanisms,
-            (_, _, Some(_)) => format!("<bind xmlns='{NS_BIND}'/>"),
         };
         self.send(&format!(
             "{header}<stream:features>{features}</stream:features>"

@@ -13,6 +13,7 @@ EJABBERD_C2S_PORT=18322
 EJABBERD_HTTP_PORT=18380
 NXB_PORT=18480
 SWITCHBOARD_PORT=18580
+SWITCHBOARD_PLAIN_PORT=18590
 STUB_PORT=18622
 NGINX_PORT=18780
 # The domain switchboard routes to the load tool's stub server.
@@ -26,6 +27,8 @@ EJABBERD_WS=ws://127.0.0.1:$EJABBERD_HTTP_PORT/xmpp-websocket
 NXB_BOSH=http://127.0.0.1:$NXB_PORT/http-bind
 SWITCHBOARD_BOSH=http://127.0.0.1:$SWITCHBOARD_PORT/http-bind
 SWITCHBOARD_WS=ws://127.0.0.1:$SWITCHBOARD_PORT/xmpp-websocket
+SWITCHBOARD_PLAIN_BOSH=http://127.0.0.1:$SWITCHBOARD_PLAIN_PORT/http-bind
+SWITCHBOARD_PLAIN_WS=ws://127.0.0.1:$SWITCHBOARD_PLAIN_PORT/xmpp-websocket
 NGINX_URL=http://127.0.0.1:$NGINX_PORT/body.xml
 
 # pid_of PART: the pid of a running part (prosody, ejabberd, nxb, stub,
@@ -128,27 +131,32 @@ start_stub() {
 
 stop_stub() { stop_by_pidfile "load stub" "$DIR/stub.pid" 50 >>"$DIR/compare.log"; }
 
-# switchboard in front of Prosody (localhost, STARTTLS verified against the
-# run's CA) and of the stub (stub.test, a plaintext loopback route).
-start_switchboard() {
-    port_open "$SWITCHBOARD_PORT" && die "port $SWITCHBOARD_PORT already in use"
-    cat >"$DIR/switchboard.toml" <<TOML
+# start_switchboard_as PART PORT LOOPBACK_PLAINTEXT: switchboard in front of
+# Prosody (localhost: STARTTLS verified against the run's CA, or skipped
+# with backend.loopback_plaintext) and of the stub (stub.test, a plaintext
+# loopback route).
+start_switchboard_as() {
+    port_open "$2" && die "port $2 already in use"
+    cat >"$DIR/$1.toml" <<TOML
 [server]
-listen = "127.0.0.1:$SWITCHBOARD_PORT"
+listen = "127.0.0.1:$2"
 
 [backend]
 ca_file = "$DIR/ca.pem"
+loopback_plaintext = $3
 
 [backend.routes]
 localhost = "127.0.0.1:$PROSODY_C2S_PORT"
 "$STUB_DOMAIN" = "127.0.0.1:$STUB_PORT"
 TOML
-    RUST_LOG=warn spawn "$DIR/switchboard.pid" "$DIR/switchboard.log" \
-        "$SB_BIN" --config "$DIR/switchboard.toml"
-    await_ports switchboard "$(pid_of switchboard)" 100 "$SWITCHBOARD_PORT" "$DIR/switchboard.log"
+    RUST_LOG=warn spawn "$DIR/$1.pid" "$DIR/$1.log" "$SB_BIN" --config "$DIR/$1.toml"
+    await_ports "$1" "$(pid_of "$1")" 100 "$2" "$DIR/$1.log"
 }
 
+start_switchboard() { start_switchboard_as switchboard "$SWITCHBOARD_PORT" false; }
+start_switchboard_plain() { start_switchboard_as switchboard_plain "$SWITCHBOARD_PLAIN_PORT" true; }
 stop_switchboard() { stop_by_pidfile switchboard "$DIR/switchboard.pid" 50 >>"$DIR/compare.log"; }
+stop_switchboard_plain() { stop_by_pidfile switchboard "$DIR/switchboard_plain.pid" 50 >>"$DIR/compare.log"; }
 
 # nginx as one plain process (no master, one worker's work in it: a fair
 # match for one-threaded switchboard) serving the same 95 bytes switchboard
@@ -193,6 +201,7 @@ stop_nginx() { stop_by_pidfile nginx "$DIR/nginx.run.pid" 50 >>"$DIR/compare.log
 # pidfile is absent.
 stop_all() {
     stop_switchboard
+    stop_switchboard_plain
     stop_nxb
     stop_stub
     stop_nginx

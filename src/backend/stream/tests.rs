@@ -108,6 +108,7 @@ fn settings(pki: &Pki, plaintext_allowed: bool) -> Settings {
         lang: "en".to_owned(),
         tls: config_with_roots(pki.roots.clone()).unwrap(),
         plaintext_allowed,
+        skip_optional_tls: false,
         xml: xml::Limits::default(),
     }
 }
@@ -396,6 +397,47 @@ fn required_starttls_is_used() {
     let pki = pki(DOMAIN, true);
     let mut stream = Stream::new(settings(&pki, true));
     let mut server = Server::new(&pki, FEATURES_STARTTLS_REQUIRED, FEATURES_SASL);
+    let seen = pump(&mut stream, &mut server).unwrap();
+    assert_eq!(seen, vec![Seen::Features(FEATURES_SASL.to_owned())]);
+    assert!(stream.is_tls());
+}
+
+/// A stream as on a loopback link with `backend.loopback_plaintext`, and a
+/// server offering `features` first.
+fn on_loopback(features: &'static str) -> (Stream, Server) {
+    let pki = pki(DOMAIN, true);
+    let mut settings = settings(&pki, false);
+    settings.skip_optional_tls = true;
+    (
+        Stream::new(settings),
+        Server::new(&pki, features, FEATURES_SASL),
+    )
+}
+
+#[test]
+fn on_loopback_an_optional_starttls_is_skipped_and_cut_from_the_features() {
+    let (mut stream, mut server) = on_loopback(FEATURES_STARTTLS);
+    // Cut anywhere, the offer is found and cut out whole.
+    let seen = pump_chunked(&mut stream, &mut server, 7).unwrap();
+    let without_offer =
+        FEATURES_STARTTLS.replace("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", "");
+    assert_eq!(seen, vec![Seen::Features(without_offer)]);
+    assert!(server.tls.is_none());
+    assert_eq!(server.headers.len(), 1);
+    assert!(!stream.is_tls());
+    assert!(
+        stream.is_secure(),
+        "a loopback stream counts as secure (XEP-0206)"
+    );
+    // The stream goes on in plaintext.
+    stream.send(MESSAGE.as_bytes()).unwrap();
+    pump(&mut stream, &mut server).unwrap();
+    assert_eq!(server.elements, [MESSAGE]);
+}
+
+#[test]
+fn on_loopback_a_required_starttls_is_still_used() {
+    let (mut stream, mut server) = on_loopback(FEATURES_STARTTLS_REQUIRED);
     let seen = pump(&mut stream, &mut server).unwrap();
     assert_eq!(seen, vec![Seen::Features(FEATURES_SASL.to_owned())]);
     assert!(stream.is_tls());

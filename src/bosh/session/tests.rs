@@ -44,6 +44,7 @@ fn backend_settings() -> backend::Settings {
         lang: "en".into(),
         tls: Arc::new(tls),
         plaintext_allowed: true,
+        skip_optional_tls: false,
         xml: limits(),
     }
 }
