@@ -41,8 +41,11 @@ const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// Sessions started in one wake-up at most, so a late ramp catches up in
 /// bounded steps.
 const MAX_STARTS_PER_WAKE: usize = 2_000;
-/// The message phase starts when every warm-up echo is back, or after this
-/// long (a missing echo then shows as lost).
+/// Warm-up messages go out spread over this long: all at once, the pairs
+/// whose idle connection the server is closing just then would race it.
+const WARMUP_SPREAD: Duration = Duration::from_secs(1);
+/// The message phase starts when every warm-up echo is back, or this long
+/// after the warm-up started (a missing echo then shows as lost).
 const WARMUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which transport each session uses.
@@ -140,6 +143,7 @@ enum Phase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     LoginDeadline,
+    Warmup,
     PairSend,
 }
 
@@ -175,6 +179,8 @@ pub struct Driver {
     timers: BinaryHeap<Reverse<(u64, Timer, usize)>>,
     phase: Phase,
     started: usize,
+    /// Pairs whose warm-up message is not sent yet.
+    warmup_unsent: usize,
     epoch: Instant,
     next_progress_ns: u64,
     last_progress_echoes: u64,
@@ -214,6 +220,7 @@ impl Driver {
             timers: BinaryHeap::new(),
             phase: Phase::Setup,
             started: 0,
+            warmup_unsent: 0,
             epoch: Instant::now(),
             next_progress_ns: 1_000_000_000,
             last_progress_echoes: 0,
@@ -309,6 +316,12 @@ impl Driver {
                         self.fail(index, "login_timeout".into());
                     }
                 }
+                Timer::Warmup => {
+                    self.warmup_unsent -= 1;
+                    if let Phase::Warmup { .. } = self.phase {
+                        self.send_from(index, now);
+                    }
+                }
                 Timer::PairSend => {
                     if let (Phase::Messages { .. }, Some(t)) = (self.phase, self.plan.traffic) {
                         if self.send_from(index, now) {
@@ -339,9 +352,13 @@ impl Driver {
                     Some(_) => {
                         let until = now + WARMUP_TIMEOUT.as_nanos() as u64;
                         self.phase = Phase::Warmup { until };
-                        for pair in 0..self.plan.sessions / 2 {
-                            self.send_from(pair, now);
+                        let pairs = self.plan.sessions / 2;
+                        let spread = WARMUP_SPREAD.as_nanos() as u64;
+                        for pair in 0..pairs {
+                            let at = now + spread * pair as u64 / pairs as u64;
+                            self.timers.push(Reverse((at, Timer::Warmup, pair)));
                         }
+                        self.warmup_unsent = pairs;
                     }
                     None => {
                         let until = now + self.plan.settle.as_nanos() as u64;
@@ -349,7 +366,10 @@ impl Driver {
                     }
                 }
             }
-            Phase::Warmup { until } if now >= until || self.tally.ledger.total_in_flight() == 0 => {
+            Phase::Warmup { until }
+                if now >= until
+                    || (self.warmup_unsent == 0 && self.tally.ledger.total_in_flight() == 0) =>
+            {
                 let Some(t) = self.plan.traffic else {
                     return;
                 };
