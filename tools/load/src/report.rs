@@ -25,6 +25,9 @@ pub struct Report {
     pub received: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<u64>,
+    /// Connections the client had to open again during the message phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnects: Option<u64>,
     pub errors: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throughput_per_s: Option<f64>,
@@ -105,6 +108,7 @@ impl Report {
             sent: Some(totals.sent),
             received: Some(totals.echoed),
             lost: Some(totals.lost()),
+            reconnects: Some(outcome.reconnects),
             errors: outcome.errors.clone(),
             throughput_per_s: Some(throughput),
             latency_ms: (!outcome.latency_us.is_empty())
@@ -154,6 +158,13 @@ impl Report {
         );
         if let (Some(sent), Some(received), Some(lost)) = (self.sent, self.received, self.lost) {
             let _ = writeln!(s, "messages   sent {sent}, echoed {received}, lost {lost}");
+        }
+        if let Some(n) = self.reconnects.filter(|&n| n > 0) {
+            let _ = writeln!(
+                s,
+                "reconnects {n} connections opened again during the message phase \
+                 (their round trips include a TCP connect)"
+            );
         }
         if let Some(t) = self.throughput_per_s {
             let _ = writeln!(

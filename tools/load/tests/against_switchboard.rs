@@ -152,6 +152,40 @@ fn websocket_bosh_and_mixed_sessions_echo_through_switchboard() {
 }
 
 #[test]
+fn keep_alive_connections_closed_during_a_long_ramp_are_reopened_before_the_message_phase() {
+    // One BOSH session a second: the first ones wait longer than the test
+    // server's 2 s HTTP read timeout with their second connection idle, and
+    // switchboard closes it. The warm-up round trip reopens it, so no
+    // measured round trip pays a connect.
+    let stub = StubThread::start();
+    let sb = SwitchboardThread::start(stub.addr);
+    let bosh = format!("http://{}/http-bind", sb.addr);
+    let result = run(&[
+        "--transport",
+        "bosh",
+        "--bosh-url",
+        &bosh,
+        "--sessions",
+        "6",
+        "--ramp",
+        "1",
+        "--duration",
+        "1s",
+        "--rate",
+        "5",
+    ]);
+    assert_clean(&result, 6);
+    assert_eq!(
+        result.report.reconnects,
+        Some(0),
+        "{}",
+        result.report.summary()
+    );
+    // The warm-up message of each of the 3 pairs is sent and echoed too.
+    assert!(result.report.sent.unwrap() > 3);
+}
+
+#[test]
 fn fixed_rate_sends_about_the_rate_asked() {
     let stub = StubThread::start();
     let sb = SwitchboardThread::start(stub.addr);

@@ -25,6 +25,8 @@ pub struct Net {
     pub scratch: Vec<u8>,
     /// The event being handled reported the peer's close: read to the end.
     pub hangup: bool,
+    /// Connections opened so far.
+    pub opened: u64,
 }
 
 impl Net {
@@ -36,6 +38,7 @@ impl Net {
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             scratch: Vec::new(),
             hangup: false,
+            opened: 0,
         }
     }
 }
@@ -74,6 +77,7 @@ impl Conn {
         self.stream = Some(stream);
         self.connected = false;
         self.input.clear();
+        net.opened += 1;
         Ok(())
     }
 

@@ -1,10 +1,18 @@
 //! The client loop: starts sessions at the ramp rate, logs them in, pairs
 //! them, runs the echo traffic, counts everything, and stops by itself.
 //!
-//! Phases: setup (every session logged in, failed or timed out) → messages
-//! (`duration`) → drain (until every echo is back or the grace ends) → done;
-//! or, without traffic (memory mode), setup → settle → done. Session `2p`
-//! sends to session `2p+1`, which echoes; only the sender records latency.
+//! Phases: setup (every session logged in, failed or timed out) → warm-up
+//! (one round trip per pair) → messages (`duration`) → drain (until every
+//! echo is back or the grace ends) → done; or, without traffic (memory
+//! mode), setup → settle → done. Session `2p` sends to session `2p+1`,
+//! which echoes; only the sender records latency, and only for messages
+//! sent in the message phase.
+//!
+//! The warm-up is there because the ramp leaves early sessions idle for as
+//! long as it lasts: a server closes their idle keep-alive connections
+//! (switchboard after its HTTP read timeout, 10 s by default), and without
+//! it the first messages of those pairs, a share that grows with the
+//! session count, would pay a TCP connect inside the measurement.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -33,6 +41,12 @@ const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// Sessions started in one wake-up at most, so a late ramp catches up in
 /// bounded steps.
 const MAX_STARTS_PER_WAKE: usize = 2_000;
+/// Warm-up messages go out spread over this long: all at once, the pairs
+/// whose idle connection the server is closing just then would race it.
+const WARMUP_SPREAD: Duration = Duration::from_secs(1);
+/// The message phase starts when every warm-up echo is back, or this long
+/// after the warm-up started (a missing echo then shows as lost).
+const WARMUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which transport each session uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +101,10 @@ pub struct Outcome {
     /// From the first start to the last session logged in.
     pub setup_secs: f64,
     pub message_secs: f64,
+    /// Connections the client had to open during the message phase (a
+    /// server closed an idle keep-alive one): each put a TCP connect into
+    /// a measured round trip.
+    pub reconnects: u64,
     pub totals: Totals,
     /// Echoes received during the message phase.
     pub on_time: u64,
@@ -115,6 +133,7 @@ struct Session {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Phase {
     Setup,
+    Warmup { until: u64 },
     Messages { start: u64, until: u64 },
     Drain { start: u64, until: u64 },
     Settle { until: u64 },
@@ -124,6 +143,7 @@ enum Phase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     LoginDeadline,
+    Warmup,
     PairSend,
 }
 
@@ -140,6 +160,10 @@ struct Tally {
     resolved: usize,
     up: usize,
     last_ready_ns: u64,
+    /// `net.opened` when the message phase started, and how many more had
+    /// been opened when it ended.
+    opened_before_messages: u64,
+    reconnects: u64,
 }
 
 pub struct Driver {
@@ -155,6 +179,8 @@ pub struct Driver {
     timers: BinaryHeap<Reverse<(u64, Timer, usize)>>,
     phase: Phase,
     started: usize,
+    /// Pairs whose warm-up message is not sent yet.
+    warmup_unsent: usize,
     epoch: Instant,
     next_progress_ns: u64,
     last_progress_echoes: u64,
@@ -182,6 +208,8 @@ impl Driver {
                 resolved: 0,
                 up: 0,
                 last_ready_ns: 0,
+                opened_before_messages: 0,
+                reconnects: 0,
             },
             plan,
             poll,
@@ -192,6 +220,7 @@ impl Driver {
             timers: BinaryHeap::new(),
             phase: Phase::Setup,
             started: 0,
+            warmup_unsent: 0,
             epoch: Instant::now(),
             next_progress_ns: 1_000_000_000,
             last_progress_echoes: 0,
@@ -241,6 +270,7 @@ impl Driver {
             sessions_established: self.tally.established,
             setup_secs: (self.tally.last_ready_ns - setup_start) as f64 / 1e9,
             message_secs,
+            reconnects: self.tally.reconnects,
             totals: self.tally.ledger.totals(),
             on_time: self.tally.on_time,
             errors: self.tally.errors.clone(),
@@ -286,6 +316,12 @@ impl Driver {
                         self.fail(index, "login_timeout".into());
                     }
                 }
+                Timer::Warmup => {
+                    self.warmup_unsent -= 1;
+                    if let Phase::Warmup { .. } = self.phase {
+                        self.send_from(index, now);
+                    }
+                }
                 Timer::PairSend => {
                     if let (Phase::Messages { .. }, Some(t)) = (self.phase, self.plan.traffic) {
                         if self.send_from(index, now) {
@@ -313,10 +349,16 @@ impl Driver {
                     return;
                 }
                 match self.plan.traffic {
-                    Some(t) => {
-                        let until = now + t.duration.as_nanos() as u64;
-                        self.phase = Phase::Messages { start: now, until };
-                        self.start_traffic(t, now);
+                    Some(_) => {
+                        let until = now + WARMUP_TIMEOUT.as_nanos() as u64;
+                        self.phase = Phase::Warmup { until };
+                        let pairs = self.plan.sessions / 2;
+                        let spread = WARMUP_SPREAD.as_nanos() as u64;
+                        for pair in 0..pairs {
+                            let at = now + spread * pair as u64 / pairs as u64;
+                            self.timers.push(Reverse((at, Timer::Warmup, pair)));
+                        }
+                        self.warmup_unsent = pairs;
                     }
                     None => {
                         let until = now + self.plan.settle.as_nanos() as u64;
@@ -324,7 +366,20 @@ impl Driver {
                     }
                 }
             }
+            Phase::Warmup { until }
+                if now >= until
+                    || (self.warmup_unsent == 0 && self.tally.ledger.total_in_flight() == 0) =>
+            {
+                let Some(t) = self.plan.traffic else {
+                    return;
+                };
+                let until = now + t.duration.as_nanos() as u64;
+                self.phase = Phase::Messages { start: now, until };
+                self.tally.opened_before_messages = self.net.opened;
+                self.start_traffic(t, now);
+            }
             Phase::Messages { start, until } if now >= until => {
+                self.tally.reconnects = self.net.opened - self.tally.opened_before_messages;
                 let drain = self.plan.traffic.map_or(0, |t| t.drain.as_nanos() as u64);
                 self.phase = Phase::Drain {
                     start,
@@ -471,7 +526,8 @@ impl Driver {
             wake = wake.min(*at);
         }
         match self.phase {
-            Phase::Messages { until, .. }
+            Phase::Warmup { until }
+            | Phase::Messages { until, .. }
             | Phase::Drain { until, .. }
             | Phase::Settle { until } => {
                 wake = wake.min(until);
@@ -491,6 +547,7 @@ impl Driver {
         let errors: u64 = self.tally.errors.values().sum();
         let phase = match self.phase {
             Phase::Setup => "setup",
+            Phase::Warmup { .. } => "warm-up",
             Phase::Messages { .. } => "messages",
             Phase::Drain { .. } => "drain",
             Phase::Settle { .. } => "settle",
@@ -576,9 +633,18 @@ fn traffic(
                     }
                 }
                 b'e' => {
-                    let late = !matches!(phase, Phase::Messages { .. });
+                    let warmup = match phase {
+                        Phase::Messages { start, .. } | Phase::Drain { start, .. } => {
+                            sent_at < start
+                        }
+                        Phase::Setup
+                        | Phase::Warmup { .. }
+                        | Phase::Settle { .. }
+                        | Phase::Done => true,
+                    };
+                    let late = !matches!(phase, Phase::Messages { .. }) && !warmup;
                     let echo = tally.ledger.echoed(pair, seq, late);
-                    if matches!(echo, Echo::OnTime | Echo::Late) {
+                    if !warmup && matches!(echo, Echo::OnTime | Echo::Late) {
                         let us = (now.saturating_sub(sent_at) / 1000).clamp(1, MAX_LATENCY_US);
                         let _ = tally.latency_us.record(us);
                         tally.echoes += 1;
