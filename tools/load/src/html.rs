@@ -35,15 +35,13 @@ pub fn render(report: &Report, latency_us: &Histogram<u64>) -> String {
     );
     page.push_str("<h2>Latency by percentile (ms)</h2>");
     page.push_str(&percentile_curve(latency_us));
+    let ticks = report.timeline.as_deref().unwrap_or_default();
     page.push_str("<h2>Round trips per second</h2>");
-    let series: Vec<u64> = report
-        .timeline
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|t| t.round_trips)
-        .collect();
-    page.push_str(&timeline(&series));
+    let rates: Vec<f64> = ticks.iter().map(|t| t.round_trips as f64).collect();
+    page.push_str(&bars(&rates, "/s"));
+    page.push_str("<h2>p99 latency of each second (ms)</h2>");
+    let p99s: Vec<f64> = ticks.iter().map(|t| t.p99_ms).collect();
+    page.push_str(&bars(&p99s, " ms"));
     page.push_str("</body></html>\n");
     page
 }
@@ -111,26 +109,27 @@ fn percentile_curve(us: &Histogram<u64>) -> String {
     svg
 }
 
-fn timeline(series: &[u64]) -> String {
+/// One bar a second.
+fn bars(series: &[f64], unit: &str) -> String {
     let mut svg = open_svg();
     if series.is_empty() {
         svg.push_str("<text x='80' y='140'>no round trips</text></svg>");
         return svg;
     }
-    let y_max = nice_max(series.iter().copied().max().unwrap_or(0) as f64);
+    let y_max = nice_max(series.iter().copied().fold(0.0, f64::max));
     let n = series.len() as f64;
     let px = |i: f64| LEFT + i / n * (W - LEFT - RIGHT);
     let py = |y: f64| H - BOTTOM - y / y_max * (H - BOTTOM - TOP);
-    axes(&mut svg, y_max, "/s");
+    axes(&mut svg, y_max, unit);
     let bar = (W - LEFT - RIGHT) / n;
     for (i, &v) in series.iter().enumerate() {
         let _ = write!(
             svg,
-            "<rect x='{:.1}' y='{:.1}' width='{:.1}' height='{:.1}' fill='#2e86c1'><title>t={}s: {v}</title></rect>",
+            "<rect x='{:.1}' y='{:.1}' width='{:.1}' height='{:.1}' fill='#2e86c1'><title>t={}s: {v}{unit}</title></rect>",
             px(i as f64) + bar * 0.1,
-            py(v as f64),
+            py(v),
             bar * 0.8,
-            H - BOTTOM - py(v as f64),
+            H - BOTTOM - py(v),
             i + 1
         );
     }
@@ -222,19 +221,22 @@ mod tests {
                 Tick {
                     t: 1,
                     round_trips: 10,
+                    p99_ms: 0.5,
                 },
                 Tick {
                     t: 2,
                     round_trips: 30,
+                    p99_ms: 12.25,
                 },
             ]),
             ..Report::default()
         };
         let page = render(&report, &h);
         assert!(page.starts_with("<!DOCTYPE html>"));
-        assert_eq!(page.matches("<svg").count(), 2);
+        assert_eq!(page.matches("<svg").count(), 3);
         assert!(page.contains("<polyline"));
-        assert_eq!(page.matches("<rect").count(), 2);
+        assert_eq!(page.matches("<rect").count(), 4);
+        assert!(page.contains("t=2s: 12.25 ms"), "p99 of the second second");
         assert!(page.contains("run over ws"));
         assert!(page.contains("<title>40.0"), "max point on the curve");
     }

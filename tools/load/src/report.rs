@@ -65,11 +65,13 @@ impl Latency {
     }
 }
 
-/// Round trips echoed in one second of the message phase.
+/// One second of the message phase: round trips echoed in it and the p99
+/// of their latency (0 without any).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Tick {
     pub t: u64,
     pub round_trips: u64,
+    pub p99_ms: f64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -118,9 +120,10 @@ impl Report {
                     .timeline
                     .iter()
                     .enumerate()
-                    .map(|(i, &n)| Tick {
+                    .map(|(i, s)| Tick {
                         t: i as u64 + 1,
-                        round_trips: n,
+                        round_trips: s.round_trips,
+                        p99_ms: s.p99_us as f64 / 1000.0,
                     })
                     .collect(),
             ),

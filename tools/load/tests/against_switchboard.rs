@@ -121,6 +121,15 @@ fn assert_clean(result: &RunResult, sessions: usize) {
         (on_time as f64 - expected).abs() < 1.0,
         "timeline sums to the throughput"
     );
+    for tick in timeline {
+        // A second's p99 lies within the run's latency range.
+        assert_eq!(tick.round_trips > 0, tick.p99_ms > 0.0, "{tick:?}");
+        assert!(
+            tick.p99_ms <= latency.max * 1.01,
+            "{tick:?} beyond max {}",
+            latency.max
+        );
+    }
 }
 
 #[test]

@@ -28,6 +28,7 @@ use switchboard::xml::ElementInfo;
 use super::bosh::Bosh;
 use super::conn::Net;
 use super::tcp::Tcp;
+use super::timeline::{Second, Timeline};
 use super::ws::Ws;
 use super::{slot_of, Flow, Outbox, Transport};
 use crate::ledger::{Echo, Ledger, Totals};
@@ -111,8 +112,8 @@ pub struct Outcome {
     pub errors: BTreeMap<String, u64>,
     /// Round-trip latency in microseconds.
     pub latency_us: Histogram<u64>,
-    /// Echoes per second of the message phase.
-    pub timeline: Vec<u64>,
+    /// Echoes and p99 per second of the message phase.
+    pub timeline: Vec<Second>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,7 +154,7 @@ struct Tally {
     ledger: Ledger,
     latency_us: Histogram<u64>,
     errors: BTreeMap<String, u64>,
-    timeline: Vec<u64>,
+    timeline: Timeline,
     on_time: u64,
     echoes: u64,
     established: usize,
@@ -195,13 +196,14 @@ impl Driver {
             .collect::<Result<Vec<_>, _>>()?;
         let latency_us = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
             .map_err(|e| io::Error::other(e.to_string()))?;
+        let timeline = Timeline::new(MAX_LATENCY_US).map_err(io::Error::other)?;
         Ok(Driver {
             jids: vec![None; plan.sessions],
             tally: Tally {
                 ledger: Ledger::new(plan.sessions / 2),
                 latency_us,
                 errors: BTreeMap::new(),
-                timeline: Vec::new(),
+                timeline,
                 on_time: 0,
                 echoes: 0,
                 established: 0,
@@ -275,7 +277,7 @@ impl Driver {
             on_time: self.tally.on_time,
             errors: self.tally.errors.clone(),
             latency_us: self.tally.latency_us.clone(),
-            timeline: self.tally.timeline.clone(),
+            timeline: self.tally.timeline.seconds(),
         }
     }
 
@@ -543,7 +545,7 @@ impl Driver {
     fn progress(&mut self, now: u64) {
         let echoes = self.tally.echoes - self.last_progress_echoes;
         self.last_progress_echoes = self.tally.echoes;
-        let p99 = self.tally.latency_us.value_at_quantile(0.99) as f64 / 1000.0;
+        let p99 = self.tally.timeline.take_window_p99() as f64 / 1000.0;
         let errors: u64 = self.tally.errors.values().sum();
         let phase = match self.phase {
             Phase::Setup => "setup",
@@ -555,7 +557,7 @@ impl Driver {
         };
         let _ = writeln!(
             io::stderr(),
-            "[{:>4}s] {phase:<8} up {}/{}  round trips/s {echoes}  p99 {p99:.2} ms  errors {errors}",
+            "[{:>4}s] {phase:<8} up {}/{}  round trips/s {echoes}  p99 {p99:.2} ms (this second)  errors {errors}",
             now / 1_000_000_000,
             self.tally.up,
             self.plan.sessions,
@@ -656,10 +658,9 @@ fn traffic(
                             let last = until.saturating_sub(start + 1) / 1_000_000_000;
                             let second =
                                 (now.saturating_sub(start) / 1_000_000_000).min(last) as usize;
-                            if tally.timeline.len() <= second {
-                                tally.timeline.resize(second + 1, 0);
-                            }
-                            tally.timeline[second] += 1;
+                            tally.timeline.record(second, us);
+                        } else {
+                            tally.timeline.record_window(us);
                         }
                     }
                     if let (Some(window), Phase::Messages { .. }) = (window, phase) {

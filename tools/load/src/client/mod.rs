@@ -11,6 +11,7 @@ pub mod bosh;
 pub mod conn;
 pub mod driver;
 pub mod tcp;
+pub mod timeline;
 pub mod ws;
 
 use mio::Token;
