@@ -16,11 +16,25 @@ use load::stub::Stub;
 use switchboard::config::Config;
 use switchboard::reactor::{Handle, Server};
 
+/// A test thread that runs until its flag is set: set and joined on drop.
+struct Background {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The stub on a free loopback port, stopped on drop.
 struct StubThread {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _thread: Background,
 }
 
 impl StubThread {
@@ -39,17 +53,10 @@ impl StubThread {
             .expect("stub listening");
         StubThread {
             addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for StubThread {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            _thread: Background {
+                stop,
+                thread: Some(thread),
+            },
         }
     }
 }
@@ -92,6 +99,67 @@ impl Drop for SwitchboardThread {
     }
 }
 
+/// A TCP relay in front of switchboard that, on the second connection it
+/// accepts, takes the first request and closes without answering: a
+/// keep-alive connection closed by the server just as a request left.
+struct DroppingProxy {
+    addr: SocketAddr,
+    dropped: Arc<AtomicBool>,
+    _thread: Background,
+}
+
+impl DroppingProxy {
+    fn start(upstream: SocketAddr) -> DroppingProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, dropped) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (flag, done) = (stop.clone(), dropped.clone());
+        let thread = std::thread::spawn(move || {
+            let mut accepted = 0;
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                accepted += 1;
+                client.set_nonblocking(false).unwrap();
+                if accepted == 2 {
+                    let done = done.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 4096];
+                        if matches!(std::io::Read::read(&mut &client, &mut buf), Ok(n) if n > 0) {
+                            done.store(true, Ordering::Relaxed);
+                        }
+                    });
+                    continue;
+                }
+                let server = std::net::TcpStream::connect(upstream).unwrap();
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        DroppingProxy {
+            addr,
+            dropped,
+            _thread: Background {
+                stop,
+                thread: Some(thread),
+            },
+        }
+    }
+}
+
 fn run(args: &[&str]) -> RunResult {
     let mut argv = vec!["load", "run"];
     argv.extend_from_slice(args);
@@ -100,6 +168,13 @@ fn run(args: &[&str]) -> RunResult {
         panic!("not run")
     };
     load::modes::run(&run, false).expect("run")
+}
+
+/// A one-second BOSH run against `url`.
+fn run_bosh(url: &str, args: &[&str]) -> RunResult {
+    let mut all = vec!["--transport", "bosh", "--bosh-url", url, "--duration", "1s"];
+    all.extend_from_slice(args);
+    run(&all)
 }
 
 /// Every session up, echoes flowing, nothing lost, no error.
@@ -169,20 +244,7 @@ fn keep_alive_connections_closed_during_a_long_ramp_are_reopened_before_the_mess
     let stub = StubThread::start();
     let sb = SwitchboardThread::start(stub.addr);
     let bosh = format!("http://{}/http-bind", sb.addr);
-    let result = run(&[
-        "--transport",
-        "bosh",
-        "--bosh-url",
-        &bosh,
-        "--sessions",
-        "6",
-        "--ramp",
-        "1",
-        "--duration",
-        "1s",
-        "--rate",
-        "5",
-    ]);
+    let result = run_bosh(&bosh, &["--sessions", "6", "--ramp", "1", "--rate", "5"]);
     assert_clean(&result, 6);
     assert_eq!(
         result.report.reconnects,
@@ -192,6 +254,22 @@ fn keep_alive_connections_closed_during_a_long_ramp_are_reopened_before_the_mess
     );
     // The warm-up message of each of the 3 pairs is sent and echoed too.
     assert!(result.report.sent.unwrap() > 3);
+}
+
+#[test]
+fn a_request_on_a_connection_the_server_closed_is_sent_again() {
+    // As browsers do: the request goes out once more on a new connection,
+    // with the same rid, instead of ending the session.
+    let stub = StubThread::start();
+    let sb = SwitchboardThread::start(stub.addr);
+    let proxy = DroppingProxy::start(sb.addr);
+    let bosh = format!("http://{}/http-bind", proxy.addr);
+    let result = run_bosh(&bosh, &["--sessions", "2"]);
+    assert!(
+        proxy.dropped.load(Ordering::Relaxed),
+        "the proxy never dropped a request"
+    );
+    assert_clean(&result, 2);
 }
 
 #[test]

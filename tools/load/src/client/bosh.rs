@@ -26,6 +26,12 @@ pub struct Bosh {
     conns: [Conn; 2],
     /// A request is out on this connection.
     busy: [bool; 2],
+    /// The request out on each connection, whole, kept until its answer
+    /// begins: a keep-alive connection the server closes just as the
+    /// request leaves gets it again on a new connection, once (browsers
+    /// retry the same way; the same `rid` makes it safe, XEP-0124 §14).
+    out: [Vec<u8>; 2],
+    retried: [bool; 2],
     sid: Option<Box<str>>,
     rid: u64,
     /// Stanzas for the next request.
@@ -42,6 +48,8 @@ impl Bosh {
             wait,
             conns: [Conn::default(), Conn::default()],
             busy: [false; 2],
+            out: [Vec::new(), Vec::new()],
+            retried: [false; 2],
             sid: None,
             // Any start below 2^53 (XEP-0124 §14.1) with room to count up.
             rid: 1_000_000 + seed.wrapping_mul(7919) % 1_000_000_000,
@@ -74,17 +82,35 @@ impl Bosh {
         if !conn.is_open() {
             conn.open(net, self.endpoint.addr, token(session, slot))?;
         }
+        let out = &mut self.out[slot];
+        out.clear();
         let _ = write!(
-            conn.output,
+            out,
             "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/xml; charset=utf-8\r\n\
              Content-Length: {}\r\n\r\n",
             self.endpoint.path,
             self.endpoint.host,
             net.scratch.len()
         );
-        conn.output.extend_from_slice(&net.scratch);
+        out.extend_from_slice(&net.scratch);
+        conn.output.extend_from_slice(out);
         self.busy[slot] = true;
+        self.retried[slot] = false;
         self.rid += 1;
+        Ok(())
+    }
+
+    /// The server closed connection `slot` with a request out on it and no
+    /// answer begun: send that request again on a new connection, once.
+    fn retry(&mut self, net: &mut Net, session: usize, slot: usize) -> Result<(), ErrorKind> {
+        let conn = &mut self.conns[slot];
+        if self.retried[slot] || !conn.input.is_empty() {
+            return Err("http_closed".into());
+        }
+        conn.close();
+        conn.open(net, self.endpoint.addr, token(session, slot))?;
+        conn.output.extend_from_slice(&self.out[slot]);
+        self.retried[slot] = true;
         Ok(())
     }
 
@@ -157,11 +183,12 @@ impl Bosh {
         result?;
         if state == ReadState::Eof {
             if self.busy[slot] {
-                return Err("http_closed".into());
+                self.retry(net, session, slot)?;
+            } else {
+                // An idle keep-alive connection the server let go: reopened
+                // when next needed.
+                self.conns[slot].close();
             }
-            // An idle keep-alive connection the server let go: reopened
-            // when next needed.
-            self.conns[slot].close();
         }
         outbox.drain(|el| self.pending.extend_from_slice(el));
         self.flush(net, session)
