@@ -547,7 +547,6 @@ fn parse_open(text: &str) -> Result<Open, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
     const SERVER_HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='localhost' id='s1' version='1.0'>";
@@ -570,22 +569,7 @@ mod tests {
     }
 
     fn backend_settings() -> backend::Settings {
-        let roots = rustls::RootCertStore::empty();
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        backend::Settings {
-            domain: "localhost".into(),
-            lang: "en".into(),
-            tls: Arc::new(tls),
-            plaintext_allowed: true,
-            skip_optional_tls: false,
-            xml: settings().xml,
-        }
+        backend::Settings::plaintext_for_tests(settings().xml)
     }
 
     /// A masked client text frame (RFC 6455 §5.3).

@@ -73,6 +73,28 @@ pub struct Settings {
     pub xml: xml::Limits,
 }
 
+#[cfg(test)]
+impl Settings {
+    /// Plaintext to `localhost`, trusting no one: for the session cores'
+    /// tests, whose stub servers never offer STARTTLS.
+    pub(crate) fn plaintext_for_tests(xml: xml::Limits) -> Settings {
+        let tls =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+        Settings {
+            domain: "localhost".into(),
+            lang: "en".into(),
+            tls: Arc::new(tls),
+            plaintext_allowed: true,
+            skip_optional_tls: false,
+            xml,
+        }
+    }
+}
+
 /// Something the server sent that the session must act on.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {

@@ -1,6 +1,5 @@
 use super::*;
 use crate::bosh::{parse_body, NS_HTTPBIND};
-use std::sync::Arc;
 
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='localhost' id='srv1' version='1.0'>";
 const FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
@@ -32,21 +31,7 @@ fn settings() -> Settings {
 }
 
 fn backend_settings() -> backend::Settings {
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
-    backend::Settings {
-        domain: "localhost".into(),
-        lang: "en".into(),
-        tls: Arc::new(tls),
-        plaintext_allowed: true,
-        skip_optional_tls: false,
-        xml: limits(),
-    }
+    backend::Settings::plaintext_for_tests(limits())
 }
 
 fn request(s: &mut Session, now: Instant, handle: RequestHandle, text: &str) {
