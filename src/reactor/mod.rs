@@ -466,10 +466,13 @@ impl Server {
     }
 
     /// Write a BOSH response on the connection whose request it answers.
+    /// The connection is driven from the work queue, never from here: a
+    /// response may free the next pipelined request, whose answer would
+    /// come back here, one stack level per request a peer sends.
     fn deliver(&mut self, conn: Key, response: crate::bosh::Response) {
         if let Some(c) = live(&mut self.conns, conn) {
             c.deliver_bosh(response, &mut self.shared);
-            self.drive(conn);
+            self.again.push(Timer::Conn(conn));
         }
     }
 

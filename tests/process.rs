@@ -1,0 +1,146 @@
+//! switchboard as a process (the binary under test), attacked where a
+//! process dies rather than a session: its stack.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::bosh_client::{body, BoshConn, NS_HTTPBIND};
+use support::{StubOptions, StubServer, WAIT};
+
+const PATH: &str = "/http-bind";
+
+/// The binary under `ulimit -s`, its log drained by a thread (a full pipe
+/// would stall it); killed on drop.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Process {
+    fn start(config: &str, stack_kib: u32) -> Process {
+        let dir = std::env::temp_dir().join(format!("switchboard-process-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -s {stack_kib} && exec \"$0\" --config \"$1\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_switchboard"))
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn switchboard");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let addr = addr.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(WAIT)
+            .expect("switchboard says where it listens")
+            .parse()
+            .unwrap();
+        Process { child, addr }
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Responses counted by their status lines, until `want` or `deadline`.
+fn count_responses(stream: &mut TcpStream, want: usize, deadline: Instant) -> usize {
+    let needle = b"HTTP/1.1 ";
+    let mut seen = 0;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while seen < want && Instant::now() < deadline {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => continue,
+        };
+        carry.extend_from_slice(&buf[..n]);
+        seen += carry.windows(needle.len()).filter(|w| w == needle).count();
+        // Keep a tail that may hold the start of a split status line.
+        let keep = carry.len().min(needle.len() - 1);
+        carry.drain(..carry.len() - keep);
+    }
+    seen
+}
+
+/// A BOSH request answered at once (an unknown sid) used to be delivered
+/// by a call back into the connection's drive, one stack level per
+/// pipelined request: 40,000 of them behind one held request overflowed
+/// a 2 MiB stack and took every session down.
+#[test]
+fn pipelining_40000_bosh_requests_behind_a_held_one_leaves_the_server_serving() {
+    const PIPELINED: usize = 40_000;
+    let stub = StubServer::start(StubOptions::plaintext("localhost"));
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[backend.routes]\nlocalhost = \"{}\"\n",
+        stub.addr()
+    );
+    let mut process = Process::start(&config, 2048);
+
+    let mut creator = BoshConn::connect(process.addr, PATH);
+    let created = creator.post(
+        &format!(
+            "<body xmlns='{NS_HTTPBIND}' xmlns:xmpp='urn:xmpp:xbosh' rid='100' to='localhost' wait='1' hold='1' ver='1.11' xmpp:version='1.0'/>"
+        ),
+        WAIT,
+    );
+    let sid = created.attr("sid").expect("a session");
+
+    let mut stream = TcpStream::connect(process.addr).unwrap();
+    let request = |body: &str| {
+        format!(
+            "POST {PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let mut flood = request(&body(101, &sid, "", ""));
+    let unknown = request(&body(5, "nosuchsid", "", ""));
+    for _ in 0..PIPELINED {
+        flood.extend_from_slice(&unknown);
+    }
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&flood).is_ok());
+
+    let answered = count_responses(
+        &mut stream,
+        PIPELINED + 1,
+        Instant::now() + Duration::from_secs(120),
+    );
+    assert!(process.running(), "the process survived");
+    assert!(sender.join().unwrap(), "the server stopped reading");
+    assert_eq!(answered, PIPELINED + 1, "every request answered");
+
+    let mut fresh = BoshConn::connect(process.addr, PATH);
+    let reply = fresh.post(&body(5, "nosuchsid", "", ""), WAIT);
+    assert_eq!(reply.attr("condition").as_deref(), Some("item-not-found"));
+}
