@@ -11,6 +11,7 @@ pub mod bosh;
 pub mod config;
 pub mod dns;
 pub mod http;
+pub mod ids;
 pub mod reactor;
 pub mod session;
 pub mod websocket;

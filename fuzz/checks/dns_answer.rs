@@ -37,7 +37,7 @@ pub fn check(data: &[u8]) {
         attempts: 2,
         max_cache_entries: 4,
     };
-    let mut resolver = Resolver::new(config, u64::from(selector));
+    let mut resolver = Resolver::new(config);
     let now = Instant::now();
     let id = resolver.query(now, name, kind);
     let (to, query) = resolver.poll_transmit().expect("the query is sent");

@@ -20,6 +20,7 @@ use super::body::{terminate_body, Body, Condition, Head, NS_XBOSH};
 use super::replies::Replies;
 use super::stream::{Ended, XmppStream};
 use crate::backend;
+use crate::ids;
 use crate::xml;
 
 /// An opaque id the reactor gives each HTTP request it holds.
@@ -140,9 +141,6 @@ pub struct Session {
     /// More than one stream was ever open: bodies name their stream.
     multiple: bool,
     closed_names: VecDeque<String>,
-    /// Makes stream names unpredictable without a clock or RNG here.
-    name_seed: u64,
-    names_made: u64,
     /// Where the search for a stream with data starts, so that one busy
     /// stream does not starve the others.
     next_flush: usize,
@@ -166,12 +164,10 @@ pub struct Session {
 impl Session {
     /// Session creation (XEP-0124 §7.1). The creation response comes out
     /// of [`Session::poll_response`] with the backend's stream features.
-    /// `name_seed` is random: stream names are derived from it.
     pub fn create(
         now: Instant,
         settings: Settings,
         sid: String,
-        name_seed: u64,
         handle: RequestHandle,
         body: &Body,
     ) -> Result<Session, Response> {
@@ -182,6 +178,8 @@ impl Session {
             return Err(terminate_response(Condition::ImproperAddressing));
         };
         let route = check_route(&settings, body).map_err(terminate_response)?;
+        let name =
+            ids::stream_name().map_err(|_| terminate_response(Condition::InternalServerError))?;
         let wait = Duration::from_secs(body.wait.unwrap_or(u64::MAX)).min(settings.max_wait);
         let hold = body.hold.unwrap_or(1).min(settings.max_hold);
         let inactivity = body
@@ -206,8 +204,6 @@ impl Session {
             streams: Vec::with_capacity(1),
             multiple: false,
             closed_names: VecDeque::new(),
-            name_seed,
-            names_made: 0,
             next_flush: 0,
             notices: VecDeque::new(),
             report: None,
@@ -220,7 +216,7 @@ impl Session {
             ended: false,
             settings,
         };
-        session.open_stream(now, domain, body, route);
+        session.open_stream(now, name, domain, body, route);
         session.held.push_back(Held {
             rid,
             handle,
@@ -582,19 +578,20 @@ impl Session {
             return Err((Condition::PolicyViolation, "too many streams"));
         }
         let route = check_route(&self.settings, body).map_err(|c| (c, "route not allowed"))?;
+        let name = ids::stream_name()
+            .map_err(|_| (Condition::InternalServerError, "no random stream name"))?;
         self.multiple = true;
-        Ok(self.open_stream(now, domain, body, route))
+        Ok(self.open_stream(now, name, domain, body, route))
     }
 
     fn open_stream(
         &mut self,
         now: Instant,
+        name: String,
         domain: String,
         body: &Body,
         route: Option<String>,
     ) -> StreamId {
-        self.names_made += 1;
-        let name = format!("{:016x}", mix(self.name_seed ^ mix(self.names_made)));
         let lang = body.lang.clone().unwrap_or_else(|| "en".into());
         let stream = XmppStream::new(
             name,
@@ -1004,14 +1001,6 @@ fn stream_attrs(json: &str) -> Result<Vec<(String, String)>, String> {
         attrs.push((name, value));
     }
     Ok(attrs)
-}
-
-/// splitmix64's finaliser: spreads a counter into an unguessable name.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 #[cfg(test)]

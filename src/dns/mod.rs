@@ -1,7 +1,7 @@
 //! Finding an XMPP server: DNS SRV and A/AAAA lookups (RFC 6120 §3.2).
 //!
-//! Contract: everything here is sans-IO except [`system_servers`] and
-//! [`random_seed`], which the reactor calls once at start-up.
+//! Contract: everything here is sans-IO except [`system_servers`], which
+//! the reactor calls once at start-up.
 //! - [`Resolver`] turns lookups into UDP datagrams and datagrams back into
 //!   answers; the reactor owns the one nonblocking UDP socket, feeds
 //!   `handle_datagram`/`handle_timeout` and drains `poll_transmit`,
@@ -19,7 +19,7 @@ mod system;
 mod targets;
 
 pub use resolver::{QueryId, Resolver, ResolverConfig, MAX_DATAGRAM, MAX_OUTSTANDING};
-pub use system::{random_seed, system_servers};
+pub use system::system_servers;
 pub use targets::{Step, Targets, MAX_CONNECT_ATTEMPTS, XMPP_CLIENT_PORT};
 
 use std::fmt;
@@ -87,6 +87,8 @@ pub enum Error {
     TooManyAttempts,
     /// /etc/resolv.conf could not be read or parsed.
     System(String),
+    /// The OS random generator gave no message id.
+    NoRandomness,
 }
 
 impl fmt::Display for Error {
@@ -103,20 +105,20 @@ impl fmt::Display for Error {
             Self::ConnectFailed => f.write_str("could not connect to any address"),
             Self::TooManyAttempts => f.write_str("too many connection attempts"),
             Self::System(why) => write!(f, "cannot read resolver configuration: {why}"),
+            Self::NoRandomness => f.write_str("no random dns message id"),
         }
     }
 }
 
 impl std::error::Error for Error {}
 
-/// A small deterministic PRNG (SplitMix64). Not cryptographic: it only makes
-/// message ids and SRV weight choices unpredictable enough for an off-path
-/// observer, given a seed from [`random_seed`].
+/// A seeded generator (SplitMix64) for SRV weight draws (RFC 2782), which
+/// guard nothing: not for ids, which come from [`crate::ids`].
 #[derive(Clone, Debug)]
-struct SplitMix64(u64);
+pub struct FastRng(pub u64);
 
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+impl FastRng {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -23,7 +23,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
 use super::cache::Cache;
-use super::{Answer, Error, Kind, SplitMix64, SrvRecord};
+use super::{Answer, Error, Kind, SrvRecord};
 
 /// EDNS(0) payload size advertised in queries (the DNS Flag Day 2020 value).
 /// The reactor's receive buffer must hold at least this many bytes.
@@ -87,7 +87,6 @@ struct Outstanding {
 /// A stub resolver over UDP (RFC 1035 §7), sans-IO.
 pub struct Resolver {
     config: ResolverConfig,
-    rng: SplitMix64,
     next_query: u64,
     cache: Cache,
     outstanding: Vec<Outstanding>,
@@ -96,13 +95,11 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// `seed` drives message ids; take it from [`super::random_seed`] in the
-    /// server and a constant in tests.
-    pub fn new(config: ResolverConfig, seed: u64) -> Self {
+    /// Message ids come from [`crate::ids`], the OS CSPRNG.
+    pub fn new(config: ResolverConfig) -> Self {
         Self {
             cache: Cache::new(config.max_cache_entries),
             config,
-            rng: SplitMix64(seed),
             next_query: 0,
             outstanding: Vec::new(),
             transmits: VecDeque::new(),
@@ -252,7 +249,7 @@ impl Resolver {
         };
         // Ids may repeat across lookups: a response must also match server
         // and question, and equal questions share one lookup.
-        let msg_id = (self.rng.next_u64() >> 48) as u16;
+        let msg_id = crate::ids::dns_message_id().map_err(|_| Error::NoRandomness)?;
         let bytes = encode_query(msg_id, &o.name, o.kind)?;
         o.msg_id = msg_id;
         o.server = server;
@@ -404,7 +401,7 @@ mod tests {
             attempts,
             max_cache_entries: 16,
         };
-        Resolver::new(config, 7)
+        Resolver::new(config)
     }
 
     fn name(s: &str) -> Name {
@@ -834,27 +831,5 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert_eq!(r.poll_timeout(), None);
-    }
-
-    #[test]
-    fn same_seed_gives_the_same_message_ids() {
-        let t0 = Instant::now();
-        let ids = |seed| {
-            let mut r = Resolver::new(
-                ResolverConfig {
-                    servers: vec![server(S1)],
-                    ..Default::default()
-                },
-                seed,
-            );
-            (0..4)
-                .map(|i| {
-                    r.query(t0, &format!("h{i}.example"), Kind::A);
-                    Message::from_vec(&r.poll_transmit().unwrap().1).unwrap().id
-                })
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(ids(1), ids(1));
-        assert_ne!(ids(1), ids(2));
     }
 }

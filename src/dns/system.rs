@@ -1,9 +1,7 @@
-//! The host's view of DNS: servers from /etc/resolv.conf and a random seed.
-//! The reactor calls these once at start-up; everything else in `dns` is
+//! The host's view of DNS: the servers of /etc/resolv.conf.
+//! The reactor calls it once at start-up; everything else in `dns` is
 //! sans-IO.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 use super::Error;
@@ -26,14 +24,6 @@ fn parse_servers(bytes: &[u8]) -> Result<Vec<SocketAddr>, Error> {
         .iter()
         .map(|ip| SocketAddr::new(IpAddr::from(ip), DNS_PORT))
         .collect())
-}
-
-/// A seed for [`super::Resolver::new`] from the OS's randomness, which std
-/// already draws for hash map keys (no extra crate needed).
-pub fn random_seed() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(0x5eed);
-    hasher.finish()
 }
 
 #[cfg(test)]
@@ -66,10 +56,5 @@ mod tests {
     fn malformed_file_is_an_error() {
         let err = parse_servers(b"nameserver not-an-ip\n").unwrap_err();
         assert!(matches!(err, Error::System(_)));
-    }
-
-    #[test]
-    fn seeds_differ_between_calls() {
-        assert_ne!(random_seed(), random_seed());
     }
 }

@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use super::{Answer, Error, Kind, SplitMix64, SrvRecord};
+use super::{Answer, Error, FastRng, Kind, SrvRecord};
 
 /// The XMPP client port without SRV records (RFC 6120 §3.2.2, §14.7).
 pub const XMPP_CLIENT_PORT: u16 = 5222;
@@ -252,7 +252,7 @@ fn interleave(first: Vec<IpAddr>, second: Vec<IpAddr>) -> Vec<IpAddr> {
 /// test can pick the first choice; later draws follow from it.
 fn order_srv(mut records: Vec<SrvRecord>, random: u64) -> Vec<SrvRecord> {
     records.sort_by_key(|r| r.priority);
-    let mut rng = SplitMix64(random);
+    let mut rng = FastRng(random);
     let mut draw = Some(random);
     let mut next_draw = move || draw.take().unwrap_or_else(|| rng.next_u64());
     let mut ordered = Vec::with_capacity(records.len());
@@ -427,7 +427,7 @@ mod tests {
     #[test]
     fn weighted_order_favours_heavy_targets_over_many_draws() {
         let records = vec![rec(0, 1, 1, "light"), rec(0, 9, 2, "heavy")];
-        let mut rng = SplitMix64(42);
+        let mut rng = FastRng(42);
         let heavy_first = (0..1000)
             .filter(|_| order_srv(records.clone(), rng.next_u64())[0].target == "heavy")
             .count();

@@ -31,7 +31,8 @@ pub struct Shared {
     pub dns: DnsClient,
     /// The one read buffer all sockets share.
     pub scratch: Box<[u8]>,
-    pub random: Rng,
+    /// SRV weight draws (RFC 2782), not ids.
+    pub srv_weights: dns::FastRng,
     /// The time of the current wake-up.
     pub now: Instant,
 }
@@ -473,8 +474,20 @@ impl Conn {
             };
             return match websocket::accept(&upgrade) {
                 Ok(response) => {
+                    let Ok(id) = crate::ids::stream_id() else {
+                        let body = b"no random stream id\n";
+                        http::write_response(
+                            &mut self.output,
+                            http::Status::SERVICE_UNAVAILABLE,
+                            Some("text/plain"),
+                            &[],
+                            body,
+                            false,
+                        );
+                        self.set_close_after_write();
+                        return false;
+                    };
                     self.output.extend_from_slice(&response);
-                    let id = shared.random.stream_id();
                     self.phase = Phase::WebSocket(Box::new(Session::new(
                         settings.session.clone(),
                         shared.now,
@@ -762,34 +775,6 @@ fn jsonp(callback: &str, body: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(b"\"})");
     out
-}
-
-/// A small xorshift generator for stream ids and SRV weights: neither needs
-/// to be unpredictable to an attacker, only spread.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    pub fn stream_id(&mut self) -> String {
-        format!("{:016x}", self.next())
-    }
-
-    /// A BOSH sid (XEP-0124 §7.1): 128 bits, so not guessed by chance.
-    pub fn session_id(&mut self) -> String {
-        format!("{:016x}{:016x}", self.next(), self.next())
-    }
 }
 
 #[cfg(test)]

@@ -145,7 +145,7 @@ impl Link {
         let Some(Dial::Dns(targets)) = self.dial.as_mut() else {
             return Progress::Pending;
         };
-        targets.handle_answer(answer, shared.random.next());
+        targets.handle_answer(answer, shared.srv_weights.next_u64());
         self.advance(shared)
     }
 

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::dns;
 use crate::wheel::Wheel;
 use bosh::BoshEntry;
-use conn::{Conn, Outcome, Rng, Shared};
+use conn::{Conn, Outcome, Shared};
 use link::Readiness;
 pub use settings::Settings;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -160,7 +160,7 @@ impl Server {
                 settings,
                 dns,
                 scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
-                random: Rng::new(dns::random_seed()),
+                srv_weights: dns::FastRng(crate::ids::seed().map_err(|e| e.to_string())?),
                 now,
             },
             next_generation: 0,
@@ -414,20 +414,18 @@ impl Server {
         };
         let key = match body.sid.as_deref() {
             None => {
-                let sid = self.shared.random.session_id();
-                let settings = self.shared.settings.bosh.clone();
-                let name_seed = self.shared.random.next();
-                let core = match crate::bosh::Session::create(
-                    now,
-                    settings,
-                    sid.clone(),
-                    name_seed,
-                    handle,
-                    &body,
-                ) {
-                    Ok(core) => core,
-                    Err(response) => return self.deliver(conn, response),
+                let Ok(sid) = crate::ids::sid() else {
+                    let response = crate::bosh::terminate_response(
+                        crate::bosh::Condition::InternalServerError,
+                    );
+                    return self.deliver(conn, response);
                 };
+                let settings = self.shared.settings.bosh.clone();
+                let core =
+                    match crate::bosh::Session::create(now, settings, sid.clone(), handle, &body) {
+                        Ok(core) => core,
+                        Err(response) => return self.deliver(conn, response),
+                    };
                 let entry = self.boshes.vacant_entry();
                 self.next_generation = self.next_generation.wrapping_add(1);
                 let key = Key::new(entry.key(), self.next_generation);
@@ -678,15 +676,12 @@ fn open_dns(config: &Config, registry: &Registry) -> Result<DnsClient, String> {
             Some(socket)
         }
     };
-    let resolver = dns::Resolver::new(
-        dns::ResolverConfig {
-            servers,
-            timeout: config.dns.timeout,
-            attempts: config.dns.attempts,
-            max_cache_entries: config.dns.cache_entries,
-        },
-        dns::random_seed(),
-    );
+    let resolver = dns::Resolver::new(dns::ResolverConfig {
+        servers,
+        timeout: config.dns.timeout,
+        attempts: config.dns.attempts,
+        max_cache_entries: config.dns.cache_entries,
+    });
     Ok(DnsClient {
         resolver,
         socket,

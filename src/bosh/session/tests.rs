@@ -66,7 +66,7 @@ fn commands(s: &mut Session) -> Vec<Command> {
 fn create_with(now: Instant, settings: Settings, attrs: &str) -> Result<Session, Response> {
     let create = format!("<body xmlns='{NS_HTTPBIND}' rid='10' to='localhost' wait='30' hold='1' ver='1.11' xmpp:version='1.0' xmlns:xmpp='urn:xmpp:xbosh' {attrs}/>");
     let body = parse_body(create.as_bytes(), limits()).unwrap();
-    Session::create(now, settings, "sid1".into(), 7, 1, &body)
+    Session::create(now, settings, "sid1".into(), 1, &body)
 }
 
 /// A session through creation, backend connect and features.
@@ -140,7 +140,7 @@ fn a_creation_without_to_is_improper_addressing_and_missing_wait_hold_get_defaul
     let now = Instant::now();
     let text = format!("<body xmlns='{NS_HTTPBIND}' rid='1'/>");
     let body = parse_body(text.as_bytes(), limits()).unwrap();
-    let refused = Session::create(now, settings(), "s".into(), 1, 1, &body)
+    let refused = Session::create(now, settings(), "s".into(), 1, &body)
         .err()
         .unwrap();
     assert!(String::from_utf8(refused.body)
@@ -148,7 +148,7 @@ fn a_creation_without_to_is_improper_addressing_and_missing_wait_hold_get_defaul
         .contains("improper-addressing"));
     let text = format!("<body xmlns='{NS_HTTPBIND}' rid='1' to='localhost'/>");
     let body = parse_body(text.as_bytes(), limits()).unwrap();
-    assert!(Session::create(now, settings(), "s".into(), 1, 1, &body).is_ok());
+    assert!(Session::create(now, settings(), "s".into(), 1, &body).is_ok());
 }
 
 #[test]
@@ -465,7 +465,7 @@ fn polling_faster_than_allowed_is_a_policy_violation_after_one_grace() {
         "<body xmlns='{NS_HTTPBIND}' rid='10' to='localhost' wait='0' hold='0' ver='1.11'/>"
     );
     let body = parse_body(create.as_bytes(), limits()).unwrap();
-    s = Session::create(now, settings(), "sid1".into(), 7, 1, &body).unwrap_or(s);
+    s = Session::create(now, settings(), "sid1".into(), 1, &body).unwrap_or(s);
     s.poll_command();
     s.backend_connected(now, S0, backend_settings());
     s.handle_backend_input(now, S0, format!("{HEADER}{FEATURES}").as_bytes());
@@ -494,7 +494,7 @@ fn a_legacy_client_gets_http_codes_for_its_errors() {
     let create =
         format!("<body xmlns='{NS_HTTPBIND}' rid='10' to='localhost' wait='30' hold='1'/>");
     let body = parse_body(create.as_bytes(), limits()).unwrap();
-    let mut s = Session::create(now, settings(), "sid1".into(), 7, 1, &body).unwrap();
+    let mut s = Session::create(now, settings(), "sid1".into(), 1, &body).unwrap();
     request(&mut s, now, 2, &req(50, "", ""));
     let (handle, response) = s.poll_response().unwrap();
     assert_eq!((handle, response.status), (2, 404));
