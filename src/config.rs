@@ -344,7 +344,7 @@ impl Config {
             (
                 "http.max_headers",
                 self.http.max_headers,
-                crate::http::MAX_HEADERS,
+                switchboard_core::http::MAX_HEADERS,
             ),
             (
                 "http.max_body_bytes",

@@ -24,8 +24,8 @@ use std::sync::{Arc, OnceLock};
 
 use super::common;
 use rustls::{ClientConfig, RootCertStore};
-use switchboard::backend::{Error, Event, Settings, Stream};
-use switchboard::xml::{ElementInfo, Limits};
+use switchboard_core::backend::{Error, Event, Settings, Stream};
+use switchboard_core::xml::{ElementInfo, Limits};
 
 #[derive(Debug, PartialEq, Eq)]
 enum Owned {

@@ -17,7 +17,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use switchboard::dns::{Answer, Kind, Resolver, ResolverConfig};
+use switchboard_core::dns::{Answer, Kind, Resolver, ResolverConfig};
 
 const SERVER: &str = "127.0.0.53:53";
 

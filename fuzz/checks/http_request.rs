@@ -17,7 +17,7 @@
 //! httparse refuses) is compatible with anything.
 
 use super::common;
-use switchboard::http::{Error, Limits, Request, RequestReader};
+use switchboard_core::http::{Error, Limits, Request, RequestReader};
 
 /// Ends a head whatever line it stopped in.
 const END: &[u8] = b"\r\n\r\n";

@@ -9,7 +9,7 @@
 //! limit; a failed or closed codec says so.
 
 use super::common;
-use switchboard::websocket::{CloseReason, Codec, Limits, Message};
+use switchboard_core::websocket::{CloseReason, Codec, Limits, Message};
 
 #[derive(Debug, PartialEq, Eq)]
 struct Run {

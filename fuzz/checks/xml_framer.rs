@@ -17,7 +17,7 @@
 //! must agree (see `common::strict_refusals`).
 
 use super::common;
-use switchboard::xml::{Error, Frame, FrameKind, Framer, Limits, Mode};
+use switchboard_core::xml::{Error, Frame, FrameKind, Framer, Limits, Mode};
 
 #[derive(Debug, PartialEq, Eq)]
 enum End {

@@ -12,9 +12,9 @@ use super::conn::{Outcome, Shared};
 use super::io::{self, Io};
 use super::link::{Link, Progress, Readiness};
 use super::token::{Key, Owner};
-use crate::bosh::{self, Command, StreamId};
-use crate::dns;
-use crate::wheel::TimerId;
+use switchboard_core::bosh::{self, Command, StreamId};
+use switchboard_core::dns;
+use switchboard_core::wheel::TimerId;
 
 /// Reads per backend per wake-up before yielding.
 const READ_BUDGET: usize = 16;

@@ -14,11 +14,11 @@ use super::link::{Link, Progress, Readiness, Socket};
 use super::settings::Settings;
 use super::token::{Key, Owner};
 use super::DnsClient;
-use crate::bosh;
-use crate::dns;
-use crate::http;
-use crate::session::{Command, End, Session};
-use crate::websocket;
+use switchboard_core::bosh;
+use switchboard_core::dns;
+use switchboard_core::http;
+use switchboard_core::session::{Command, End, Session};
+use switchboard_core::websocket;
 
 /// Reads per socket per wake-up before yielding to other connections.
 const READ_BUDGET: usize = 16;
@@ -83,7 +83,7 @@ pub struct Conn {
     backend: Option<Link>,
     /// Set once a close is decided: flush, then finish by this deadline.
     closing: Option<(End, Instant)>,
-    pub timer: Option<(crate::wheel::TimerId, Instant)>,
+    pub timer: Option<(switchboard_core::wheel::TimerId, Instant)>,
 }
 
 impl Conn {
@@ -474,7 +474,7 @@ impl Conn {
             };
             return match websocket::accept(&upgrade) {
                 Ok(response) => {
-                    let Ok(id) = crate::ids::stream_id() else {
+                    let Ok(id) = switchboard_core::ids::stream_id() else {
                         let body = b"no random stream id\n";
                         http::write_response(
                             &mut self.output,

@@ -12,7 +12,7 @@ use mio::{Interest, Registry};
 
 use super::conn::Shared;
 use super::token::Owner;
-use crate::dns::{self, Step};
+use switchboard_core::dns::{self, Step};
 
 /// A socket with its remembered readiness (edge-triggered: readiness stays
 /// true until an operation reports `WouldBlock`).

@@ -26,14 +26,14 @@ use mio::{Events, Interest, Poll, Registry, Waker};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::dns;
-use crate::wheel::Wheel;
 use bosh::BoshEntry;
 use conn::{Conn, Outcome, Shared};
 use link::Readiness;
 pub use settings::Settings;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
+use switchboard_core::dns;
+use switchboard_core::wheel::Wheel;
 use token::{Key, Owner, DNS, LISTENER, SIGNALS, WAKER};
 
 /// Size of the one read buffer all sockets share.
@@ -160,7 +160,9 @@ impl Server {
                 settings,
                 dns,
                 scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
-                srv_weights: dns::FastRng(crate::ids::seed().map_err(|e| e.to_string())?),
+                srv_weights: dns::FastRng(
+                    switchboard_core::ids::seed().map_err(|e| e.to_string())?,
+                ),
                 now,
             },
             next_generation: 0,
@@ -406,26 +408,32 @@ impl Server {
         let now = self.shared.now;
         let handle = conn.to_u64();
         log::trace!("bosh request: {}", String::from_utf8_lossy(raw));
-        let body = match crate::bosh::parse_body(raw, self.shared.settings.xml_limits()) {
+        let body = match switchboard_core::bosh::parse_body(raw, self.shared.settings.xml_limits())
+        {
             Ok(body) => body,
             Err(condition) => {
-                return self.deliver(conn, crate::bosh::terminate_response(condition))
+                return self.deliver(conn, switchboard_core::bosh::terminate_response(condition))
             }
         };
         let key = match body.sid.as_deref() {
             None => {
-                let Ok(sid) = crate::ids::sid() else {
-                    let response = crate::bosh::terminate_response(
-                        crate::bosh::Condition::InternalServerError,
+                let Ok(sid) = switchboard_core::ids::sid() else {
+                    let response = switchboard_core::bosh::terminate_response(
+                        switchboard_core::bosh::Condition::InternalServerError,
                     );
                     return self.deliver(conn, response);
                 };
                 let settings = self.shared.settings.bosh.clone();
-                let core =
-                    match crate::bosh::Session::create(now, settings, sid.clone(), handle, &body) {
-                        Ok(core) => core,
-                        Err(response) => return self.deliver(conn, response),
-                    };
+                let core = match switchboard_core::bosh::Session::create(
+                    now,
+                    settings,
+                    sid.clone(),
+                    handle,
+                    &body,
+                ) {
+                    Ok(core) => core,
+                    Err(response) => return self.deliver(conn, response),
+                };
                 let entry = self.boshes.vacant_entry();
                 self.next_generation = self.next_generation.wrapping_add(1);
                 let key = Key::new(entry.key(), self.next_generation);
@@ -449,8 +457,9 @@ impl Server {
             Some(sid) => {
                 let found = self.sids.get(sid).copied();
                 let Some(entry) = found.and_then(|key| live_bosh(&mut self.boshes, key)) else {
-                    let response =
-                        crate::bosh::terminate_response(crate::bosh::Condition::ItemNotFound);
+                    let response = switchboard_core::bosh::terminate_response(
+                        switchboard_core::bosh::Condition::ItemNotFound,
+                    );
                     return self.deliver(conn, response);
                 };
                 entry.core.handle_request(now, handle, &body, raw);
@@ -467,7 +476,7 @@ impl Server {
     /// The connection is driven from the work queue, never from here: a
     /// response may free the next pipelined request, whose answer would
     /// come back here, one stack level per request a peer sends.
-    fn deliver(&mut self, conn: Key, response: crate::bosh::Response) {
+    fn deliver(&mut self, conn: Key, response: switchboard_core::bosh::Response) {
         if let Some(c) = live(&mut self.conns, conn) {
             c.deliver_bosh(response, &mut self.shared);
             self.again.push(Timer::Conn(conn));
@@ -654,7 +663,7 @@ fn live(conns: &mut Slab<Conn>, key: Key) -> Option<&mut Conn> {
 
 fn open_dns(config: &Config, registry: &Registry) -> Result<DnsClient, String> {
     let servers = if config.dns.servers.is_empty() {
-        dns::system_servers().unwrap_or_else(|e| {
+        crate::dns_system::servers().unwrap_or_else(|e| {
             warn!("no DNS servers from /etc/resolv.conf ({e}): only static routes will work");
             Vec::new()
         })

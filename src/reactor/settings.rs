@@ -6,13 +6,13 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend;
-use crate::bosh;
 use crate::config::Config;
-use crate::http;
-use crate::session;
-use crate::websocket;
-use crate::xml;
+use switchboard_core::backend;
+use switchboard_core::bosh;
+use switchboard_core::http;
+use switchboard_core::session;
+use switchboard_core::websocket;
+use switchboard_core::xml;
 
 /// XMPP client port when no SRV record names one (RFC 6120 §3.2.2).
 const XMPP_CLIENT_PORT: u16 = 5222;
@@ -82,7 +82,8 @@ impl Settings {
             bosh_routes.insert(route.clone(), addrs);
         }
         let ca_file = Some(config.backend.ca_file.as_path()).filter(|p| !p.as_os_str().is_empty());
-        let tls = backend::client_config(ca_file).map_err(|e| format!("backend.ca_file: {e}"))?;
+        let tls =
+            crate::tls::client_config(ca_file).map_err(|e| format!("backend.ca_file: {e}"))?;
         Ok(Settings {
             http: http::Limits {
                 max_head_bytes: config.http.max_head_bytes,

@@ -18,7 +18,7 @@ use base64::Engine;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use switchboard::xml::{FrameKind, Framer, Limits, Mode};
+use switchboard_core::xml::{FrameKind, Framer, Limits, Mode};
 
 use crate::xmpp::{attr, child_text, find, own_text, NS_BIND, NS_SASL, NS_SESSION};
 

@@ -3,14 +3,14 @@
 //! client's login as a sans-IO state machine (RFC 6120 §6 SASL, §7 bind,
 //! RFC 3921 §3 legacy session).
 //!
-//! Elements arrive already cut by `switchboard::xml::Framer`, so these reads
+//! Elements arrive already cut by `switchboard_core::xml::Framer`, so these reads
 //! only look inside one complete, well-formed element; they allocate nothing
 //! on the message path.
 
 use std::borrow::Cow;
 
 use base64::Engine;
-use switchboard::xml::{children, ElementInfo, NS_STREAM_ERRORS};
+use switchboard_core::xml::{children, ElementInfo, NS_STREAM_ERRORS};
 
 /// SASL (RFC 6120 §6.4).
 pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mio::{Events, Poll};
-use switchboard::xml::ElementInfo;
+use switchboard_core::xml::ElementInfo;
 
 use super::bosh::Bosh;
 use super::conn::Net;

@@ -15,7 +15,7 @@ pub mod timeline;
 pub mod ws;
 
 use mio::Token;
-use switchboard::xml::ElementInfo;
+use switchboard_core::xml::ElementInfo;
 
 use crate::xmpp::ErrorKind;
 use conn::Net;

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use switchboard::xml::{FrameKind, Framer, Limits, Mode};
+use switchboard_core::xml::{FrameKind, Framer, Limits, Mode};
 
 use super::conn::{Conn, Net, ReadState};
 use super::{token, Flow, Handler, Outbox};

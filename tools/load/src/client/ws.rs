@@ -6,7 +6,7 @@ use std::io::Write;
 use std::rc::Rc;
 
 use base64::Engine;
-use switchboard::xml::{FrameKind, Framer, Limits, Mode, NS_FRAMING};
+use switchboard_core::xml::{FrameKind, Framer, Limits, Mode, NS_FRAMING};
 
 use super::conn::{Conn, Net, ReadState};
 use super::{token, Flow, Handler, Outbox};
@@ -299,7 +299,7 @@ mod tests {
     /// The server's own decoder accepts our masked frames.
     #[test]
     fn masked_client_frames_decode_on_the_server_codec() {
-        use switchboard::websocket::{Codec, Limits, Message};
+        use switchboard_core::websocket::{Codec, Limits, Message};
         let mut out = Vec::new();
         let mut rng = 7;
         let long = "x".repeat(70_000);

@@ -3,7 +3,6 @@
 //! scripted answers. Bytes move through `output()`/`handle_input()` only.
 
 use super::*;
-use crate::backend::config_with_roots;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
 use std::io::Read;
@@ -106,7 +105,7 @@ fn settings(pki: &Pki, plaintext_allowed: bool) -> Settings {
     Settings {
         domain: DOMAIN.to_owned(),
         lang: "en".to_owned(),
-        tls: config_with_roots(pki.roots.clone()).unwrap(),
+        tls: client_config_for_tests(pki.roots.clone()),
         plaintext_allowed,
         skip_optional_tls: false,
         xml: xml::Limits::default(),

@@ -1,17 +1,16 @@
-//! The host's view of DNS: the servers of /etc/resolv.conf.
-//! The reactor calls it once at start-up; everything else in `dns` is
-//! sans-IO.
+//! The host's view of DNS: the servers of /etc/resolv.conf, read once at
+//! start-up.
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::Error;
+use switchboard_core::dns::Error;
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 const DNS_PORT: u16 = 53;
 
 /// The `nameserver` entries of /etc/resolv.conf on port 53 (resolv.conf(5));
 /// with none listed, the local host, as glibc does.
-pub fn system_servers() -> Result<Vec<SocketAddr>, Error> {
+pub fn servers() -> Result<Vec<SocketAddr>, Error> {
     let bytes =
         std::fs::read(RESOLV_CONF).map_err(|e| Error::System(format!("{RESOLV_CONF}: {e}")))?;
     parse_servers(&bytes)

@@ -8,7 +8,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use switchboard::xml::{Framer, Limits, Mode};
+use switchboard_core::xml::{Framer, Limits, Mode};
 
 const READ_SIZE: usize = 4096;
 const TARGET_BYTES: usize = 1 << 20;

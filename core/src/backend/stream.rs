@@ -59,7 +59,7 @@ pub struct Settings {
     /// `xml:lang` of our first header (RFC 6120 §4.7.4); empty leaves it
     /// out.
     pub lang: String,
-    /// Shared client configuration, from [`super::client_config`].
+    /// Shared client configuration, built once at start-up.
     pub tls: Arc<ClientConfig>,
     /// The server may be used without TLS when it does not offer STARTTLS.
     /// An offered STARTTLS is used unless `skip_optional_tls`.
@@ -78,21 +78,27 @@ impl Settings {
     /// Plaintext to `localhost`, trusting no one: for the session cores'
     /// tests, whose stub servers never offer STARTTLS.
     pub(crate) fn plaintext_for_tests(xml: xml::Limits) -> Settings {
-        let tls =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default versions")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
         Settings {
             domain: "localhost".into(),
             lang: "en".into(),
-            tls: Arc::new(tls),
+            tls: client_config_for_tests(rustls::RootCertStore::empty()),
             plaintext_allowed: true,
             skip_optional_tls: false,
             xml,
         }
     }
+}
+
+/// A client configuration trusting `roots` only, for tests.
+#[cfg(test)]
+pub(crate) fn client_config_for_tests(roots: rustls::RootCertStore) -> Arc<ClientConfig> {
+    let tls =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Arc::new(tls)
 }
 
 /// Something the server sent that the session must act on.

@@ -2,7 +2,7 @@
 //! cargo-fuzz target runs (STYLE rule 13), so stable CI covers the corpus
 //! and a committed crash reproducer fails here by name.
 
-#[path = "../fuzz/checks/mod.rs"]
+#[path = "../../fuzz/checks/mod.rs"]
 mod checks;
 
 use std::fs;
@@ -11,7 +11,7 @@ use std::path::Path;
 
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("../fuzz/corpus")
         .join(target);
     let mut files: Vec<_> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))

@@ -1,8 +1,8 @@
 //! TLS client configuration for backend streams (RFC 6120 §5, §13.7.2).
 //!
-//! Built once at start-up and shared by every [`super::Stream`] through an
-//! `Arc`. This is the only I/O in the backend module: it reads the system
-//! trust store (rustls-native-certs) and an optional extra PEM CA file. The
+//! Built once at start-up and shared by every backend stream through an
+//! `Arc`: it reads the system trust store (rustls-native-certs) and an
+//! optional extra PEM CA file. The
 //! server certificate is later verified against the XMPP domain, never the
 //! SRV target host (RFC 6120 §13.7.2.1): the stream passes the domain as the
 //! rustls `ServerName`.

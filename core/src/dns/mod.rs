@@ -1,7 +1,6 @@
 //! Finding an XMPP server: DNS SRV and A/AAAA lookups (RFC 6120 §3.2).
 //!
-//! Contract: everything here is sans-IO except [`system_servers`], which
-//! the reactor calls once at start-up.
+//! Contract: everything here is sans-IO; the binary reads /etc/resolv.conf.
 //! - [`Resolver`] turns lookups into UDP datagrams and datagrams back into
 //!   answers; the reactor owns the one nonblocking UDP socket, feeds
 //!   `handle_datagram`/`handle_timeout` and drains `poll_transmit`,
@@ -15,11 +14,9 @@
 
 mod cache;
 mod resolver;
-mod system;
 mod targets;
 
 pub use resolver::{QueryId, Resolver, ResolverConfig, MAX_DATAGRAM, MAX_OUTSTANDING};
-pub use system::system_servers;
 pub use targets::{Step, Targets, MAX_CONNECT_ATTEMPTS, XMPP_CLIENT_PORT};
 
 use std::fmt;

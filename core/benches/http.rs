@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use switchboard::http::{Limits, RequestReader};
+use switchboard_core::http::{Limits, RequestReader};
 
 const BOSH_HEAD: &str = "POST /http-bind HTTP/1.1\r\n\
 Host: chat.example.org\r\n\
