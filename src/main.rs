@@ -4,14 +4,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use switchboard::config::Config;
+use switchboard::reactor::Settings;
 
 const USAGE: &str = "\
 usage: switchboard [--config FILE] [--check-config] [--help] [--version]
 
   --config FILE    read the TOML configuration from FILE (default: built-in
                    defaults, serving 127.0.0.1:5280)
-  --check-config   validate the configuration, print `config ok` or the
-                   wrong line and key, and exit (0 or 2)
+  --check-config   run every check start-up runs short of listening (bounds,
+                   route host names resolved, ca_file read), print `config
+                   ok` or the wrong line, key and value, and exit (0 or 2)
   --help           print this help
   --version        print the version
 
@@ -64,13 +66,21 @@ fn main() -> ExitCode {
         Parsed::Exit(code) => return code,
     };
     let config = match &args.config {
-        Some(path) => Config::load(path).map_err(|e| format!("{}: {e}", path.display())),
+        Some(path) => Config::load(path),
         None => Ok(Config::default()),
     };
-    let config = match config {
+    // Start-up runs the same `Settings::from_config` inside the reactor.
+    let checked = match config {
+        Ok(config) if args.check => Settings::from_config(&config).map(|_| config),
+        other => other,
+    };
+    let config = match checked {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("switchboard: {e}");
+            match &args.config {
+                Some(path) => eprintln!("switchboard: {}: {e}", path.display()),
+                None => eprintln!("switchboard: {e}"),
+            }
             return ExitCode::from(2);
         }
     };

@@ -43,34 +43,99 @@ fn version_and_help() {
     }
 }
 
+/// `--check-config` on `text` saved as `name`: the exit code, what it
+/// printed on standard output and on standard error, less the file-name
+/// prefix every error line starts with.
+fn check_config(name: &str, text: &str) -> (i32, String, String) {
+    let path = config_file(name, text);
+    let (code, out, err) = switchboard(&["--check-config", "--config", path.to_str().unwrap()]);
+    let prefix = format!("switchboard: {}: ", path.display());
+    let err = err.trim().strip_prefix(&prefix).unwrap_or(&err).to_string();
+    (code, out.trim().to_string(), err)
+}
+
 #[test]
 fn check_config_accepts_a_good_file_and_the_defaults() {
-    let path = config_file("good.toml", "[server]\nlisten = \"127.0.0.1:5290\"\n");
-    let (code, out, _) = switchboard(&["--check-config", "--config", path.to_str().unwrap()]);
-    assert_eq!((code, out.trim()), (0, "config ok"));
+    let (code, out, _) = check_config("good.toml", "[server]\nlisten = \"127.0.0.1:5290\"\n");
+    assert_eq!((code, out.as_str()), (0, "config ok"));
     let (code, out, _) = switchboard(&["--check-config"]);
     assert_eq!((code, out.trim()), (0, "config ok"));
 }
 
+/// The configuration sample under README.md's "Configuration" heading.
+fn readme_sample() -> String {
+    let readme = include_str!("../README.md");
+    let (_, section) = readme.split_once("\n## Configuration\n").unwrap();
+    let (_, block) = section.split_once("```toml\n").unwrap();
+    let (sample, _) = block.split_once("```").unwrap();
+    sample.to_string()
+}
+
 #[test]
-fn check_config_names_the_wrong_line_and_key() {
-    let path = config_file(
-        "bad.toml",
-        "[server]\nlisten = \"127.0.0.1:5290\"\n\n[websocket]\nmax_message_bytes = 0\n",
+fn the_readme_config_sample_passes_check_config() {
+    let (code, out, err) = check_config("readme.toml", &readme_sample());
+    assert_eq!((code, out.as_str()), (0, "config ok"), "{err}");
+}
+
+#[test]
+fn check_config_runs_the_checks_start_up_runs() {
+    let text =
+        "[server]\nlisten = \"127.0.0.1:24581\"\n\n[backend]\nca_file = \"/nonexistent/ca.pem\"\n";
+    let expected = "line 5: backend.ca_file: \"/nonexistent/ca.pem\" cannot be read (No such file or directory (os error 2)); give a readable PEM file of CA certificates, or leave ca_file out to trust the system's CAs only";
+    assert_eq!(
+        check_config("no-ca.toml", text),
+        (2, String::new(), expected.to_string())
     );
-    let (code, _, err) = switchboard(&["--check-config", "--config", path.to_str().unwrap()]);
-    assert_eq!(code, 2);
-    assert!(
-        err.contains("line 5") && err.contains("websocket.max_message_bytes"),
-        "{err}"
-    );
-    let path = config_file("typo.toml", "[backend]\nconect_timeout = \"1s\"\n");
-    let (code, _, err) = switchboard(&["--check-config", "--config", path.to_str().unwrap()]);
-    assert_eq!(code, 2);
-    assert!(
-        err.contains("line 2") && err.contains("conect_timeout"),
-        "{err}"
-    );
+    // Start-up refuses the same file with the same words, before listening.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("--config")
+        .arg(config_file("no-ca.toml", text))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("started with a ca_file that does not exist");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains(expected), "{err}");
+}
+
+#[test]
+fn check_config_names_the_line_key_and_value_in_words() {
+    let cases = [
+        (
+            "[server]\nlisten = \"localhost:5280\"\n",
+            r#"line 2: server.listen: "localhost:5280" is not an IP address and port such as "127.0.0.1:5280""#,
+        ),
+        (
+            "[backend.routes]\n\"example.org\" = \"nohost\"\n",
+            r#"line 2: backend.routes."example.org": "nohost" is not a host and port such as "xmpp.example.org:5222" or "127.0.0.1:5222""#,
+        ),
+        (
+            "[server]\nlisten = \"127.0.0.1:5290\"\n\n[websocket]\nmax_message_bytes = 0\n",
+            "line 5: websocket.max_message_bytes: 0 is not a number of bytes from 1 to 67108864 (64 MiB), such as 262144",
+        ),
+        (
+            "[backend]\nconect_timeout = \"1s\"\n",
+            "line 2: backend.conect_timeout: is not a key of [backend]; its keys are connect_timeout, handshake_timeout, ca_file, plaintext_domains, max_buffer_bytes, routes, allow_private_addresses, loopback_plaintext",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(
+            check_config("bad.toml", text),
+            (2, String::new(), expected.to_string())
+        );
+    }
 }
 
 #[test]
@@ -87,7 +152,10 @@ fn unknown_arguments_and_missing_files_are_usage_errors() {
         "/nonexistent/switchboard.toml",
     ]);
     assert_eq!(code, 2);
-    assert!(err.contains("cannot read"), "{err}");
+    assert_eq!(
+        err.trim(),
+        "switchboard: /nonexistent/switchboard.toml: cannot be read (No such file or directory (os error 2))"
+    );
 }
 
 /// SIGTERM drains the server and the process exits 0 by itself.

@@ -6,7 +6,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{key_path, Config, ConfigError};
+use crate::tls::TlsConfigError;
 use switchboard_core::backend;
 use switchboard_core::bosh;
 use switchboard_core::http;
@@ -51,7 +52,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(config: &Config) -> Result<Settings, String> {
+    /// Everything start-up checks short of binding the listener: the
+    /// configuration's bounds and formats (again, for configurations built
+    /// in code), route host names resolved, the CA file read. `--check-config`
+    /// runs this very function, so the two cannot disagree.
+    pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
+        config.validate()?;
         let xml = xml::Limits {
             max_depth: config.xml.max_depth,
             max_attributes: config.xml.max_attributes,
@@ -61,10 +67,8 @@ impl Settings {
         let mut plaintext: HashSet<String> =
             config.backend.plaintext_domains.iter().cloned().collect();
         for (domain, target) in &config.backend.routes {
-            let addrs: Vec<SocketAddr> = target
-                .to_socket_addrs()
-                .map_err(|e| format!("backend.routes.{domain}: cannot resolve {target}: {e}"))?
-                .collect();
+            let key = key_path(&["backend", "routes", domain]);
+            let addrs = resolve(config, &key, None, target)?;
             // A loopback route never leaves the machine: plaintext is as
             // safe there as the machine itself.
             if !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()) {
@@ -73,17 +77,13 @@ impl Settings {
             routes.insert(domain.clone(), addrs);
         }
         let mut bosh_routes = HashMap::new();
-        for route in &config.bosh.allowed_routes {
+        for (i, route) in config.bosh.allowed_routes.iter().enumerate() {
             let target = route.strip_prefix("xmpp:").unwrap_or(route);
-            let addrs: Vec<SocketAddr> = target
-                .to_socket_addrs()
-                .map_err(|e| format!("bosh.allowed_routes: cannot resolve {target}: {e}"))?
-                .collect();
+            let addrs = resolve(config, "bosh.allowed_routes", Some(i), target)?;
             bosh_routes.insert(route.clone(), addrs);
         }
         let ca_file = Some(config.backend.ca_file.as_path()).filter(|p| !p.as_os_str().is_empty());
-        let tls =
-            crate::tls::client_config(ca_file).map_err(|e| format!("backend.ca_file: {e}"))?;
+        let tls = crate::tls::client_config(ca_file).map_err(|e| ca_file_error(config, &e))?;
         Ok(Settings {
             http: http::Limits {
                 max_head_bytes: config.http.max_head_bytes,
@@ -155,4 +155,47 @@ impl Settings {
             xml: self.xml,
         }
     }
+}
+
+/// A route's host and port resolved, as the loop will dial them.
+fn resolve(
+    config: &Config,
+    key: &str,
+    index: Option<usize>,
+    target: &str,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    target
+        .to_socket_addrs()
+        .map(Iterator::collect)
+        .map_err(|e| {
+            let what = format!(
+                "cannot be resolved ({e}); give an IP address and port such as \"127.0.0.1:5222\", or a host name this machine resolves"
+            );
+            config.error(key, index, &format!("{target:?}"), &what)
+        })
+}
+
+/// Why `backend.ca_file` (or the lack of one) gives no usable trust.
+fn ca_file_error(config: &Config, error: &TlsConfigError) -> ConfigError {
+    let what = match error {
+        TlsConfigError::CaFile {
+            error: rustls::pki_types::pem::Error::Io(e),
+            ..
+        } => format!("cannot be read ({e}); give a readable PEM file of CA certificates, or leave ca_file out to trust the system's CAs only"),
+        TlsConfigError::CaFile { error, .. } => {
+            format!("is not a PEM file ({error}); give a file of \"-----BEGIN CERTIFICATE-----\" sections")
+        }
+        TlsConfigError::NoCertificates(_) => {
+            "holds no certificate; give a PEM file with at least one \"-----BEGIN CERTIFICATE-----\" section".into()
+        }
+        TlsConfigError::InvalidCa { error, .. } => {
+            format!("holds a certificate that cannot be a trusted CA ({error}); give the CA's own certificate")
+        }
+        TlsConfigError::NoTrustAnchors => {
+            "names no CA file and this system has no CA certificates; give a PEM file of the CAs that sign your XMPP servers' certificates".into()
+        }
+        TlsConfigError::Rustls(error) => format!("cannot be used: {error}"),
+    };
+    let path = format!("{:?}", config.backend.ca_file.display().to_string());
+    config.error("backend.ca_file", None, &path, &what)
 }
