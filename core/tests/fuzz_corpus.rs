@@ -1,5 +1,5 @@
 //! Replays every seed in `fuzz/corpus/<target>/` through the same check its
-//! cargo-fuzz target runs (STYLE rule 13), so stable CI covers the corpus
+//! cargo-fuzz target runs, so stable CI covers the corpus
 //! and a committed crash reproducer fails here by name.
 
 #[path = "../../fuzz/checks/mod.rs"]

@@ -1,5 +1,7 @@
-//! Socket results classified once (STYLE rule 7): the rest of the reactor
-//! sees progress, would-block, closed or failed, never raw `io::Error`s.
+//! Socket results classified once, so that every caller treats an
+//! interruption, a would-block and a reset the same way: the rest of the
+//! reactor sees progress, would-block, closed or failed, never raw
+//! `io::Error`s.
 
 use std::io::{self, Read, Write};
 
