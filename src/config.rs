@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use source::key_path;
+pub(crate) use source::key_path;
 use source::Source;
 use values::{bytes, count, dns_servers, duration, listen, optional_duration, show_duration};
 
@@ -368,7 +368,13 @@ impl Config {
     /// An error about `key` (its list element `index`): at the line where
     /// the file sets it, starting with the value as written there, else
     /// with `value` as this configuration holds it.
-    pub fn error(&self, key: &str, index: Option<usize>, value: &str, what: &str) -> ConfigError {
+    pub(crate) fn error(
+        &self,
+        key: &str,
+        index: Option<usize>,
+        value: &str,
+        what: &str,
+    ) -> ConfigError {
         ConfigError {
             line: self.source.locate(key, index).map(|(line, _)| line),
             key: Some(key.to_string()),

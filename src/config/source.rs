@@ -34,7 +34,7 @@ pub(super) struct Source {
 
 /// A dotted key as TOML writes it: segments that are not bare keys are
 /// quoted, so `backend.routes."example.org"` keeps its dot.
-pub fn key_path<S: AsRef<str>>(segments: &[S]) -> String {
+pub(crate) fn key_path<S: AsRef<str>>(segments: &[S]) -> String {
     let mut path = String::new();
     for (i, segment) in segments.iter().enumerate() {
         let segment = segment.as_ref();
@@ -73,7 +73,7 @@ impl Source {
                 index: None,
                 key_span: Some(key.span()),
                 line: line_of(text, key.span().start),
-                raw: shown(&text[value_span.clone()]),
+                raw: shown(text.get(value_span.clone()).unwrap_or_default()),
                 value_span,
                 is_table: value.get_ref().is_table(),
             });
@@ -87,7 +87,7 @@ impl Source {
                             index: Some(index),
                             key_span: None,
                             line: line_of(text, span.start),
-                            raw: shown(&text[span.clone()]),
+                            raw: shown(text.get(span.clone()).unwrap_or_default()),
                             value_span: span,
                             is_table: element.get_ref().is_table(),
                         });
@@ -221,7 +221,7 @@ fn syntax_error(text: &str, error: &toml::de::Error) -> ConfigError {
             None => "is given a second time; give each key and table once".to_string(),
         }
     } else {
-        let at = text[span.clone()].trim();
+        let at = text.get(span.clone()).unwrap_or_default().trim();
         let at = if at.is_empty() {
             text.lines().nth(line - 1).unwrap_or_default().trim()
         } else {

@@ -451,3 +451,15 @@ fn docs_config_md_error_examples_are_what_switchboard_prints() {
     ];
     assert_eq!(examples.lines().collect::<Vec<_>>(), printed);
 }
+
+/// Every prefix of a file (a cut at every character) is read without a
+/// panic, and every error it gives names a line.
+#[test]
+fn every_cut_of_a_file_gives_a_config_or_an_error_with_a_line() {
+    let text = "[server]\nlisten = \"127.0.0.1:5290\" # here\n[bosh]\nallowed_origins = [\n  \"https://chat.example.org\",\n]\nheaders = { X-A = \"b\" }\n[backend.routes]\n\"example.org\" = \"127.0.0.1:5222\"\n[dns]\ntimeout = \"2s\"\n";
+    for (cut, _) in text.char_indices() {
+        if let Err(e) = Config::from_toml(&text[..cut]) {
+            assert!(e.line.is_some(), "cut at {cut}: {e}");
+        }
+    }
+}

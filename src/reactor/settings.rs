@@ -68,7 +68,7 @@ impl Settings {
             config.backend.plaintext_domains.iter().cloned().collect();
         for (domain, target) in &config.backend.routes {
             let key = key_path(&["backend", "routes", domain]);
-            let addrs = resolve(config, &key, None, target)?;
+            let addrs = resolve(config, &key, None, target, target)?;
             // A loopback route never leaves the machine: plaintext is as
             // safe there as the machine itself.
             if !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()) {
@@ -79,7 +79,7 @@ impl Settings {
         let mut bosh_routes = HashMap::new();
         for (i, route) in config.bosh.allowed_routes.iter().enumerate() {
             let target = route.strip_prefix("xmpp:").unwrap_or(route);
-            let addrs = resolve(config, "bosh.allowed_routes", Some(i), target)?;
+            let addrs = resolve(config, "bosh.allowed_routes", Some(i), route, target)?;
             bosh_routes.insert(route.clone(), addrs);
         }
         let ca_file = Some(config.backend.ca_file.as_path()).filter(|p| !p.as_os_str().is_empty());
@@ -157,11 +157,13 @@ impl Settings {
     }
 }
 
-/// A route's host and port resolved, as the loop will dial them.
+/// The host and port of a route (`value`, as the configuration holds it)
+/// resolved, as the loop will dial them.
 fn resolve(
     config: &Config,
     key: &str,
     index: Option<usize>,
+    value: &str,
     target: &str,
 ) -> Result<Vec<SocketAddr>, ConfigError> {
     target
@@ -171,7 +173,7 @@ fn resolve(
             let what = format!(
                 "cannot be resolved ({e}); give an IP address and port such as \"127.0.0.1:5222\", or a host name this machine resolves"
             );
-            config.error(key, index, &format!("{target:?}"), &what)
+            config.error(key, index, &format!("{value:?}"), &what)
         })
 }
 
