@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5280";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 8 * 1024;
 pub const DEFAULT_MAX_HEADERS: usize = 64;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -46,6 +48,7 @@ pub const DEFAULT_DNS_CACHE_ENTRIES: usize = 1024;
 /// Upper bounds: generous, but a typo of three zeros is caught.
 const MAX_CONNECTIONS_BOUND: usize = 1_000_000;
 const MAX_BYTES_BOUND: usize = 64 * 1024 * 1024;
+const MAX_BUDGET_BOUND: usize = 1 << 40;
 const MAX_TIMEOUT_BOUND: Duration = Duration::from_secs(24 * 3600);
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
@@ -67,6 +70,15 @@ pub struct Server {
     pub listen: SocketAddr,
     /// Accept pauses at this many open client connections.
     pub max_connections: usize,
+    /// Open client connections from one address; more are answered 503.
+    pub max_connections_per_address: usize,
+    /// Live sessions, BOSH and WebSocket together.
+    pub max_sessions: usize,
+    /// Live sessions started from one address.
+    pub max_sessions_per_address: usize,
+    /// Bytes buffered by all sessions together: above it reading pauses
+    /// and new sessions are refused.
+    pub max_buffered_bytes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -184,6 +196,10 @@ impl Default for Server {
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 5280))),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_address: DEFAULT_MAX_SESSIONS,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
         }
     }
 }
@@ -330,11 +346,31 @@ impl Config {
 
     /// Every bound, as (dotted key, message) for the first one broken.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let counts: [(&str, usize, usize); 9] = [
+        let counts: [(&str, usize, usize); 13] = [
             (
                 "server.max_connections",
                 self.server.max_connections,
                 MAX_CONNECTIONS_BOUND,
+            ),
+            (
+                "server.max_connections_per_address",
+                self.server.max_connections_per_address,
+                MAX_CONNECTIONS_BOUND,
+            ),
+            (
+                "server.max_sessions",
+                self.server.max_sessions,
+                MAX_CONNECTIONS_BOUND,
+            ),
+            (
+                "server.max_sessions_per_address",
+                self.server.max_sessions_per_address,
+                MAX_CONNECTIONS_BOUND,
+            ),
+            (
+                "server.max_buffered_bytes",
+                self.server.max_buffered_bytes,
+                MAX_BUDGET_BOUND,
             ),
             (
                 "http.max_head_bytes",

@@ -267,6 +267,20 @@ impl Session {
         }
     }
 
+    /// Bytes held for the client and the servers, for the endpoint's
+    /// accounting.
+    pub fn buffered_bytes(&self) -> usize {
+        let streams: usize = self
+            .streams
+            .iter()
+            .flatten()
+            .map(XmppStream::buffered_bytes)
+            .sum();
+        let queued: usize = self.queued.iter().map(|(_, q)| q.payload.len()).sum();
+        let notices: usize = self.notices.iter().map(Vec::len).sum();
+        streams + queued + notices + self.replies.bytes()
+    }
+
     /// Back-pressure: stop reading the server while this much waits.
     pub fn wants_backend_input(&self, id: StreamId) -> bool {
         self.stream(id)
