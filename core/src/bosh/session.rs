@@ -118,6 +118,7 @@ struct Queued {
 pub struct Session {
     settings: Settings,
     sid: String,
+    domain: String,
     wait: Duration,
     hold: u32,
     /// As granted at creation; a pause changes `inactivity` until the next
@@ -192,6 +193,7 @@ impl Session {
         let acks = body.ack.is_some();
         let mut session = Session {
             sid,
+            domain: domain.clone(),
             wait,
             hold,
             granted_inactivity: inactivity,
@@ -234,13 +236,10 @@ impl Session {
         &self.sid
     }
 
-    /// The first stream's domain, for log lines.
+    /// The domain the session was created for, for log lines (its
+    /// streams may all be gone by the time it ends).
     pub fn domain(&self) -> &str {
-        self.streams
-            .iter()
-            .flatten()
-            .next()
-            .map_or("", |s| s.domain.as_str())
+        &self.domain
     }
 
     /// The domain and language a stream's backend connection is for.
@@ -421,7 +420,11 @@ impl Session {
         } else {
             return false;
         };
-        let at = self.held.iter().position(|h| h.rid > rid).unwrap_or(self.held.len());
+        let at = self
+            .held
+            .iter()
+            .position(|h| h.rid > rid)
+            .unwrap_or(self.held.len());
         self.held.insert(
             at,
             Held {

@@ -715,3 +715,16 @@ fn an_unanswered_request_sent_again_moves_to_the_new_connection() {
     assert_eq!(got[0].0, 3);
     assert!(got[0].1.contains("hi"));
 }
+
+/// The session's domain outlives its streams, for the end's log line.
+#[test]
+fn a_terminated_session_still_names_its_domain() {
+    let now = Instant::now();
+    let mut s = idle(now);
+    request(&mut s, now, 2, &req(11, "type='terminate'", ""));
+    assert!(s.is_ended());
+    assert!(commands(&mut s).contains(&Command::CloseBackend { stream: S0 }));
+    backend_text(&mut s);
+    s.backend_released(S0);
+    assert_eq!(s.domain(), "localhost");
+}
