@@ -25,6 +25,8 @@ use values::{bytes, count, dns_servers, duration, listen, optional_duration, sho
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5280";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 8 * 1024;
 pub const DEFAULT_MAX_HEADERS: usize = 64;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -58,6 +60,7 @@ pub const DEFAULT_DNS_CACHE_ENTRIES: usize = 1024;
 /// Upper bounds: generous, but a typo of three zeros is caught.
 const MAX_CONNECTIONS_BOUND: usize = 1_000_000;
 const MAX_BYTES_BOUND: usize = 64 * 1024 * 1024;
+const MAX_BUDGET_BOUND: usize = 1 << 40;
 const MAX_TIMEOUT_BOUND: Duration = Duration::from_secs(24 * 3600);
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
@@ -84,6 +87,19 @@ pub struct Server {
     /// Accept pauses at this many open client connections.
     #[serde(deserialize_with = "count")]
     pub max_connections: usize,
+    /// Open client connections from one address; more are answered 503.
+    #[serde(deserialize_with = "count")]
+    pub max_connections_per_address: usize,
+    /// Live sessions, BOSH and WebSocket together.
+    #[serde(deserialize_with = "count")]
+    pub max_sessions: usize,
+    /// Live sessions started from one address.
+    #[serde(deserialize_with = "count")]
+    pub max_sessions_per_address: usize,
+    /// Bytes buffered by all sessions together: above it reading pauses
+    /// and new sessions are refused.
+    #[serde(deserialize_with = "bytes")]
+    pub max_buffered_bytes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -214,6 +230,10 @@ impl Default for Server {
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 5280))),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_address: DEFAULT_MAX_SESSIONS,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
         }
     }
 }
@@ -412,13 +432,34 @@ impl Config {
     }
 
     fn check_counts(&self) -> Result<(), ConfigError> {
-        let counts: [(&str, usize, usize, usize, usize); 8] = [
+        let counts: [(&str, usize, usize, usize, usize); 11] = [
             (
                 "server.max_connections",
                 self.server.max_connections,
                 1,
                 MAX_CONNECTIONS_BOUND,
                 DEFAULT_MAX_CONNECTIONS,
+            ),
+            (
+                "server.max_connections_per_address",
+                self.server.max_connections_per_address,
+                1,
+                MAX_CONNECTIONS_BOUND,
+                DEFAULT_MAX_CONNECTIONS,
+            ),
+            (
+                "server.max_sessions",
+                self.server.max_sessions,
+                1,
+                MAX_CONNECTIONS_BOUND,
+                DEFAULT_MAX_SESSIONS,
+            ),
+            (
+                "server.max_sessions_per_address",
+                self.server.max_sessions_per_address,
+                1,
+                MAX_CONNECTIONS_BOUND,
+                DEFAULT_MAX_SESSIONS,
             ),
             (
                 "http.max_headers",
@@ -478,35 +519,47 @@ impl Config {
         }
         let sizes = [
             (
+                "server.max_buffered_bytes",
+                self.server.max_buffered_bytes,
+                MAX_BUDGET_BOUND,
+                DEFAULT_MAX_BUFFERED_BYTES,
+            ),
+            (
                 "http.max_head_bytes",
                 self.http.max_head_bytes,
+                MAX_BYTES_BOUND,
                 DEFAULT_MAX_HEAD_BYTES,
             ),
             (
                 "http.max_body_bytes",
                 self.http.max_body_bytes,
+                MAX_BYTES_BOUND,
                 DEFAULT_MAX_BODY_BYTES,
             ),
             (
                 "websocket.max_message_bytes",
                 self.websocket.max_message_bytes,
+                MAX_BYTES_BOUND,
                 DEFAULT_MAX_MESSAGE_BYTES,
             ),
             (
                 "xml.max_element_bytes",
                 self.xml.max_element_bytes,
+                MAX_BYTES_BOUND,
                 DEFAULT_MAX_ELEMENT_BYTES,
             ),
             (
                 "backend.max_buffer_bytes",
                 self.backend.max_buffer_bytes,
+                MAX_BYTES_BOUND,
                 DEFAULT_MAX_BUFFER_BYTES,
             ),
         ];
-        for (key, value, default) in sizes {
-            if !(1..=MAX_BYTES_BOUND).contains(&value) {
+        for (key, value, max, default) in sizes {
+            if !(1..=max).contains(&value) {
                 let what = format!(
-                    "is not a number of bytes from 1 to {MAX_BYTES_BOUND} (64 MiB), such as {default}"
+                    "is not a number of bytes from 1 to {max} ({}), such as {default}",
+                    in_binary_units(max)
                 );
                 return Err(self.error(key, None, &value.to_string(), &what));
             }
@@ -734,6 +787,22 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A byte count in the largest binary unit that divides it: "64 MiB".
+fn in_binary_units(bytes: usize) -> String {
+    let units = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (size, unit) in units {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{} {unit}", bytes / size);
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 /// `host:port` with a non-empty host and a port number; `[v6]:port` too.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use switchboard::config::Config;
-use switchboard::reactor::Settings;
+use switchboard::reactor::settings_from_config;
 
 const USAGE: &str = "\
 usage: switchboard [--config FILE] [--check-config] [--help] [--version]
@@ -69,9 +69,9 @@ fn main() -> ExitCode {
         Some(path) => Config::load(path),
         None => Ok(Config::default()),
     };
-    // Start-up runs the same `Settings::from_config` inside the reactor.
+    // Start-up runs the same `settings_from_config` inside the reactor.
     let checked = match config {
-        Ok(config) if args.check => Settings::from_config(&config).map(|_| config),
+        Ok(config) if args.check => settings_from_config(&config).map(|_| config),
         other => other,
     };
     let config = match checked {

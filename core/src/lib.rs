@@ -7,9 +7,11 @@
 pub mod backend;
 pub mod bosh;
 pub mod dns;
+pub mod endpoint;
 pub mod http;
 pub mod ids;
 pub mod session;
+pub mod stream_error;
 pub mod websocket;
 pub mod wheel;
 pub mod xml;

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::backend;
+use crate::stream_error::Condition;
 use crate::websocket::{self, Codec, Message};
 use crate::xml::{self, FrameKind, Framer};
 
@@ -62,7 +63,7 @@ pub enum End {
     /// A WebSocket close frame with this code, without `<close/>`.
     WebSocketClosed(u16),
     ServerClosed,
-    ServerStreamError(String),
+    ServerStreamError(Condition),
     BackendFailed(String),
     HandshakeTimeout,
     PingTimeout,
@@ -159,6 +160,19 @@ impl Session {
 
     pub fn is_ended(&self) -> bool {
         self.state == State::Ended
+    }
+
+    /// The endpoint refuses the session (a limit): the client hears the
+    /// stream error and close code for `condition`.
+    pub fn refuse(&mut self, condition: Condition, why: &str) {
+        if self.state != State::Ended {
+            self.stream_error(condition, why);
+        }
+    }
+
+    /// Bytes held for either side, for the endpoint's accounting.
+    pub fn buffered_bytes(&self) -> usize {
+        self.codec.output().len() + self.backend_output().len() + self.pending.len()
     }
 
     pub fn poll_command(&mut self) -> Option<Command> {
@@ -354,9 +368,9 @@ impl Session {
                     info
                 }
                 // RFC 7395 §3.3.3: one complete element per message.
-                _ => return self.stream_error("bad-format", "not exactly one element"),
+                _ => return self.stream_error(Condition::BadFormat, "not exactly one element"),
             },
-            Ok(None) => return self.stream_error("not-well-formed", "incomplete element"),
+            Ok(None) => return self.stream_error(Condition::NotWellFormed, "incomplete element"),
             Err(e) => return self.stream_error(e.condition(), &e.to_string()),
         };
         let framing = info.namespace(bytes) == Some(NS_FRAMING);
@@ -364,7 +378,7 @@ impl Session {
             (true, "open") => self.handle_open(now, text),
             (true, "close") => self.handle_close(),
             _ if self.state == State::AwaitOpen => {
-                self.stream_error("not-authorized", "stanza before <open/>")
+                self.stream_error(Condition::NotAuthorized, "stanza before <open/>")
             }
             _ => self.send_to_backend(bytes),
         }
@@ -373,7 +387,7 @@ impl Session {
     fn handle_open(&mut self, _now: Instant, text: &str) {
         let open = match parse_open(text) {
             Ok(open) => open,
-            Err(why) => return self.stream_error("not-well-formed", why),
+            Err(why) => return self.stream_error(Condition::NotWellFormed, why),
         };
         if let Some(lang) = open.lang {
             self.lang = lang;
@@ -381,7 +395,7 @@ impl Session {
         match self.state {
             State::AwaitOpen => {
                 let Some(to) = open.to.filter(|to| !to.is_empty()) else {
-                    return self.stream_error("host-unknown", "<open/> without to");
+                    return self.stream_error(Condition::HostUnknown, "<open/> without to");
                 };
                 self.domain = to;
                 self.reply_open();
@@ -392,7 +406,7 @@ impl Session {
             }
             State::Open => {
                 if open.to.is_some_and(|to| to != self.domain) {
-                    return self.stream_error("host-unknown", "restart to another domain");
+                    return self.stream_error(Condition::HostUnknown, "restart to another domain");
                 }
                 self.reply_open();
                 let restarted = match self.backend.as_mut() {
@@ -403,7 +417,9 @@ impl Session {
                     self.fail_backend(End::BackendFailed(why));
                 }
             }
-            State::Connecting => self.stream_error("policy-violation", "restart before features"),
+            State::Connecting => {
+                self.stream_error(Condition::PolicyViolation, "restart before features")
+            }
             State::Ended => {}
         }
     }
@@ -434,7 +450,10 @@ impl Session {
             None if self.pending.len() + bytes.len() <= self.settings.max_pending_bytes => {
                 self.pending.extend_from_slice(bytes);
             }
-            None => self.stream_error("policy-violation", "too much data before stream features"),
+            None => self.stream_error(
+                Condition::PolicyViolation,
+                "too much data before stream features",
+            ),
         }
     }
 
@@ -442,8 +461,8 @@ impl Session {
     /// and close. The backend socket is dropped without a stream close.
     fn fail_backend(&mut self, end: End) {
         let condition = match end {
-            End::HandshakeTimeout => "connection-timeout",
-            _ => "remote-connection-failed",
+            End::HandshakeTimeout => Condition::ConnectionTimeout,
+            _ => Condition::RemoteConnectionFailed,
         };
         self.codec.send_text(&stream_error_element(condition));
         self.codec.send_text(websocket::CLOSE_ELEMENT);
@@ -460,7 +479,7 @@ impl Session {
             return;
         }
         self.codec
-            .send_text(&stream_error_element("system-shutdown"));
+            .send_text(&stream_error_element(Condition::SystemShutdown));
         self.codec.send_text(websocket::CLOSE_ELEMENT);
         self.codec.send_close(CLOSE_GOING_AWAY, "");
         self.backend = None;
@@ -478,15 +497,14 @@ impl Session {
     /// the WebSocket (1008 for a broken limit, 1007 for bad XML). The server
     /// stream is closed cleanly, since this client will not come back to
     /// resume it.
-    fn stream_error(&mut self, condition: &str, why: &str) {
-        let code = if condition == "policy-violation" {
-            CLOSE_POLICY
-        } else {
-            CLOSE_INVALID_PAYLOAD
+    fn stream_error(&mut self, condition: Condition, why: &str) {
+        let code = match condition {
+            Condition::PolicyViolation | Condition::ResourceConstraint => CLOSE_POLICY,
+            _ => CLOSE_INVALID_PAYLOAD,
         };
         self.codec.send_text(&stream_error_element(condition));
         self.codec.send_text(websocket::CLOSE_ELEMENT);
-        self.codec.send_close(code, condition);
+        self.codec.send_close(code, condition.as_str());
         if let Some(stream) = self.backend.as_mut() {
             stream.close();
         }
@@ -511,7 +529,7 @@ fn relay(codec: &mut Codec, element: &[u8], info: &xml::ElementInfo) {
 
 /// RFC 7395 §3.6 shows stream errors with the `stream` prefix declared on
 /// the element itself, since no `<stream:stream>` encloses it.
-fn stream_error_element(condition: &str) -> String {
+fn stream_error_element(condition: Condition) -> String {
     format!(
         "<stream:error xmlns:stream='{}'><{condition} xmlns='{}'/></stream:error>",
         xml::NS_STREAMS,
@@ -768,7 +786,7 @@ mod tests {
         assert_eq!(
             s.poll_command(),
             Some(Command::Close(End::ServerStreamError(
-                "system-shutdown".into()
+                Condition::SystemShutdown
             )))
         );
     }

@@ -146,7 +146,7 @@ fn owned(event: Event<'_>) -> Owned {
             element,
             info,
             condition,
-        } => Owned::StreamError(element.to_vec(), info, condition),
+        } => Owned::StreamError(element.to_vec(), info, condition.to_string()),
         Event::Closed => Owned::Closed,
     }
 }

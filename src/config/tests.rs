@@ -3,7 +3,7 @@
 //! example fails here.
 
 use super::*;
-use crate::reactor::Settings;
+use crate::reactor::settings_from_config;
 
 /// The message `text` is refused with, as `--check-config` prints it.
 fn refused(text: &str) -> String {
@@ -16,7 +16,7 @@ fn refused(text: &str) -> String {
 /// The message start-up refuses `text` with (bounds, resolving, CA file).
 fn refused_at_start(text: &str) -> String {
     let config = Config::from_toml(text).unwrap();
-    match Settings::from_config(&config) {
+    match settings_from_config(&config) {
         Ok(_) => panic!("accepted at start: {text}"),
         Err(e) => e.to_string(),
     }
@@ -123,7 +123,15 @@ fn sizes_must_be_numbers_of_bytes_in_their_bounds() {
     assert_refused(&[
         ("[http]\nmax_body_bytes = \"64KiB\"\n", r#"line 2: http.max_body_bytes: "64KiB" is not a number of bytes written as digits, such as 65536"#),
         ("[websocket]\nmax_message_bytes = 0\n", "line 2: websocket.max_message_bytes: 0 is not a number of bytes from 1 to 67108864 (64 MiB), such as 262144"),
+        ("[server]\nmax_buffered_bytes = 1099511627777\n", "line 2: server.max_buffered_bytes: 1099511627777 is not a number of bytes from 1 to 1099511627776 (1 TiB), such as 268435456"),
     ]);
+}
+
+#[test]
+fn byte_bounds_are_shown_in_binary_units() {
+    assert_eq!(in_binary_units(MAX_BYTES_BOUND), "64 MiB");
+    assert_eq!(in_binary_units(MAX_BUDGET_BOUND), "1 TiB");
+    assert_eq!(in_binary_units(1536), "1536 bytes");
 }
 
 #[test]
@@ -197,8 +205,8 @@ fn values_of_the_wrong_kind_are_named_in_words() {
 #[test]
 fn unknown_keys_and_tables_list_the_ones_that_exist() {
     assert_refused(&[
-        ("[server]\nlisten = \"127.0.0.1:1\"\nlissen = 3\n", "line 3: server.lissen: is not a key of [server]; its keys are listen, max_connections"),
-        ("[server.extra]\nx = 1\n", "line 1: server.extra: is not a key of [server]; its keys are listen, max_connections"),
+        ("[xml]\nmax_depth = 8\nmax_depht = 3\n", "line 3: xml.max_depht: is not a key of [xml]; its keys are max_depth, max_attributes, max_element_bytes"),
+        ("[xml.extra]\nx = 1\n", "line 1: xml.extra: is not a key of [xml]; its keys are max_depth, max_attributes, max_element_bytes"),
         ("[sever]\nlisten = 3\n", "line 1: sever: is not a table switchboard knows; the tables are [server], [http], [websocket], [bosh], [xml], [backend], [dns]"),
         ("listen = \"127.0.0.1:5280\"\n", "line 1: listen: is not a key of its own; every key goes under a table: [server], [http], [websocket], [bosh], [xml], [backend], [dns]"),
     ]);
@@ -370,7 +378,7 @@ fn a_ca_file_that_gives_no_trust_is_refused_at_start() {
 fn a_configuration_built_in_code_is_checked_at_start_too() {
     let mut config = Config::for_tests();
     config.bosh.max_hold = 0;
-    let error = Settings::from_config(&config).err().unwrap();
+    let error = settings_from_config(&config).err().unwrap();
     assert_eq!(
         error.to_string(),
         "bosh.max_hold: 0 is not a whole number from 1 to 5, such as 1"

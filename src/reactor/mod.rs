@@ -1,51 +1,55 @@
-//! The one mio loop. It alone owns sockets, the poll, the timing wheel and
-//! the connection slab, and it alone reads the clock; the protocol cores it
-//! drives see bytes and `now`.
+//! The shell: one mio loop around the sans-IO [`Endpoint`]. It alone owns
+//! sockets, the poll and the clock; the endpoint decides everything else.
 //!
-//! Each wake-up: accept (paused at the connection limit), drive every
-//! connection that had an event (bounded reads each; leftovers go on the
-//! `again` list), fire due timers, service DNS. The poll timeout is the
-//! earliest of the wheel's next deadline and the resolver's.
+//! Each wake-up: remember the readiness the events report and queue their
+//! sockets; accept (paused while the endpoint says so); give each queued
+//! socket one turn (the endpoint's promised work, then write its output,
+//! then a bounded number of reads, each followed by a write), queueing it
+//! again at the back when its budget ran out; fire due timers. Commands
+//! from the endpoint (connect, close, give a socket a turn, send a DNS
+//! datagram) are carried out after each call into it. Nothing calls back
+//! into the loop, so no peer controls the stack depth, and the queue makes
+//! the turns fair.
+//!
+//! Readiness is edge-triggered and remembered: every socket is registered
+//! once for reading and writing, and a flag stays set until an operation
+//! reports `WouldBlock`.
 
-mod bosh;
-mod conn;
 mod io;
-mod link;
 mod settings;
 mod token;
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use mio::net::{TcpListener, UdpSocket};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Waker};
-use slab::Slab;
-
-use crate::config::Config;
-use bosh::BoshEntry;
-use conn::{Conn, Outcome, Shared};
-use link::Readiness;
-pub use settings::Settings;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use switchboard_core::dns;
-use switchboard_core::wheel::Wheel;
-use token::{Key, Owner, DNS, LISTENER, SIGNALS, WAKER};
+use switchboard_core::endpoint::{Command, Endpoint, SocketId};
+
+use crate::config::Config;
+use io::Io;
+pub use settings::from_config as settings_from_config;
+use token::{DNS, LISTENER, SIGNALS, WAKER};
 
 /// Size of the one read buffer all sockets share.
 const SCRATCH_BYTES: usize = 16 * 1024;
-/// Wheel resolution and size: 10 ms ticks, 4096 slots (about 41 s a turn).
-const WHEEL_TICK: Duration = Duration::from_millis(10);
-const WHEEL_SLOTS: usize = 4096;
 /// Connections accepted per wake-up before others get their turn.
 const ACCEPT_BUDGET: usize = 256;
+/// Reads per socket per turn before yielding to the others.
+const READ_BUDGET: usize = 16;
 /// DNS datagrams read per wake-up.
 const DNS_BUDGET: usize = 64;
-
+/// After a failed accept (out of descriptors), when to try again: soon
+/// enough that queued clients get in once descriptors free up, late
+/// enough not to spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// How long a draining server waits for its last words to reach clients.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
@@ -71,44 +75,40 @@ impl Handle {
     }
 }
 
-/// The DNS side of the loop: the resolver core, its UDP socket, and which
-/// connection asked each query.
-pub struct DnsClient {
-    resolver: dns::Resolver,
-    socket: Option<UdpSocket>,
-    queries: HashMap<dns::QueryId, Owner>,
-}
-
-impl DnsClient {
-    fn query(&mut self, owner: Owner, now: Instant, name: &str, kind: dns::Kind) {
-        let id = self.resolver.query(now, name, kind);
-        self.queries.insert(id, owner);
-    }
-}
-
-/// What a wheel entry (or an `again` entry) is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Timer {
-    Conn(Key),
-    Bosh(Key),
+/// One socket the shell holds for the endpoint, with its remembered
+/// readiness.
+struct Socket {
+    generation: u32,
+    stream: TcpStream,
+    readable: bool,
+    writable: bool,
+    /// The peer shut its side (or the socket failed): read to the end.
+    peer_closed: bool,
+    /// End of file (or a failure) was reported to the endpoint.
+    ended: bool,
+    /// A backend connect in progress.
+    connecting: bool,
+    /// In the work queue.
+    queued: bool,
 }
 
 pub struct Server {
     poll: Poll,
+    registry: Registry,
     listener: TcpListener,
     local_addr: SocketAddr,
-    conns: Slab<Conn>,
-    /// BOSH sessions, which outlive the connections that carry them.
-    boshes: Slab<BoshEntry>,
-    sids: HashMap<String, Key>,
-    wheel: Wheel<Timer>,
-    shared: Shared,
-    next_generation: u32,
-    sessions_started: u64,
+    endpoint: Endpoint,
+    /// By socket slot index.
+    sockets: Vec<Option<Socket>>,
+    queue: VecDeque<SocketId>,
+    dns: Option<UdpSocket>,
+    scratch: Box<[u8]>,
+    now: Instant,
     /// The listener may hold connections not accepted yet (edge-triggered:
     /// set by its event, cleared only by `WouldBlock`).
     accept_pending: bool,
-    again: Vec<Timer>,
+    /// After a failed accept: not before this.
+    accept_retry: Option<Instant>,
     stop: Arc<AtomicBool>,
     drain: Arc<AtomicBool>,
     /// Set once draining: when to stop even if clients are still there.
@@ -130,7 +130,7 @@ impl Server {
     /// Bind the listener and the DNS socket; nothing is served until
     /// [`Server::run`].
     pub fn bind(config: &Config) -> Result<Server, String> {
-        let settings = Settings::from_config(config)?;
+        let settings = settings::from_config(config)?;
         let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
         let registry = poll
             .registry()
@@ -145,30 +145,22 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|e| format!("poll: {e}"))?;
         let waker = Arc::new(Waker::new(&registry, WAKER).map_err(|e| format!("poll: {e}"))?);
-        let dns = open_dns(config, &registry)?;
+        let (dns, resolver) = open_dns(config, &registry)?;
         let now = Instant::now();
+        let endpoint = Endpoint::new(settings, resolver, now).map_err(|e| e.to_string())?;
         Ok(Server {
             poll,
+            registry,
             listener,
             local_addr,
-            conns: Slab::new(),
-            boshes: Slab::new(),
-            sids: HashMap::new(),
-            wheel: Wheel::new(now, WHEEL_TICK, WHEEL_SLOTS),
-            shared: Shared {
-                registry,
-                settings,
-                dns,
-                scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
-                srv_weights: dns::FastRng(
-                    switchboard_core::ids::seed().map_err(|e| e.to_string())?,
-                ),
-                now,
-            },
-            next_generation: 0,
-            sessions_started: 0,
+            endpoint,
+            sockets: Vec::new(),
+            queue: VecDeque::new(),
+            dns,
+            scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
+            now,
             accept_pending: false,
-            again: Vec::new(),
+            accept_retry: None,
             stop: Arc::new(AtomicBool::new(false)),
             drain: Arc::new(AtomicBool::new(false)),
             drain_deadline: None,
@@ -181,8 +173,7 @@ impl Server {
     /// tests run side by side).
     pub fn stop_on_signals(&mut self) -> Result<(), String> {
         let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signals: {e}"))?;
-        self.shared
-            .registry
+        self.registry
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| format!("poll: {e}"))?;
         self.signals = Some(signals);
@@ -209,25 +200,19 @@ impl Server {
                 self.begin_drain();
             }
             if let Some(deadline) = self.drain_deadline {
-                if self.conns.is_empty() || Instant::now() >= deadline {
+                if self.endpoint.is_drained() || Instant::now() >= deadline {
                     info!("stopped");
                     break;
                 }
             }
-            let now = Instant::now();
-            let mut timeout = self.poll_timeout(now);
-            if let Some(deadline) = self.drain_deadline {
-                let left = deadline.saturating_duration_since(now);
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
-            }
+            let timeout = self.poll_timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            let now = Instant::now();
-            self.shared.now = now;
+            self.now = Instant::now();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_pending = true,
@@ -241,427 +226,362 @@ impl Server {
                         }
                     }
                     token => {
-                        let Some(owner) = Owner::from_token(token) else {
-                            continue;
-                        };
                         // Errors and hang-ups surface through the next read.
                         let closed = event.is_read_closed() || event.is_error();
-                        let ready = Readiness {
-                            readable: event.is_readable() || closed,
-                            writable: event.is_writable()
-                                || event.is_write_closed()
-                                || event.is_error(),
+                        self.mark_ready(
+                            token,
+                            event.is_readable() || closed,
+                            event.is_writable() || event.is_write_closed() || event.is_error(),
                             closed,
-                        };
-                        self.socket_ready(owner, ready);
+                        );
                     }
                 }
             }
-            if self.accept_pending {
+            if self.accept_pending && self.accept_retry.is_none_or(|at| self.now >= at) {
                 self.accept();
             }
-            for timer in std::mem::take(&mut self.again) {
-                self.drive_owner(timer);
+            for _ in 0..self.queue.len() {
+                let Some(id) = self.queue.pop_front() else {
+                    break;
+                };
+                if let Some(socket) = self.socket_mut(id) {
+                    socket.queued = false;
+                    self.turn(id);
+                }
             }
-            self.fire_timers();
-            self.service_dns();
+            if self
+                .endpoint
+                .poll_timeout()
+                .is_some_and(|at| at <= self.now)
+            {
+                self.endpoint.handle_timeout(self.now);
+                self.run_commands();
+            }
         }
         Ok(())
     }
 
-    /// Stop accepting; every session hears `system-shutdown` (BOSH
-    /// XEP-0124 §17.2, WebSocket RFC 6120 §4.9.3.22); server streams are
-    /// dropped without a close so that they stay resumable.
-    fn begin_drain(&mut self) {
-        let now = Instant::now();
-        self.shared.now = now;
-        self.drain_deadline = Some(now + DRAIN_GRACE);
-        let _ = self.shared.registry.deregister(&mut self.listener);
-        self.accept_pending = false;
-        let boshes: Vec<Key> = self.boshes.iter().map(|(_, b)| b.key).collect();
-        for key in boshes {
-            if let Some(entry) = live_bosh(&mut self.boshes, key) {
-                entry.core.shut_down();
-            }
-            self.drive_bosh(key);
-        }
-        let conns: Vec<Key> = self.conns.iter().map(|(_, c)| c.key).collect();
-        for key in conns {
-            if let Some(conn) = live(&mut self.conns, key) {
-                conn.shut_down();
-            }
-            self.drive(key);
-        }
-    }
-
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.again.is_empty()
-            || (self.accept_pending && self.conns.len() < self.shared.settings.max_connections)
-        {
+        let accept_now = self.accept_pending
+            && self.endpoint.may_accept()
+            && self.accept_retry.is_none_or(|at| now >= at);
+        if !self.queue.is_empty() || accept_now {
             return Some(Duration::ZERO);
         }
-        let next = match (
-            self.wheel.next_deadline(),
-            self.shared.dns.resolver.poll_timeout(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        next.map(|deadline| deadline.saturating_duration_since(now))
+        let retry = self.accept_retry.filter(|_| self.accept_pending);
+        [self.endpoint.poll_timeout(), retry, self.drain_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|deadline| deadline.saturating_duration_since(now))
+    }
+
+    fn begin_drain(&mut self) {
+        self.now = Instant::now();
+        self.drain_deadline = Some(self.now + DRAIN_GRACE);
+        let _ = self.registry.deregister(&mut self.listener);
+        self.accept_pending = false;
+        self.endpoint.begin_drain(self.now);
+        self.run_commands();
     }
 
     fn accept(&mut self) {
         for _ in 0..ACCEPT_BUDGET {
-            if self.conns.len() >= self.shared.settings.max_connections {
-                debug!(
-                    "connection limit {} reached: accept paused",
-                    self.shared.settings.max_connections
-                );
+            if !self.endpoint.may_accept() {
                 return;
             }
-            let (stream, peer) = match self.listener.accept() {
+            let (mut stream, peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.accept_pending = false;
+                    self.accept_retry = None;
                     return;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // Out of descriptors and the like: retrying at once would
-                    // spin, so wait for the listener's next event.
+                    // Out of descriptors and the like: the queued clients
+                    // stay queued, and the next try is on a timer, not on
+                    // the next client's arrival.
                     warn!("accept failed: {e}");
-                    self.accept_pending = false;
+                    self.accept_retry = Some(self.now + ACCEPT_RETRY);
                     return;
                 }
             };
+            self.accept_retry = None;
             let _ = stream.set_nodelay(true);
-            let entry = self.conns.vacant_entry();
-            self.next_generation = self.next_generation.wrapping_add(1);
-            let key = Key::new(entry.key(), self.next_generation);
-            self.sessions_started += 1;
-            let mut conn = Conn::new(key, self.sessions_started, stream, peer, &self.shared);
-            if let Err(e) = conn.register(&self.shared.registry) {
+            let id = self.endpoint.handle_accepted(self.now, peer);
+            if let Err(e) = self.registry.register(
+                &mut stream,
+                token::token(id),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
                 warn!("cannot register connection from {peer}: {e}");
-                continue;
+                self.endpoint.handle_peer_closed(self.now, id);
+            } else {
+                self.insert(id, stream, false);
             }
-            debug!("accepted {peer}");
-            entry.insert(conn);
-            self.rearm(Timer::Conn(key));
+            self.run_commands();
         }
     }
 
-    /// Remember a socket's readiness and drive what owns it.
-    fn socket_ready(&mut self, owner: Owner, ready: Readiness) {
-        match owner {
-            Owner::Client(key) | Owner::WsBackend(key) => {
-                let Some(conn) = live(&mut self.conns, key) else {
-                    return;
-                };
-                if matches!(owner, Owner::Client(_)) {
-                    conn.mark_client_ready(ready);
-                } else {
-                    conn.mark_backend_ready(ready);
+    fn insert(&mut self, id: SocketId, stream: TcpStream, connecting: bool) {
+        let index = id.index();
+        if self.sockets.len() <= index {
+            self.sockets.resize_with(index + 1, || None);
+        }
+        self.sockets[index] = Some(Socket {
+            generation: id.generation(),
+            stream,
+            readable: false,
+            writable: false,
+            peer_closed: false,
+            ended: false,
+            connecting,
+            queued: false,
+        });
+    }
+
+    fn socket_mut(&mut self, id: SocketId) -> Option<&mut Socket> {
+        socket_in(&mut self.sockets, id)
+    }
+
+    /// Remember a socket's readiness and queue it.
+    fn mark_ready(&mut self, token: mio::Token, readable: bool, writable: bool, closed: bool) {
+        let Some((index, carried)) = token::parts(token) else {
+            return;
+        };
+        let Some(socket) = self
+            .sockets
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .filter(|s| token::same_generation(s.generation, carried))
+        else {
+            return;
+        };
+        socket.readable |= readable;
+        socket.writable |= writable;
+        socket.peer_closed |= closed;
+        if !socket.queued {
+            socket.queued = true;
+            self.queue
+                .push_back(SocketId::from_parts(index, socket.generation));
+        }
+    }
+
+    fn enqueue(&mut self, id: SocketId) {
+        if let Some(socket) = self.socket_mut(id) {
+            if !socket.queued {
+                socket.queued = true;
+                self.queue.push_back(id);
+            }
+        }
+    }
+
+    /// One socket's turn: promised work, a finished connect, writes, then
+    /// a bounded number of reads.
+    fn turn(&mut self, id: SocketId) {
+        let now = self.now;
+        self.endpoint.handle_turn(now, id);
+        self.run_commands();
+        if !self.check_connected(id) {
+            return;
+        }
+        self.flush(id);
+        for _ in 0..READ_BUDGET {
+            let Some(socket) = socket_in(&mut self.sockets, id) else {
+                return;
+            };
+            if !socket.readable || socket.ended || !self.endpoint.wants_read(id) {
+                return;
+            }
+            match io::read(&mut socket.stream, &mut self.scratch) {
+                Io::Progress(n) => {
+                    // A read that did not fill the buffer drained the
+                    // socket: new data brings a new edge, so no second read
+                    // is needed to see `WouldBlock`. Not when the peer
+                    // closed: its end of file must still be read.
+                    if n < SCRATCH_BYTES && !socket.peer_closed {
+                        socket.readable = false;
+                    }
+                    self.endpoint.handle_read(now, id, &self.scratch[..n]);
+                    self.run_commands();
+                    self.flush(id);
                 }
-                self.drive(key);
-            }
-            Owner::BoshBackend(key, stream) => {
-                let Some(entry) = live_bosh(&mut self.boshes, key) else {
+                Io::WouldBlock => socket.readable = false,
+                Io::Closed | Io::Failed(_) => {
+                    socket.readable = false;
+                    socket.ended = true;
+                    self.endpoint.handle_peer_closed(now, id);
+                    self.run_commands();
                     return;
-                };
-                entry.mark_ready(stream, ready);
-                self.drive_bosh(key);
+                }
             }
         }
-    }
-
-    fn drive_owner(&mut self, timer: Timer) {
-        match timer {
-            Timer::Conn(key) => self.drive(key),
-            Timer::Bosh(key) => self.drive_bosh(key),
+        // The budget ran out with data left: after the others.
+        if self.socket_mut(id).is_some_and(|s| s.readable && !s.ended) {
+            self.enqueue(id);
         }
     }
 
-    /// Drive one connection and settle what it asked for.
-    fn drive(&mut self, key: Key) {
-        let Some(conn) = live(&mut self.conns, key) else {
-            return;
+    /// Whether the socket is connected; reports a connect that finished.
+    fn check_connected(&mut self, id: SocketId) -> bool {
+        let now = self.now;
+        let Some(socket) = self.socket_mut(id) else {
+            return false;
         };
-        let outcome = conn.drive(&mut self.shared);
-        let request = conn.take_bosh_request();
-        match outcome {
-            Outcome::Keep => self.rearm(Timer::Conn(key)),
-            Outcome::Again => {
-                self.again.push(Timer::Conn(key));
-                self.rearm(Timer::Conn(key));
-            }
-            Outcome::Finish(reason) => return self.finish(key, &reason),
+        if !socket.connecting {
+            return true;
         }
-        if let Some(body) = request {
-            self.bosh_request(key, &body);
+        if !socket.writable && !socket.readable {
+            return false;
+        }
+        // mio: a writable event, then `take_error` and `peer_addr`.
+        let result = match socket.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e.to_string()),
+            Ok(None) => match socket.stream.peer_addr() {
+                Ok(peer) => Ok(peer),
+                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
+                    socket.writable = false;
+                    socket.readable = false;
+                    return false;
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        match result {
+            Ok(peer) => {
+                socket.connecting = false;
+                let _ = socket.stream.set_nodelay(true);
+                self.endpoint.handle_connected(now, id, peer);
+                self.run_commands();
+                self.socket_mut(id).is_some()
+            }
+            Err(why) => {
+                self.endpoint
+                    .handle_connect_failed(now, id, &describe(&why));
+                self.run_commands();
+                false
+            }
         }
     }
 
-    /// A BOSH `<body/>` read from connection `conn`: create a session or
-    /// hand it to its session (XEP-0124 §7, §8). A request naming an
-    /// unknown sid never creates one.
-    fn bosh_request(&mut self, conn: Key, raw: &[u8]) {
-        let now = self.shared.now;
-        let handle = conn.to_u64();
-        log::trace!("bosh request: {}", String::from_utf8_lossy(raw));
-        let body = match switchboard_core::bosh::parse_body(raw, self.shared.settings.xml_limits())
-        {
-            Ok(body) => body,
-            Err(condition) => {
-                return self.deliver(conn, switchboard_core::bosh::terminate_response(condition))
+    /// Write the endpoint's output for the socket while it takes it.
+    fn flush(&mut self, id: SocketId) {
+        let now = self.now;
+        loop {
+            let Some(socket) = socket_in(&mut self.sockets, id) else {
+                return;
+            };
+            let output = self.endpoint.output(id);
+            if !socket.writable || socket.ended || socket.connecting || output.is_empty() {
+                return;
             }
-        };
-        let key = match body.sid.as_deref() {
-            None => {
-                let Ok(sid) = switchboard_core::ids::sid() else {
-                    let response = switchboard_core::bosh::terminate_response(
-                        switchboard_core::bosh::Condition::InternalServerError,
-                    );
-                    return self.deliver(conn, response);
-                };
-                let settings = self.shared.settings.bosh.clone();
-                let core = match switchboard_core::bosh::Session::create(
-                    now,
-                    settings,
-                    sid.clone(),
-                    handle,
-                    &body,
-                ) {
-                    Ok(core) => core,
-                    Err(response) => return self.deliver(conn, response),
-                };
-                let entry = self.boshes.vacant_entry();
-                self.next_generation = self.next_generation.wrapping_add(1);
-                let key = Key::new(entry.key(), self.next_generation);
-                self.sessions_started += 1;
-                info!(
-                    "session {} start: bosh {sid} to {} (ua {})",
-                    self.sessions_started,
-                    body.to.as_deref().unwrap_or(""),
-                    body.ua.as_deref().unwrap_or("-")
-                );
-                entry.insert(BoshEntry::new(
-                    key,
-                    sid.clone(),
-                    self.sessions_started,
-                    core,
-                    now,
-                ));
-                self.sids.insert(sid, key);
-                key
+            match io::write_all_possible(&mut socket.stream, output) {
+                Ok(0) => {
+                    socket.writable = false;
+                    return;
+                }
+                Ok(n) => {
+                    if n < output.len() {
+                        socket.writable = false;
+                    }
+                    self.endpoint.handle_written(now, id, n);
+                    self.run_commands();
+                }
+                Err(_) => {
+                    socket.ended = true;
+                    self.endpoint.handle_peer_closed(now, id);
+                    self.run_commands();
+                    return;
+                }
             }
-            Some(sid) => {
-                let found = self.sids.get(sid).copied();
-                let Some(entry) = found.and_then(|key| live_bosh(&mut self.boshes, key)) else {
-                    let response = switchboard_core::bosh::terminate_response(
-                        switchboard_core::bosh::Condition::ItemNotFound,
-                    );
-                    return self.deliver(conn, response);
-                };
-                entry.core.handle_request(now, handle, &body, raw);
-                entry.key
-            }
-        };
-        if let Some(c) = live(&mut self.conns, conn) {
-            c.set_awaiting(Some(key));
-        }
-        self.drive_bosh(key);
-    }
-
-    /// Write a BOSH response on the connection whose request it answers.
-    /// The connection is driven from the work queue, never from here: a
-    /// response may free the next pipelined request, whose answer would
-    /// come back here, one stack level per request a peer sends.
-    fn deliver(&mut self, conn: Key, response: switchboard_core::bosh::Response) {
-        if let Some(c) = live(&mut self.conns, conn) {
-            c.deliver_bosh(response, &mut self.shared);
-            self.again.push(Timer::Conn(conn));
         }
     }
 
-    fn drive_bosh(&mut self, key: Key) {
-        let Some(entry) = live_bosh(&mut self.boshes, key) else {
-            return;
-        };
-        let outcome = entry.drive(&mut self.shared);
-        let mut responses = Vec::new();
-        while let Some(response) = entry.core.poll_response() {
-            responses.push(response);
-        }
-        for (handle, response) in responses {
-            self.deliver(Key::from_u64(handle), response);
-        }
-        match outcome {
-            Outcome::Keep => self.rearm(Timer::Bosh(key)),
-            Outcome::Again => {
-                self.again.push(Timer::Bosh(key));
-                self.rearm(Timer::Bosh(key));
-            }
-            Outcome::Finish(reason) => self.finish_bosh(key, &reason),
-        }
-    }
-
-    /// Keep an owner's one wheel entry at its earliest deadline.
-    fn rearm(&mut self, timer: Timer) {
-        let slot = match timer {
-            Timer::Conn(key) => {
-                live(&mut self.conns, key).map(|c| (c.next_deadline(), &mut c.timer))
-            }
-            Timer::Bosh(key) => {
-                live_bosh(&mut self.boshes, key).map(|b| (b.next_deadline(), &mut b.timer))
-            }
-        };
-        let Some((wanted, current)) = slot else {
-            return;
-        };
-        if current.map(|(_, at)| at) == wanted {
-            return;
-        }
-        if let Some((id, _)) = current.take() {
-            self.wheel.cancel(id);
-        }
-        if let Some(at) = wanted {
-            *current = Some((self.wheel.insert(at, timer), at));
-        }
-    }
-
-    fn fire_timers(&mut self) {
-        let now = self.shared.now;
-        let mut expired = Vec::new();
-        self.wheel.advance(now, &mut expired);
-        for timer in expired {
-            match timer {
-                Timer::Conn(key) => {
-                    let Some(conn) = live(&mut self.conns, key) else {
-                        continue;
-                    };
-                    conn.timer = None;
-                    match conn.handle_timeout(&mut self.shared) {
-                        Some(reason) => self.finish(key, &reason),
-                        None => self.drive(key),
+    /// Carry out what the endpoint asked for.
+    fn run_commands(&mut self) {
+        while let Some(command) = self.endpoint.poll_command() {
+            match command {
+                Command::Connect { id, addr } => self.connect(id, addr),
+                Command::Close(id) => {
+                    if let Some(slot) = self.sockets.get_mut(id.index()) {
+                        if slot
+                            .as_ref()
+                            .is_some_and(|s| s.generation == id.generation())
+                        {
+                            if let Some(mut socket) = slot.take() {
+                                let _ = self.registry.deregister(&mut socket.stream);
+                            }
+                        }
                     }
                 }
-                Timer::Bosh(key) => {
-                    let Some(entry) = live_bosh(&mut self.boshes, key) else {
-                        continue;
-                    };
-                    entry.timer = None;
-                    entry.handle_timeout(&mut self.shared);
-                    self.drive_bosh(key);
+                Command::Turn(id) => self.enqueue(id),
+                Command::SendDatagram { to, bytes } => {
+                    if let Some(socket) = self.dns.as_ref() {
+                        if let Err(e) = socket.send_to(&bytes, to) {
+                            debug!("dns send to {to} failed: {e}");
+                        }
+                    }
                 }
             }
         }
     }
 
-    fn finish(&mut self, key: Key, reason: &str) {
-        let now = self.shared.now;
-        let Some(mut conn) = self.conns.try_remove(key.index as usize) else {
-            return;
-        };
-        conn.log_end(reason, now);
-        conn.deregister(&self.shared.registry);
-        if let Some((id, _)) = conn.timer.take() {
-            self.wheel.cancel(id);
-        }
-        // A held BOSH request is gone with its connection (a page reload).
-        if let Some(session) = conn.awaiting() {
-            if let Some(entry) = live_bosh(&mut self.boshes, session) {
-                entry.core.request_gone(key.to_u64());
-                self.drive_bosh(session);
-            }
-        }
-    }
-
-    fn finish_bosh(&mut self, key: Key, reason: &str) {
-        let Some(mut entry) = self.boshes.try_remove(key.index as usize) else {
-            return;
-        };
-        entry.log_end(reason, self.shared.now);
-        entry.deregister(&self.shared.registry);
-        self.sids.remove(&entry.sid);
-        if let Some((id, _)) = entry.timer.take() {
-            self.wheel.cancel(id);
+    fn connect(&mut self, id: SocketId, addr: SocketAddr) {
+        let registered = TcpStream::connect(addr).and_then(|mut stream| {
+            self.registry
+                .register(
+                    &mut stream,
+                    token::token(id),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .map(|()| stream)
+        });
+        match registered {
+            Ok(stream) => self.insert(id, stream, true),
+            Err(e) => self
+                .endpoint
+                .handle_connect_failed(self.now, id, &describe(&e.to_string())),
         }
     }
 
     fn read_dns(&mut self) {
-        let now = self.shared.now;
-        let Some(socket) = self.shared.dns.socket.as_ref() else {
+        let Some(socket) = self.dns.as_ref() else {
             return;
         };
         for _ in 0..DNS_BUDGET {
-            match socket.recv_from(&mut self.shared.scratch) {
+            match socket.recv_from(&mut self.scratch) {
                 Ok((n, from)) => {
-                    self.shared
-                        .dns
-                        .resolver
-                        .handle_datagram(now, from, &self.shared.scratch[..n])
+                    self.endpoint
+                        .handle_datagram(self.now, from, &self.scratch[..n]);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
         }
-    }
-
-    /// Send queued queries, apply timeouts and hand answers to their
-    /// connections (an answer may start another query: loop, bounded).
-    fn service_dns(&mut self) {
-        let now = self.shared.now;
-        self.shared.dns.resolver.handle_timeout(now);
-        for _ in 0..DNS_BUDGET {
-            let mut progress = false;
-            while let Some((server, datagram)) = self.shared.dns.resolver.poll_transmit() {
-                progress = true;
-                if let Some(socket) = self.shared.dns.socket.as_ref() {
-                    if let Err(e) = socket.send_to(&datagram, server) {
-                        debug!("dns send to {server} failed: {e}");
-                    }
-                }
-            }
-            while let Some((id, answer)) = self.shared.dns.resolver.poll_answer() {
-                progress = true;
-                match self.shared.dns.queries.remove(&id) {
-                    Some(Owner::Client(key) | Owner::WsBackend(key)) => {
-                        if let Some(conn) = live(&mut self.conns, key) {
-                            conn.handle_dns_answer(answer, &mut self.shared);
-                            self.drive(key);
-                        }
-                    }
-                    Some(Owner::BoshBackend(key, stream)) => {
-                        if let Some(entry) = live_bosh(&mut self.boshes, key) {
-                            entry.handle_dns_answer(stream, answer, &mut self.shared);
-                            self.drive_bosh(key);
-                        }
-                    }
-                    None => {}
-                }
-            }
-            if !progress {
-                return;
-            }
-        }
+        self.run_commands();
     }
 }
 
-/// The BOSH session a key names, unless its slot was reused since.
-fn live_bosh(boshes: &mut Slab<BoshEntry>, key: Key) -> Option<&mut BoshEntry> {
-    boshes
-        .get_mut(key.index as usize)
-        .filter(|entry| entry.key.generation == key.generation)
+/// The socket a handle names, unless its slot was reused since.
+fn socket_in(sockets: &mut [Option<Socket>], id: SocketId) -> Option<&mut Socket> {
+    sockets
+        .get_mut(id.index())
+        .and_then(Option::as_mut)
+        .filter(|s| s.generation == id.generation())
 }
 
-/// The connection a key names, unless its slot was reused since.
-fn live(conns: &mut Slab<Conn>, key: Key) -> Option<&mut Conn> {
-    conns
-        .get_mut(key.index as usize)
-        .filter(|conn| conn.key.generation == key.generation)
+/// An OS error as a log line says it: "connection refused", without the
+/// errno suffix.
+fn describe(error: &str) -> String {
+    let text = error.split(" (os error").next().unwrap_or(error);
+    text.to_lowercase()
 }
 
-fn open_dns(config: &Config, registry: &Registry) -> Result<DnsClient, String> {
+fn open_dns(
+    config: &Config,
+    registry: &Registry,
+) -> Result<(Option<UdpSocket>, dns::ResolverConfig), String> {
     let servers = if config.dns.servers.is_empty() {
         crate::dns_system::servers().unwrap_or_else(|e| {
             warn!("no DNS servers from /etc/resolv.conf ({e}): only static routes will work");
@@ -685,15 +605,11 @@ fn open_dns(config: &Config, registry: &Registry) -> Result<DnsClient, String> {
             Some(socket)
         }
     };
-    let resolver = dns::Resolver::new(dns::ResolverConfig {
+    let resolver = dns::ResolverConfig {
         servers,
         timeout: config.dns.timeout,
         attempts: config.dns.attempts,
         max_cache_entries: config.dns.cache_entries,
-    });
-    Ok(DnsClient {
-        resolver,
-        socket,
-        queries: HashMap::new(),
-    })
+    };
+    Ok((socket, resolver))
 }

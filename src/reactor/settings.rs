@@ -1,15 +1,14 @@
-//! The configuration turned, once at start, into what the loop uses on
-//! every connection: core limits, route tables, the TLS client config.
+//! The configuration turned, once at start, into what the endpoint uses on
+//! every connection: core limits, route tables (host names resolved), the
+//! TLS client config (certificate files read).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::{key_path, Config, ConfigError};
 use crate::tls::TlsConfigError;
-use switchboard_core::backend;
 use switchboard_core::bosh;
+use switchboard_core::endpoint::{Limits, Settings};
 use switchboard_core::http;
 use switchboard_core::session;
 use switchboard_core::websocket;
@@ -18,143 +17,92 @@ use switchboard_core::xml;
 /// XMPP client port when no SRV record names one (RFC 6120 §3.2.2).
 const XMPP_CLIENT_PORT: u16 = 5222;
 
-pub struct Settings {
-    pub http: http::Limits,
-    pub http_read_timeout: Duration,
-    pub http_idle_timeout: Duration,
-    pub websocket_path: String,
-    /// Empty: any origin may upgrade.
-    pub websocket_origins: Vec<String>,
-    pub bosh_path: String,
-    pub bosh_origins: Vec<String>,
-    pub bosh_headers: Vec<(String, String)>,
-    pub bosh: bosh::Settings,
-    pub session: session::Settings,
-    pub max_connections: usize,
-    /// Per-direction output cap before the other side stops being read.
-    pub max_buffer_bytes: usize,
-    /// How long a closing connection may take to flush its last bytes.
-    pub linger: Duration,
-    pub connect_timeout: Duration,
-    pub default_port: u16,
-    /// Static routes, resolved once at start.
-    pub routes: HashMap<String, Vec<SocketAddr>>,
-    /// The BOSH `route` values allowed, resolved once at start.
-    pub bosh_routes: HashMap<String, Vec<SocketAddr>>,
-    /// Servers found by DNS may be at private addresses.
-    pub allow_private_addresses: bool,
-    /// Domains whose server may be used without TLS.
-    plaintext: HashSet<String>,
-    /// An optional STARTTLS is skipped on connections to loopback addresses.
-    loopback_plaintext: bool,
-    xml: xml::Limits,
-    tls: Arc<rustls::ClientConfig>,
-}
-
-impl Settings {
-    /// Everything start-up checks short of binding the listener: the
-    /// configuration's bounds and formats (again, for configurations built
-    /// in code), route host names resolved, the CA file read. `--check-config`
-    /// runs this very function, so the two cannot disagree.
-    pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
-        config.validate()?;
-        let xml = xml::Limits {
-            max_depth: config.xml.max_depth,
-            max_attributes: config.xml.max_attributes,
-            max_element_bytes: config.xml.max_element_bytes,
-        };
-        let mut routes = HashMap::new();
-        let mut plaintext: HashSet<String> =
-            config.backend.plaintext_domains.iter().cloned().collect();
-        for (domain, target) in &config.backend.routes {
-            let key = key_path(&["backend", "routes", domain]);
-            let addrs = resolve(config, &key, None, target, target)?;
-            // A loopback route never leaves the machine: plaintext is as
-            // safe there as the machine itself.
-            if !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()) {
-                plaintext.insert(domain.clone());
-            }
-            routes.insert(domain.clone(), addrs);
+/// Everything start-up checks short of binding the listener: the
+/// configuration's bounds and formats (again, for configurations built in
+/// code), route host names resolved, the CA file read. `--check-config` runs
+/// this very function, so the two cannot disagree.
+pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
+    config.validate()?;
+    let xml = xml::Limits {
+        max_depth: config.xml.max_depth,
+        max_attributes: config.xml.max_attributes,
+        max_element_bytes: config.xml.max_element_bytes,
+    };
+    let mut routes = HashMap::new();
+    let mut plaintext: HashSet<String> = config.backend.plaintext_domains.iter().cloned().collect();
+    for (domain, target) in &config.backend.routes {
+        let key = key_path(&["backend", "routes", domain]);
+        let addrs = resolve(config, &key, None, target, target)?;
+        // A loopback route never leaves the machine: plaintext is as
+        // safe there as the machine itself.
+        if !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()) {
+            plaintext.insert(domain.clone());
         }
-        let mut bosh_routes = HashMap::new();
-        for (i, route) in config.bosh.allowed_routes.iter().enumerate() {
-            let target = route.strip_prefix("xmpp:").unwrap_or(route);
-            let addrs = resolve(config, "bosh.allowed_routes", Some(i), route, target)?;
-            bosh_routes.insert(route.clone(), addrs);
-        }
-        let ca_file = Some(config.backend.ca_file.as_path()).filter(|p| !p.as_os_str().is_empty());
-        let tls = crate::tls::client_config(ca_file).map_err(|e| ca_file_error(config, &e))?;
-        Ok(Settings {
-            http: http::Limits {
-                max_head_bytes: config.http.max_head_bytes,
-                max_headers: config.http.max_headers,
-                max_body_bytes: config.http.max_body_bytes,
-            },
-            http_read_timeout: config.http.read_timeout,
-            http_idle_timeout: config.http.idle_timeout,
-            websocket_path: config.websocket.path.clone(),
-            websocket_origins: config.websocket.allowed_origins.clone(),
-            bosh_path: config.bosh.path.clone(),
-            bosh_origins: config.bosh.allowed_origins.clone(),
-            bosh_headers: config.bosh.headers.clone().into_iter().collect(),
-            bosh: bosh::Settings {
-                max_wait: config.bosh.max_wait,
-                max_hold: config.bosh.max_hold,
-                default_inactivity: config.bosh.default_inactivity,
-                max_inactivity: config.bosh.max_inactivity,
-                polling: config.bosh.polling,
-                max_pause: config.bosh.max_pause,
-                max_streams: config.bosh.max_streams,
-                allowed_routes: config.bosh.allowed_routes.clone(),
-                handshake_timeout: config.backend.handshake_timeout,
-                max_pending_bytes: config.backend.max_buffer_bytes,
-                xml,
-            },
-            session: session::Settings {
-                websocket: websocket::Limits {
-                    max_message_bytes: config.websocket.max_message_bytes,
-                },
-                xml,
-                ping_interval: config.websocket.ping_interval,
-                pong_timeout: config.websocket.pong_timeout,
-                handshake_timeout: config.backend.handshake_timeout,
-                max_pending_bytes: config.backend.max_buffer_bytes,
-            },
-            max_connections: config.server.max_connections,
-            max_buffer_bytes: config.backend.max_buffer_bytes,
-            linger: config.websocket.pong_timeout,
-            connect_timeout: config.backend.connect_timeout,
-            default_port: XMPP_CLIENT_PORT,
-            routes,
-            bosh_routes,
-            allow_private_addresses: config.backend.allow_private_addresses,
-            plaintext,
-            loopback_plaintext: config.backend.loopback_plaintext,
+        routes.insert(domain.clone(), addrs);
+    }
+    let mut bosh_routes = HashMap::new();
+    for (i, route) in config.bosh.allowed_routes.iter().enumerate() {
+        let target = route.strip_prefix("xmpp:").unwrap_or(route);
+        let addrs = resolve(config, "bosh.allowed_routes", Some(i), route, target)?;
+        bosh_routes.insert(route.clone(), addrs);
+    }
+    let ca_file = Some(config.backend.ca_file.as_path()).filter(|p| !p.as_os_str().is_empty());
+    let tls = crate::tls::client_config(ca_file).map_err(|e| ca_file_error(config, &e))?;
+    Ok(Settings {
+        http: http::Limits {
+            max_head_bytes: config.http.max_head_bytes,
+            max_headers: config.http.max_headers,
+            max_body_bytes: config.http.max_body_bytes,
+        },
+        http_read_timeout: config.http.read_timeout,
+        http_idle_timeout: config.http.idle_timeout,
+        websocket_path: config.websocket.path.clone(),
+        websocket_origins: config.websocket.allowed_origins.clone(),
+        bosh_path: config.bosh.path.clone(),
+        bosh_origins: config.bosh.allowed_origins.clone(),
+        bosh_headers: config.bosh.headers.clone().into_iter().collect(),
+        bosh: bosh::Settings {
+            max_wait: config.bosh.max_wait,
+            max_hold: config.bosh.max_hold,
+            default_inactivity: config.bosh.default_inactivity,
+            max_inactivity: config.bosh.max_inactivity,
+            polling: config.bosh.polling,
+            max_pause: config.bosh.max_pause,
+            max_streams: config.bosh.max_streams,
+            allowed_routes: config.bosh.allowed_routes.clone(),
+            handshake_timeout: config.backend.handshake_timeout,
+            max_pending_bytes: config.backend.max_buffer_bytes,
             xml,
-            tls,
-        })
-    }
-
-    pub fn xml_limits(&self) -> xml::Limits {
-        self.xml
-    }
-
-    /// What a new backend stream for `domain`, connected to `peer`, needs.
-    pub fn backend_settings(
-        &self,
-        domain: &str,
-        lang: &str,
-        peer: SocketAddr,
-    ) -> backend::Settings {
-        backend::Settings {
-            domain: domain.to_string(),
-            lang: lang.to_string(),
-            tls: self.tls.clone(),
-            plaintext_allowed: self.plaintext.contains(domain),
-            skip_optional_tls: self.loopback_plaintext && peer.ip().to_canonical().is_loopback(),
-            xml: self.xml,
-        }
-    }
+        },
+        session: session::Settings {
+            websocket: websocket::Limits {
+                max_message_bytes: config.websocket.max_message_bytes,
+            },
+            xml,
+            ping_interval: config.websocket.ping_interval,
+            pong_timeout: config.websocket.pong_timeout,
+            handshake_timeout: config.backend.handshake_timeout,
+            max_pending_bytes: config.backend.max_buffer_bytes,
+        },
+        limits: Limits {
+            max_connections: config.server.max_connections,
+            max_connections_per_address: config.server.max_connections_per_address,
+            max_sessions: config.server.max_sessions,
+            max_sessions_per_address: config.server.max_sessions_per_address,
+            max_buffered_bytes: config.server.max_buffered_bytes,
+        },
+        max_buffer_bytes: config.backend.max_buffer_bytes,
+        linger: config.websocket.pong_timeout,
+        connect_timeout: config.backend.connect_timeout,
+        default_port: XMPP_CLIENT_PORT,
+        routes,
+        bosh_routes,
+        allow_private_addresses: config.backend.allow_private_addresses,
+        plaintext,
+        loopback_plaintext: config.backend.loopback_plaintext,
+        xml,
+        tls,
+    })
 }
 
 /// The host and port of a route (`value`, as the configuration holds it)

@@ -1,95 +1,42 @@
-//! Typed handles for the reactor's slabs and the mio tokens derived from
-//! them. A generation travels with every handle so that a timer or event
-//! that outlived its entry cannot reach the one reusing the slot.
+//! mio tokens: a socket's token is its endpoint handle, and the reserved
+//! tokens have the top bit set, which no socket token has.
 
 use mio::Token;
+use switchboard_core::endpoint::SocketId;
 
-// The reserved tokens all have kind 3, which no socket token has.
+// A token holds a 32-bit slot index and a generation: 64-bit targets only.
+const _: () = assert!(usize::BITS == 64);
+const RESERVED: usize = 1 << (usize::BITS - 1);
 /// The listening socket.
-pub const LISTENER: Token = Token(usize::MAX);
+pub const LISTENER: Token = Token(RESERVED);
 /// The UDP socket for DNS queries.
-pub const DNS: Token = Token(usize::MAX - (1 << KIND_BITS));
+pub const DNS: Token = Token(RESERVED | 1);
 /// Wakes the loop from another thread (shutdown).
-pub const WAKER: Token = Token(usize::MAX - (2 << KIND_BITS));
+pub const WAKER: Token = Token(RESERVED | 2);
 /// SIGTERM and SIGINT, when the process asked for them.
-pub const SIGNALS: Token = Token(usize::MAX - (3 << KIND_BITS));
+pub const SIGNALS: Token = Token(RESERVED | 3);
 
-/// Token layout, low bits first: kind (2), stream (8), index (24),
-/// generation (30).
-const KIND_BITS: u32 = 2;
-const STREAM_BITS: u32 = 8;
-const INDEX_BITS: u32 = 24;
-const GENERATION_MASK: u32 = (1 << 30) - 1;
+/// Bits of the generation a token carries (below the reserved bit).
+const GENERATION_BITS: u32 = usize::BITS - 1 - 32;
+const GENERATION_MASK: u32 = ((1u64 << GENERATION_BITS) - 1) as u32;
 
-/// A slab slot plus the generation of what lives there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Key {
-    pub index: u32,
-    pub generation: u32,
+/// Token layout, low bits first: slot index (32), generation (31).
+pub fn token(id: SocketId) -> Token {
+    Token(((id.generation() & GENERATION_MASK) as usize) << 32 | (id.index() & 0xffff_ffff))
 }
 
-impl Key {
-    pub fn new(index: usize, generation: u32) -> Self {
-        Key {
-            index: index as u32 & ((1 << INDEX_BITS) - 1),
-            generation: generation & GENERATION_MASK,
-        }
+/// The slot index and the generation bits a socket token carries;
+/// `None` for the reserved tokens.
+pub fn parts(token: Token) -> Option<(usize, u32)> {
+    if token.0 & RESERVED != 0 {
+        return None;
     }
-
-    /// For a BOSH request handle: the connection holding the request.
-    pub fn to_u64(self) -> u64 {
-        (u64::from(self.generation) << 32) | u64::from(self.index)
-    }
-
-    pub fn from_u64(value: u64) -> Self {
-        Key {
-            index: value as u32,
-            generation: (value >> 32) as u32,
-        }
-    }
+    Some((token.0 & 0xffff_ffff, (token.0 >> 32) as u32))
 }
 
-/// Who a socket event or a DNS answer is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Owner {
-    /// A client connection (HTTP, WebSocket).
-    Client(Key),
-    /// The backend of a WebSocket connection.
-    WsBackend(Key),
-    /// One stream's backend of a BOSH session (XEP-0124 §19).
-    BoshBackend(Key, u8),
-}
-
-impl Owner {
-    pub fn token(self) -> Token {
-        let (kind, key, stream) = match self {
-            Owner::Client(key) => (0, key, 0),
-            Owner::WsBackend(key) => (1, key, 0),
-            Owner::BoshBackend(key, stream) => (2, key, stream),
-        };
-        Token(
-            ((key.generation as usize) << (KIND_BITS + STREAM_BITS + INDEX_BITS))
-                | ((key.index as usize) << (KIND_BITS + STREAM_BITS))
-                | ((stream as usize) << KIND_BITS)
-                | kind,
-        )
-    }
-
-    /// What a socket token stands for; `None` for the reserved tokens.
-    pub fn from_token(token: Token) -> Option<Owner> {
-        let t = token.0;
-        let stream = ((t >> KIND_BITS) & ((1 << STREAM_BITS) - 1)) as u8;
-        let key = Key {
-            index: ((t >> (KIND_BITS + STREAM_BITS)) & ((1 << INDEX_BITS) - 1)) as u32,
-            generation: (t >> (KIND_BITS + STREAM_BITS + INDEX_BITS)) as u32,
-        };
-        match t & ((1 << KIND_BITS) - 1) {
-            0 => Some(Owner::Client(key)),
-            1 => Some(Owner::WsBackend(key)),
-            2 => Some(Owner::BoshBackend(key, stream)),
-            _ => None,
-        }
-    }
+/// Whether a socket's generation matches the bits a token carries.
+pub fn same_generation(generation: u32, carried: u32) -> bool {
+    generation & GENERATION_MASK == carried
 }
 
 #[cfg(test)]
@@ -97,34 +44,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_round_trip_owners() {
-        for (index, generation) in [(0, 0), (7, 3), ((1 << INDEX_BITS) - 1, GENERATION_MASK)] {
-            let key = Key::new(index, generation);
-            for owner in [
-                Owner::Client(key),
-                Owner::WsBackend(key),
-                Owner::BoshBackend(key, 0),
-                Owner::BoshBackend(key, 255),
-            ] {
-                assert_eq!(Owner::from_token(owner.token()), Some(owner));
-            }
-            assert_eq!(Key::from_u64(key.to_u64()), key);
-        }
-    }
-
-    #[test]
-    fn socket_tokens_never_hit_reserved_ones() {
-        let key = Key::new(usize::MAX, u32::MAX);
-        for owner in [
-            Owner::Client(key),
-            Owner::WsBackend(key),
-            Owner::BoshBackend(key, 255),
-        ] {
-            let token = owner.token();
-            assert!(![LISTENER, DNS, WAKER, SIGNALS].contains(&token));
+    fn tokens_carry_index_and_generation_and_never_hit_reserved_ones() {
+        for (index, generation) in [(0, 0), (7, 3), (0xffff_fff0, u32::MAX)] {
+            let id = SocketId::from_parts(index, generation);
+            let (i, g) = parts(token(id)).unwrap();
+            assert_eq!(i, index);
+            assert!(same_generation(generation, g));
+            assert!(![LISTENER, DNS, WAKER, SIGNALS].contains(&token(id)));
         }
         for reserved in [LISTENER, DNS, WAKER, SIGNALS] {
-            assert_eq!(Owner::from_token(reserved), None);
+            assert_eq!(parts(reserved), None);
         }
     }
 }

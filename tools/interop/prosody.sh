@@ -90,6 +90,9 @@ http_default_host = "localhost"
 modules_enabled = {
     "roster"; "saslauth"; "tls"; "disco"; "ping"; "version"; "time";
     "bosh"; "websocket";
+    -- XEP-0191: Converse.js (tools/interop/browser) hangs opening a chat
+    -- with a non-contact on a server without it.
+    "blocklist";
 }
 modules_disabled = { "s2s" }
 

@@ -35,6 +35,7 @@
 //! TLS; the `<starttls/>` offer is then cut from the features the client
 //! sees, since nobody will negotiate it.
 
+use crate::stream_error::Condition;
 use crate::xml::{self, ElementInfo, FrameKind, Framer, StreamHeader};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
@@ -119,7 +120,7 @@ pub enum Event<'a> {
         info: ElementInfo,
         /// The defined condition (RFC 6120 §4.9.3), `undefined-condition`
         /// when the server named none.
-        condition: String,
+        condition: Condition,
     },
     /// The server closed its stream, `</stream:stream>` (RFC 6120 §4.4).
     Closed,
@@ -226,7 +227,7 @@ struct Pending {
 enum PendingKind {
     Features(ElementInfo),
     Element(ElementInfo),
-    StreamError(ElementInfo, String),
+    StreamError(ElementInfo, Condition),
     Closed,
 }
 
@@ -767,7 +768,7 @@ fn starttls_offer(features: &[u8]) -> Result<Option<StartTlsOffer>, Error> {
 
 /// The defined condition of a `<stream:error/>` (RFC 6120 §4.9.2): its
 /// child in the stream errors namespace other than `<text/>`.
-fn stream_error_condition(element: &[u8]) -> String {
+fn stream_error_condition(element: &[u8]) -> Condition {
     xml::children(element)
         .ok()
         .and_then(|children| {
@@ -775,7 +776,9 @@ fn stream_error_condition(element: &[u8]) -> String {
                 .into_iter()
                 .find(|c| c.ns.as_deref() == Some(xml::NS_STREAM_ERRORS) && c.local != "text")
         })
-        .map_or_else(|| "undefined-condition".to_owned(), |c| c.local)
+        .map_or(Condition::UndefinedCondition, |c| {
+            Condition::from_name(&c.local)
+        })
 }
 
 #[cfg(test)]

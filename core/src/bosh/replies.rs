@@ -50,6 +50,11 @@ impl Replies {
         }
     }
 
+    /// Bytes of the responses kept.
+    pub fn bytes(&self) -> usize {
+        self.kept.iter().map(|r| r.body.len()).sum()
+    }
+
     pub fn find(&self, rid: u64) -> Option<&[u8]> {
         self.kept
             .iter()

@@ -118,6 +118,7 @@ struct Queued {
 pub struct Session {
     settings: Settings,
     sid: String,
+    domain: String,
     wait: Duration,
     hold: u32,
     /// As granted at creation; a pause changes `inactivity` until the next
@@ -136,6 +137,9 @@ pub struct Session {
     /// idle session.
     queued: Vec<(u64, Queued)>,
     held: VecDeque<Held>,
+    /// Held requests whose connection went away, unanswered (at most
+    /// `hold + 1`; a plain Vec, freed when empty).
+    orphans: Vec<Held>,
     replies: Replies,
     streams: Vec<Option<XmppStream>>,
     /// More than one stream was ever open: bodies name their stream.
@@ -189,6 +193,7 @@ impl Session {
         let acks = body.ack.is_some();
         let mut session = Session {
             sid,
+            domain: domain.clone(),
             wait,
             hold,
             granted_inactivity: inactivity,
@@ -198,6 +203,7 @@ impl Session {
             next_rid: rid.saturating_add(1),
             queued: Vec::new(),
             held: VecDeque::new(),
+            orphans: Vec::new(),
             replies: Replies::new(hold as usize + 1, acks),
             // Most sessions keep one stream; a stream is large, so no spare
             // slots up front.
@@ -230,13 +236,10 @@ impl Session {
         &self.sid
     }
 
-    /// The first stream's domain, for log lines.
+    /// The domain the session was created for, for log lines (its
+    /// streams may all be gone by the time it ends).
     pub fn domain(&self) -> &str {
-        self.streams
-            .iter()
-            .flatten()
-            .next()
-            .map_or("", |s| s.domain.as_str())
+        &self.domain
     }
 
     /// The domain and language a stream's backend connection is for.
@@ -265,6 +268,20 @@ impl Session {
         if let Some(s) = self.stream_mut(id) {
             s.consume_output(n);
         }
+    }
+
+    /// Bytes held for the client and the servers, for the endpoint's
+    /// accounting.
+    pub fn buffered_bytes(&self) -> usize {
+        let streams: usize = self
+            .streams
+            .iter()
+            .flatten()
+            .map(XmppStream::buffered_bytes)
+            .sum();
+        let queued: usize = self.queued.iter().map(|(_, q)| q.payload.len()).sum();
+        let notices: usize = self.notices.iter().map(Vec::len).sum();
+        streams + queued + notices + self.replies.bytes()
     }
 
     /// Back-pressure: stop reading the server while this much waits.
@@ -323,19 +340,21 @@ impl Session {
             return self.refuse(handle, Condition::BadRequest, "request without rid");
         };
         if rid < self.next_rid {
-            // A repeat: the kept response, byte for byte.
-            return match self.replies.find(rid) {
-                Some(kept) => {
-                    let body = kept.to_vec();
-                    self.responses
-                        .push_back((handle, Response { status: 200, body }));
-                }
-                None => self.refuse(
+            // A repeat: the kept response, byte for byte; or, for a request
+            // still unanswered, the same request on a new connection
+            // (§14.3: the client thinks the old one broke).
+            if let Some(kept) = self.replies.find(rid) {
+                let body = kept.to_vec();
+                self.responses
+                    .push_back((handle, Response { status: 200, body }));
+            } else if !self.hold_again(now, rid, handle) {
+                self.refuse(
                     handle,
                     Condition::ItemNotFound,
                     "rid repeated beyond the kept responses",
-                ),
-            };
+                );
+            }
+            return;
         }
         if rid > self.next_rid + u64::from(self.hold) {
             return self.refuse(handle, Condition::ItemNotFound, "rid outside the window");
@@ -366,9 +385,60 @@ impl Session {
     }
 
     /// The client closed the connection holding `handle` (a page reload).
+    /// A held request is remembered unanswered, so that the client may
+    /// send it again on another connection.
     pub fn request_gone(&mut self, handle: RequestHandle) {
-        self.held.retain(|h| h.handle != handle);
+        if let Some(at) = self.held.iter().position(|h| h.handle == handle) {
+            if let Some(held) = self.held.remove(at) {
+                if self.orphans.len() > self.hold as usize {
+                    self.orphans.remove(0);
+                }
+                self.orphans.push(held);
+            }
+        }
         self.queued.retain(|(_, q)| q.handle != handle);
+    }
+
+    /// An unanswered request sent again: it is held again on its new
+    /// connection, in rid order; a copy still held on an old connection
+    /// is answered empty, since the client has given up on it.
+    fn hold_again(&mut self, now: Instant, rid: u64, handle: RequestHandle) -> bool {
+        let again = if let Some(at) = self.orphans.iter().position(|h| h.rid == rid) {
+            let held = self.orphans.swap_remove(at);
+            if self.orphans.is_empty() {
+                self.orphans = Vec::new();
+            }
+            held
+        } else if let Some(at) = self.held.iter().position(|h| h.rid == rid) {
+            let Some(old) = self.held.remove(at) else {
+                return false;
+            };
+            let body = self.plain_head(None, rid).finish(&[]);
+            self.responses
+                .push_back((old.handle, Response { status: 200, body }));
+            old
+        } else {
+            return false;
+        };
+        let at = self
+            .held
+            .iter()
+            .position(|h| h.rid > rid)
+            .unwrap_or(self.held.len());
+        self.held.insert(
+            at,
+            Held {
+                handle,
+                deadline: now + self.wait,
+                ..again
+            },
+        );
+        self.idle_since = None;
+        while self.held.len() > self.hold as usize {
+            self.answer_oldest(now);
+        }
+        self.flush(now);
+        true
     }
 
     pub fn backend_connected(&mut self, _now: Instant, id: StreamId, settings: backend::Settings) {

@@ -97,6 +97,11 @@ impl XmppStream {
         }
     }
 
+    /// Bytes held for either side.
+    pub fn buffered_bytes(&self) -> usize {
+        self.pending.len() + self.early.len() + self.features.len() + self.output().len()
+    }
+
     /// XEP-0206 `secure`: see [`backend::Stream::is_secure`].
     pub fn is_secure(&self) -> bool {
         self.backend.as_ref().is_some_and(|b| b.is_secure())

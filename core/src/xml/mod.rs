@@ -33,6 +33,8 @@ pub use inspect::{children, splice_namespaces, unescape, Child};
 use std::fmt;
 use std::ops::Range;
 
+use crate::stream_error::Condition;
+
 /// `jabber:client`, the default content namespace of client streams
 /// (RFC 6120 §4.8.3).
 pub const NS_CLIENT: &str = "jabber:client";
@@ -241,20 +243,22 @@ pub enum Error {
 
 impl Error {
     /// The RFC 6120 §4.9.3 stream error condition to send for this error.
-    pub fn condition(&self) -> &'static str {
+    pub fn condition(&self) -> Condition {
         match self {
-            Error::InvalidUtf8 => "unsupported-encoding",
+            Error::InvalidUtf8 => Condition::UnsupportedEncoding,
             Error::Syntax(_)
             | Error::Malformed(_)
             | Error::MismatchedEndTag
             | Error::UnexpectedEndTag
             | Error::DuplicateAttribute
             | Error::InvalidReference
-            | Error::DataAfterClose => "not-well-formed",
-            Error::TextOutsideElement | Error::NotStreamHeader => "bad-format",
-            Error::Restricted(_) => "restricted-xml",
-            Error::InvalidStreamNamespace => "invalid-namespace",
-            Error::TooDeep | Error::TooManyAttributes | Error::TooLarge => "policy-violation",
+            | Error::DataAfterClose => Condition::NotWellFormed,
+            Error::TextOutsideElement | Error::NotStreamHeader => Condition::BadFormat,
+            Error::Restricted(_) => Condition::RestrictedXml,
+            Error::InvalidStreamNamespace => Condition::InvalidNamespace,
+            Error::TooDeep | Error::TooManyAttributes | Error::TooLarge => {
+                Condition::PolicyViolation
+            }
         }
     }
 }

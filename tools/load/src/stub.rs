@@ -209,7 +209,7 @@ impl Stub {
                     let condition = err.condition();
                     self.send_to(key, |out| {
                         out.extend_from_slice(b"<stream:error><");
-                        out.extend_from_slice(condition.as_bytes());
+                        out.extend_from_slice(condition.as_str().as_bytes());
                         out.extend_from_slice(
                             b" xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>",
                         );

@@ -46,7 +46,7 @@ fn owned(event: Event<'_>) -> Seen {
         Event::Element(bytes, _) => Seen::Element(text(bytes)),
         Event::StreamError {
             element, condition, ..
-        } => Seen::StreamError(condition, text(element)),
+        } => Seen::StreamError(condition.to_string(), text(element)),
         Event::Closed => Seen::Closed,
     }
 }

@@ -677,3 +677,54 @@ fn shutting_down_answers_held_requests_with_system_shutdown() {
     assert!(responses(&mut s)[0].1.contains("system-shutdown"));
     assert!(!backend_text(&mut s).contains("</stream:stream>"));
 }
+
+/// §14.3: a held request whose connection broke, sent again with the same
+/// rid on another connection, is held there and answered there; the
+/// session goes on.
+#[test]
+fn an_unanswered_request_sent_again_after_its_connection_died_is_held_again() {
+    let now = Instant::now();
+    let mut s = idle(now);
+    request(&mut s, now, 2, &req(11, "", ""));
+    s.request_gone(2);
+    request(&mut s, now, 3, &req(11, "", ""));
+    assert!(responses(&mut s).is_empty(), "held again, not refused");
+    s.handle_backend_input(now, S0, b"<message><body>hi</body></message>");
+    let got = responses(&mut s);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, 3);
+    assert!(got[0].1.contains("hi"), "{got:?}");
+    assert!(!s.is_ended());
+}
+
+/// The same, while the old connection still holds it: the new connection
+/// takes it over and the old one is answered empty.
+#[test]
+fn an_unanswered_request_sent_again_moves_to_the_new_connection() {
+    let now = Instant::now();
+    let mut s = idle(now);
+    request(&mut s, now, 2, &req(11, "", ""));
+    request(&mut s, now, 3, &req(11, "", ""));
+    let got = responses(&mut s);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, 2, "the old copy is let go");
+    assert!(!got[0].1.contains("terminate"), "{got:?}");
+    s.handle_backend_input(now, S0, b"<message><body>hi</body></message>");
+    let got = responses(&mut s);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, 3);
+    assert!(got[0].1.contains("hi"));
+}
+
+/// The session's domain outlives its streams, for the end's log line.
+#[test]
+fn a_terminated_session_still_names_its_domain() {
+    let now = Instant::now();
+    let mut s = idle(now);
+    request(&mut s, now, 2, &req(11, "type='terminate'", ""));
+    assert!(s.is_ended());
+    assert!(commands(&mut s).contains(&Command::CloseBackend { stream: S0 }));
+    backend_text(&mut s);
+    s.backend_released(S0);
+    assert_eq!(s.domain(), "localhost");
+}

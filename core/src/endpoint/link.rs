@@ -1,63 +1,15 @@
-//! The TCP side of a backend: finding the XMPP server of a domain (static
-//! route, else DNS through [`dns::Targets`]), connecting one address at a
-//! time, each attempt with a deadline, then carrying bytes. What goes over
-//! it is the session's business; this only owns the socket.
+//! The TCP side of a backend, sans-IO: finding the XMPP server of a domain
+//! (static route, else DNS through [`dns::Targets`]) and asking the shell
+//! to connect to one address at a time, each attempt with a deadline. What
+//! goes over the connection is the session's business.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use log::debug;
-use mio::net::TcpStream;
-use mio::{Interest, Registry};
 
-use super::conn::Shared;
-use super::token::Owner;
-use switchboard_core::dns::{self, Step};
-
-/// A socket with its remembered readiness (edge-triggered: readiness stays
-/// true until an operation reports `WouldBlock`).
-pub struct Socket {
-    pub stream: TcpStream,
-    pub readable: bool,
-    pub writable: bool,
-    /// The peer shut its side (or the socket failed): read to the end.
-    peer_closed: bool,
-}
-
-/// What one poll event says about a socket.
-#[derive(Clone, Copy, Debug)]
-pub struct Readiness {
-    pub readable: bool,
-    pub writable: bool,
-    pub closed: bool,
-}
-
-impl Socket {
-    pub fn new(stream: TcpStream) -> Self {
-        Socket {
-            stream,
-            readable: false,
-            writable: false,
-            peer_closed: false,
-        }
-    }
-
-    pub fn mark(&mut self, ready: Readiness) {
-        self.readable |= ready.readable;
-        self.writable |= ready.writable;
-        self.peer_closed |= ready.closed;
-    }
-
-    /// A read that did not fill the buffer drained the socket: new data
-    /// brings a new edge-triggered event, so no second read is needed to
-    /// see `WouldBlock` (a third of the relay's syscalls). Not when the
-    /// peer closed: its end of file must still be read.
-    pub fn after_read(&mut self, n: usize, capacity: usize) {
-        if n < capacity && !self.peer_closed {
-            self.readable = false;
-        }
-    }
-}
+use super::{Owner, Shared, SocketId};
+use crate::dns::{self, Step};
 
 /// How the server's addresses are being found.
 enum Dial {
@@ -67,7 +19,7 @@ enum Dial {
 
 /// Where a link stands after an input.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Progress {
+pub(super) enum Progress {
     /// Still resolving or connecting.
     Pending,
     /// The TCP connection to this address is up: start the XMPP stream.
@@ -76,15 +28,19 @@ pub enum Progress {
     Failed(String),
 }
 
-pub struct Link {
+pub(super) struct Link {
     /// Socket events and DNS answers for this link go to its owner.
     owner: Owner,
     domain: String,
     /// Until connected.
     dial: Option<Dial>,
-    socket: Option<Socket>,
+    socket: Option<SocketId>,
+    /// The address of the connect attempt in flight.
+    target: Option<SocketAddr>,
     /// The deadline of the connect attempt in flight.
     connecting: Option<Instant>,
+    /// Each address tried and why it failed, for the failure's message.
+    failures: Vec<String>,
 }
 
 impl Link {
@@ -105,24 +61,22 @@ impl Link {
             domain: domain.to_string(),
             dial: Some(dial),
             socket: None,
+            target: None,
             connecting: None,
+            failures: Vec::new(),
         };
         let progress = link.advance(shared);
         (link, progress)
     }
 
     /// The connected socket; `None` while resolving or connecting.
-    pub fn socket(&mut self) -> Option<&mut Socket> {
-        match self.connecting {
-            None => self.socket.as_mut(),
-            Some(_) => None,
-        }
+    pub fn connected(&self) -> Option<SocketId> {
+        self.socket.filter(|_| self.connecting.is_none())
     }
 
-    pub fn mark_ready(&mut self, ready: Readiness) {
-        if let Some(socket) = self.socket.as_mut() {
-            socket.mark(ready);
-        }
+    /// The socket, connecting or connected.
+    pub fn socket(&self) -> Option<SocketId> {
+        self.socket
     }
 
     /// The deadline of the connect attempt in flight.
@@ -130,13 +84,14 @@ impl Link {
         self.connecting
     }
 
-    pub fn deregister(&mut self, registry: &Registry) {
-        if let Some(socket) = self.socket.as_mut() {
-            let _ = registry.deregister(&mut socket.stream);
+    /// Close the socket, if any (the link is being dropped).
+    pub fn close(&mut self, shared: &mut Shared) {
+        if let Some(id) = self.socket.take() {
+            shared.close_socket(id);
         }
+        self.connecting = None;
     }
 
-    /// A DNS answer for this link.
     pub fn handle_dns_answer(
         &mut self,
         answer: Result<dns::Answer, dns::Error>,
@@ -152,44 +107,43 @@ impl Link {
     /// A timer fired: an attempt past its deadline counts as failed.
     pub fn handle_timeout(&mut self, shared: &mut Shared) -> Progress {
         if self.connecting.is_some_and(|d| shared.now >= d) {
-            return self.attempt_failed(shared);
+            return self.attempt_failed("timed out", shared);
         }
         Progress::Pending
     }
 
-    /// After readiness on a connecting socket, see whether the connect
-    /// finished (mio: a writable event, then `take_error` and `peer_addr`).
-    pub fn check_connected(&mut self, shared: &mut Shared) -> Progress {
-        let Some(socket) = self.socket.as_mut().filter(|_| self.connecting.is_some()) else {
-            return Progress::Pending;
-        };
-        if !socket.writable && !socket.readable {
+    /// The shell's connect on `id` completed.
+    pub fn handle_connected(&mut self, id: SocketId, peer: SocketAddr) -> Progress {
+        if self.socket != Some(id) || self.connecting.is_none() {
             return Progress::Pending;
         }
-        let peer = match socket.stream.take_error() {
-            Ok(Some(_)) | Err(_) => None,
-            Ok(None) => match socket.stream.peer_addr() {
-                Ok(peer) => Some(peer),
-                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
-                    socket.writable = false;
-                    socket.readable = false;
-                    return Progress::Pending;
-                }
-                Err(_) => None,
-            },
-        };
-        let Some(peer) = peer else {
-            return self.attempt_failed(shared);
-        };
-        let _ = socket.stream.set_nodelay(true);
         self.connecting = None;
+        self.target = None;
         self.dial = None;
+        self.failures = Vec::new();
         Progress::Connected(peer)
     }
 
-    fn attempt_failed(&mut self, shared: &mut Shared) -> Progress {
-        self.deregister(&shared.registry);
-        self.socket = None;
+    /// The shell's connect on `id` failed (refused, unreachable...).
+    pub fn handle_connect_failed(
+        &mut self,
+        id: SocketId,
+        why: &str,
+        shared: &mut Shared,
+    ) -> Progress {
+        if self.socket != Some(id) || self.connecting.is_none() {
+            return Progress::Pending;
+        }
+        self.attempt_failed(why, shared)
+    }
+
+    fn attempt_failed(&mut self, why: &str, shared: &mut Shared) -> Progress {
+        if let Some(id) = self.socket.take() {
+            shared.close_socket(id);
+        }
+        if let Some(addr) = self.target.take() {
+            self.failures.push(format!("{addr}: {why}"));
+        }
         self.connecting = None;
         if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
             targets.connect_failed();
@@ -209,48 +163,41 @@ impl Link {
             };
             match step {
                 Step::Query(name, kind) => {
-                    shared.dns.query(self.owner, shared.now, &name, kind);
+                    shared.query_dns(self.owner, &name, kind);
                     return Progress::Pending;
                 }
-                Step::Connect(addr) => match self.check_found(addr, shared) {
-                    Ok(()) => return Progress::Pending,
-                    Err(e) => {
-                        debug!("{}: connect {addr} failed: {e}", self.domain);
+                Step::Connect(addr) => {
+                    let found_by_dns = matches!(self.dial, Some(Dial::Dns(_)));
+                    if found_by_dns
+                        && !shared.settings.allow_private_addresses
+                        && is_internal(addr.ip())
+                    {
+                        debug!("{}: {addr} refused: internal address", self.domain);
+                        self.failures
+                            .push(format!("{addr}: internal address refused"));
                         if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
                             targets.connect_failed();
                         }
+                        continue;
                     }
-                },
+                    debug!("{}: connecting to {addr}", self.domain);
+                    self.socket = Some(shared.connect(self.owner, addr));
+                    self.target = Some(addr);
+                    self.connecting = Some(shared.now + shared.settings.connect_timeout);
+                    return Progress::Pending;
+                }
                 Step::Wait => return Progress::Pending,
                 Step::Exhausted(why) => {
                     self.dial = None;
-                    return Progress::Failed(format!("{}: {why}", self.domain));
+                    let tried = std::mem::take(&mut self.failures);
+                    return Progress::Failed(if tried.is_empty() {
+                        format!("{}: {why}", self.domain)
+                    } else {
+                        format!("{}: {why} ({})", self.domain, tried.join("; "))
+                    });
                 }
             }
         }
-    }
-
-    /// An address found by DNS came from whoever controls the client's
-    /// `to` domain: unless allowed, it may not point inside the network.
-    fn check_found(&mut self, addr: SocketAddr, shared: &mut Shared) -> std::io::Result<()> {
-        let found_by_dns = matches!(self.dial, Some(Dial::Dns(_)));
-        if found_by_dns && !shared.settings.allow_private_addresses && is_internal(addr.ip()) {
-            return Err(std::io::Error::other("internal address refused"));
-        }
-        self.connect(addr, shared)
-    }
-
-    fn connect(&mut self, addr: SocketAddr, shared: &mut Shared) -> std::io::Result<()> {
-        let mut stream = TcpStream::connect(addr)?;
-        shared.registry.register(
-            &mut stream,
-            self.owner.token(),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        debug!("{}: connecting to {addr}", self.domain);
-        self.socket = Some(Socket::new(stream));
-        self.connecting = Some(shared.now + shared.settings.connect_timeout);
-        Ok(())
     }
 }
 

@@ -1,0 +1,253 @@
+//! The one owner of resource accounting: every client connection, session,
+//! backend link and buffered byte is counted here against its limit, per
+//! client address too, and every refusal goes through here so that it is
+//! answered and logged the same way on every path.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::settings::Limits;
+
+/// How often one kind of refusal is logged at most (with a count of the
+/// ones not logged): a flood must not flood the log.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Which limit refused something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    ConnectionsPerAddress,
+    Sessions,
+    SessionsPerAddress,
+    Buffers,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 4] = [
+        Refusal::ConnectionsPerAddress,
+        Refusal::Sessions,
+        Refusal::SessionsPerAddress,
+        Refusal::Buffers,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusal::ConnectionsPerAddress => "server.max_connections_per_address",
+            Refusal::Sessions => "server.max_sessions",
+            Refusal::SessionsPerAddress => "server.max_sessions_per_address",
+            Refusal::Buffers => "server.max_buffered_bytes",
+        })
+    }
+}
+
+/// What is in use now; every count returns to zero when all clients leave.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub connections: usize,
+    pub sessions: usize,
+    /// Backend sockets, connecting or connected.
+    pub links: usize,
+    pub buffered_bytes: usize,
+    /// Addresses with a connection or a session.
+    pub addresses: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PerAddress {
+    connections: usize,
+    sessions: usize,
+}
+
+/// Refusals of one kind since it was last logged.
+#[derive(Clone, Copy, Debug, Default)]
+struct Gate {
+    logged_at: Option<Instant>,
+    unlogged: u64,
+}
+
+pub struct Accounting {
+    limits: Limits,
+    usage: Usage,
+    per_address: HashMap<IpAddr, PerAddress>,
+    gates: [Gate; Refusal::ALL.len()],
+}
+
+impl Accounting {
+    pub fn new(limits: Limits) -> Self {
+        Accounting {
+            limits,
+            usage: Usage::default(),
+            per_address: HashMap::new(),
+            gates: [Gate::default(); Refusal::ALL.len()],
+        }
+    }
+
+    pub fn usage(&self) -> Usage {
+        Usage {
+            addresses: self.per_address.len(),
+            ..self.usage
+        }
+    }
+
+    /// Whether another connection may be accepted at all (accept pauses at
+    /// the limit: the kernel's queue holds the rest).
+    pub fn may_accept(&self) -> bool {
+        self.usage.connections < self.limits.max_connections
+    }
+
+    /// A connection was accepted; it is counted whatever the verdict,
+    /// since it holds a descriptor until it is closed.
+    pub fn connection_opened(&mut self, ip: IpAddr) -> Result<(), Refusal> {
+        self.usage.connections += 1;
+        let entry = self.per_address.entry(ip).or_default();
+        entry.connections += 1;
+        if entry.connections > self.limits.max_connections_per_address {
+            return Err(Refusal::ConnectionsPerAddress);
+        }
+        Ok(())
+    }
+
+    pub fn connection_closed(&mut self, ip: IpAddr) {
+        self.usage.connections = self.usage.connections.saturating_sub(1);
+        self.release(ip, |a| a.connections = a.connections.saturating_sub(1));
+    }
+
+    /// A session wants to start; counted only when allowed.
+    pub fn open_session(&mut self, ip: IpAddr) -> Result<(), Refusal> {
+        if self.usage.sessions >= self.limits.max_sessions {
+            return Err(Refusal::Sessions);
+        }
+        if self.usage.buffered_bytes > self.limits.max_buffered_bytes {
+            return Err(Refusal::Buffers);
+        }
+        let entry = self.per_address.entry(ip).or_default();
+        if entry.sessions >= self.limits.max_sessions_per_address {
+            if entry.connections == 0 && entry.sessions == 0 {
+                self.per_address.remove(&ip);
+            }
+            return Err(Refusal::SessionsPerAddress);
+        }
+        entry.sessions += 1;
+        self.usage.sessions += 1;
+        Ok(())
+    }
+
+    pub fn session_closed(&mut self, ip: IpAddr) {
+        self.usage.sessions = self.usage.sessions.saturating_sub(1);
+        self.release(ip, |a| a.sessions = a.sessions.saturating_sub(1));
+    }
+
+    pub fn link_opened(&mut self) {
+        self.usage.links += 1;
+    }
+
+    pub fn link_closed(&mut self) {
+        self.usage.links = self.usage.links.saturating_sub(1);
+    }
+
+    /// An owner's buffers went from `old` to `new` bytes.
+    pub fn buffered(&mut self, old: usize, new: usize) {
+        self.usage.buffered_bytes = (self.usage.buffered_bytes + new).saturating_sub(old);
+    }
+
+    /// Reads stop while the buffers together are over their budget.
+    pub fn may_read(&self) -> bool {
+        self.usage.buffered_bytes <= self.limits.max_buffered_bytes
+    }
+
+    /// Log a refusal at WARN, at most once a minute per kind.
+    pub fn log_refusal(&mut self, now: Instant, refusal: Refusal, ip: IpAddr) {
+        let gate = &mut self.gates[refusal.index()];
+        if gate
+            .logged_at
+            .is_some_and(|at| now.saturating_duration_since(at) < LOG_EVERY)
+        {
+            gate.unlogged += 1;
+            return;
+        }
+        let unlogged = std::mem::take(&mut gate.unlogged);
+        gate.logged_at = Some(now);
+        if unlogged > 0 {
+            log::warn!("limit {refusal} reached: refused {ip} ({unlogged} more refused since the last report)");
+        } else {
+            log::warn!("limit {refusal} reached: refused {ip}");
+        }
+    }
+
+    fn release(&mut self, ip: IpAddr, change: impl FnOnce(&mut PerAddress)) {
+        if let Some(entry) = self.per_address.get_mut(&ip) {
+            change(entry);
+            if entry.connections == 0 && entry.sessions == 0 {
+                self.per_address.remove(&ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_connections: 3,
+            max_connections_per_address: 2,
+            max_sessions: 3,
+            max_sessions_per_address: 2,
+            max_buffered_bytes: 100,
+        }
+    }
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+
+    #[test]
+    fn one_address_cannot_take_more_than_its_share() {
+        let mut a = Accounting::new(limits());
+        assert_eq!(a.connection_opened(A), Ok(()));
+        assert_eq!(a.connection_opened(A), Ok(()));
+        assert_eq!(a.connection_opened(A), Err(Refusal::ConnectionsPerAddress));
+        assert!(!a.may_accept(), "the refused one still holds a descriptor");
+        a.connection_closed(A);
+        assert!(a.may_accept());
+        assert_eq!(a.open_session(A), Ok(()));
+        assert_eq!(a.open_session(A), Ok(()));
+        assert_eq!(a.open_session(A), Err(Refusal::SessionsPerAddress));
+        assert_eq!(a.open_session(B), Ok(()));
+        assert_eq!(a.open_session(B), Err(Refusal::Sessions));
+    }
+
+    #[test]
+    fn counts_return_to_zero_and_forget_the_address() {
+        let mut a = Accounting::new(limits());
+        let _ = a.connection_opened(A);
+        let _ = a.open_session(A);
+        a.link_opened();
+        a.buffered(0, 40);
+        a.buffered(40, 10);
+        assert_eq!(a.usage().buffered_bytes, 10);
+        a.buffered(10, 0);
+        a.link_closed();
+        a.session_closed(A);
+        a.connection_closed(A);
+        assert_eq!(a.usage(), Usage::default());
+    }
+
+    #[test]
+    fn over_the_buffer_budget_nothing_is_read_and_no_session_starts() {
+        let mut a = Accounting::new(limits());
+        a.buffered(0, 101);
+        assert!(!a.may_read());
+        assert_eq!(a.open_session(A), Err(Refusal::Buffers));
+        assert_eq!(a.usage().addresses, 0, "a refused session leaves nothing");
+        a.buffered(101, 100);
+        assert!(a.may_read());
+    }
+}

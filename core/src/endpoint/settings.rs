@@ -1,0 +1,84 @@
+//! What the endpoint needs from the configuration, resolved once at start
+//! by the binary (route host names looked up, certificate files read): the
+//! endpoint itself never touches a file or a resolver of the host.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend;
+use crate::bosh;
+use crate::http;
+use crate::session;
+use crate::xml;
+
+/// Resource limits: everything that holds a descriptor or memory is counted
+/// against one of these, per client address too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Open client connections; at the limit accept pauses.
+    pub max_connections: usize,
+    /// Open client connections from one address; beyond it a new one is
+    /// answered 503 and closed.
+    pub max_connections_per_address: usize,
+    /// Live sessions (BOSH and WebSocket).
+    pub max_sessions: usize,
+    /// Live sessions started from one address.
+    pub max_sessions_per_address: usize,
+    /// Bytes buffered by all sessions together; above it nothing is read
+    /// until writes bring it down, and new sessions are refused.
+    pub max_buffered_bytes: usize,
+}
+
+pub struct Settings {
+    pub http: http::Limits,
+    pub http_read_timeout: Duration,
+    pub http_idle_timeout: Duration,
+    pub websocket_path: String,
+    /// Empty: any origin may upgrade.
+    pub websocket_origins: Vec<String>,
+    pub bosh_path: String,
+    pub bosh_origins: Vec<String>,
+    pub bosh_headers: Vec<(String, String)>,
+    pub bosh: bosh::Settings,
+    pub session: session::Settings,
+    pub limits: Limits,
+    /// Per-direction output cap before the other side stops being read.
+    pub max_buffer_bytes: usize,
+    /// How long a closing connection may take to flush its last bytes.
+    pub linger: Duration,
+    pub connect_timeout: Duration,
+    pub default_port: u16,
+    /// Static routes.
+    pub routes: HashMap<String, Vec<SocketAddr>>,
+    /// The BOSH `route` values allowed, and where they lead.
+    pub bosh_routes: HashMap<String, Vec<SocketAddr>>,
+    /// Servers found by DNS may be at private addresses.
+    pub allow_private_addresses: bool,
+    /// Domains whose server may be used without TLS.
+    pub plaintext: HashSet<String>,
+    /// An optional STARTTLS is skipped on connections to loopback addresses.
+    pub loopback_plaintext: bool,
+    pub xml: xml::Limits,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl Settings {
+    /// What a new backend stream for `domain`, connected to `peer`, needs.
+    pub fn backend_settings(
+        &self,
+        domain: &str,
+        lang: &str,
+        peer: SocketAddr,
+    ) -> backend::Settings {
+        backend::Settings {
+            domain: domain.to_string(),
+            lang: lang.to_string(),
+            tls: self.tls.clone(),
+            plaintext_allowed: self.plaintext.contains(domain),
+            skip_optional_tls: self.loopback_plaintext && peer.ip().to_canonical().is_loopback(),
+            xml: self.xml,
+        }
+    }
+}
