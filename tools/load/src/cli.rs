@@ -48,7 +48,7 @@ pub enum Mode {
     /// Bare TCP forwarder: connect each client to --to and copy bytes both
     /// ways without parsing them (one read buffer, at most one buffer held
     /// per direction, FINs passed on). Prints "listening ADDR", and its
-    /// totals when it stops.
+    /// totals when --duration ends.
     Forward(ForwardArgs),
 }
 
