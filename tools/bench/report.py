@@ -5,8 +5,9 @@ Usage: report.py RAW_DIR > results.md
 
 RAW_DIR holds meta.json (the run's parameters), manifest.tsv (one line per
 measurement: kind, profile, system, base path, CPU seconds per process,
-exit status, note) and, per measurement, BASE.json (the load tool's report,
-LOAD_CONTRACT.md) or BASE.out (wrk's output).
+exit status, note, CPU seconds of the load tool or wrk itself) and, per
+measurement, BASE.json (the load tool's report, tools/load/src/report.rs) or
+BASE.out (wrk's output).
 """
 
 import json
@@ -19,6 +20,10 @@ REFERENCE = "switchboard → Prosody"
 # The same-host deployment: no TLS on the loopback link to Prosody.
 PLAIN_REFERENCE = "switchboard → Prosody, loopback plaintext"
 STUB_REFERENCE = "switchboard → stub"
+# The load tool's bare byte forwarder in switchboard's place: the floor of a relay.
+FORWARDER = "forwarder → stub"
+# The relay process of each, whose CPU per round trip is compared.
+RELAY_PART = {STUB_REFERENCE: "switchboard", FORWARDER: "forward"}
 WRK_REFERENCE = "switchboard BOSH, unknown sid"
 
 
@@ -114,7 +119,7 @@ def wrk_report(base):
 def read_manifest(raw):
     profiles = OrderedDict()
     for line in (raw / "manifest.tsv").read_text().splitlines():
-        kind, profile, system, base, cpu, status, note = (line.split("\t") + [""] * 7)[:7]
+        kind, profile, system, base, cpu, status, note, client = (line.split("\t") + [""] * 8)[:8]
         rows = profiles.setdefault(profile, OrderedDict())
         row = rows.setdefault(system, Row(system))
         if kind == "share":
@@ -134,6 +139,7 @@ def read_manifest(raw):
         if status != "0":
             row.notes.append(f"ended badly: {note}")
         run["cpu"] = parse_cpu(cpu)
+        run["client_cpu"] = float(client) if client else None
         row.runs.append(run)
     return profiles
 
@@ -237,7 +243,65 @@ def memory_table(profiles, out, sessions):
     out.append("")
 
 
-def target_rows(profiles):
+def cpu_per_round_trip(row, part):
+    """CPU µs per echoed round trip over all of a row's runs: of the process
+    PART, or with PART None of the whole system (the load tool and every
+    listed process). None unless every run has what it needs."""
+    runs = row.ok_runs() if row else []
+    secs = trips = 0.0
+    for r in runs:
+        cpu = r.get("cpu") or {}
+        if not r.get("received") or (part and part not in cpu):
+            return None
+        if part:
+            secs += cpu[part]
+        elif r.get("client_cpu") is None:
+            return None
+        else:
+            secs += sum(cpu.values()) + r["client_cpu"]
+        trips += r["received"]
+    return secs / trips * 1e6 if runs else None
+
+
+def relay_profiles(profiles, wide):
+    """(window, profile) of the echo profiles with both switchboard → stub and
+    the forwarder."""
+    return [(window, profile) for window, profile in ((1, "ws-echo"), (wide, f"ws-echo-w{wide}"))
+            if {STUB_REFERENCE, FORWARDER} <= set(profiles.get(profile, {}))]
+
+
+def relay_ratios(rows):
+    """switchboard ÷ forwarder: round trips/s, relay CPU per round trip,
+    whole-system CPU per round trip."""
+    sb, fw = rows.get(STUB_REFERENCE), rows.get(FORWARDER)
+    return (ratio(sb and sb.mean("value"), fw and fw.mean("value")),
+            ratio(cpu_per_round_trip(sb, RELAY_PART[STUB_REFERENCE]),
+                  cpu_per_round_trip(fw, RELAY_PART[FORWARDER])),
+            ratio(cpu_per_round_trip(sb, None), cpu_per_round_trip(fw, None)))
+
+
+def relay_table(profiles, wide, out):
+    out.append("### switchboard against the bare forwarder (→ stub, echo)\n")
+    out.append("| window | system | round trips/s (runs) | p50 ms | p99 ms | relay CPU s per run "
+               "| relay CPU µs per round trip | whole-system CPU µs per round trip | note |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    for window, profile in relay_profiles(profiles, wide):
+        rows = profiles[profile]
+        for system in (STUB_REFERENCE, FORWARDER):
+            row, part = rows[system], RELAY_PART[system]
+            runs = [r for r in row.ok_runs() if part in (r.get("cpu") or {})]
+            relay_cpu = sum(r["cpu"][part] for r in runs) / len(runs) if runs else None
+            out.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+                window, system, value_cell(row), fmt(row.mean("p50"), 2), fmt(row.mean("p99"), 2),
+                fmt(relay_cpu, 1), fmt(cpu_per_round_trip(row, part), 1),
+                fmt(cpu_per_round_trip(row, None), 1), run_notes(row)))
+        thr, relay, whole = relay_ratios(rows)
+        out.append(f"| {window} | **switchboard ÷ forwarder** | {fmt_ratio(thr)} | | | "
+                   f"| {fmt_ratio(relay)} | {fmt_ratio(whole)} | |")
+    out.append("")
+
+
+def target_rows(profiles, wide):
     """(target, measured, verdict) for each of the issue's targets."""
 
     def get(profile, system, key="value"):
@@ -261,6 +325,14 @@ def target_rows(profiles):
     thr = ratio(get("ws-echo", "switchboard → stub"), get("ws-echo", "direct TCP → stub"))
     rows.append(("WebSocket relay to the stub ≥ 0.5× direct TCP to it", fmt_ratio(thr),
                  verdict(None if thr is None else thr >= 0.5)))
+    for window, profile in ((1, "ws-echo"), (wide, f"ws-echo-w{wide}")):
+        thr, relay, whole = relay_ratios(profiles.get(profile, {}))
+        rows.append((f"WebSocket echo, window {window}: switchboard → stub ≥ 0.8× the forwarder's "
+                     "round trips/s", fmt_ratio(thr), verdict(None if thr is None else thr >= 0.8)))
+        rows.append((f"WebSocket echo, window {window}: switchboard's CPU per round trip ≤ 1.5× "
+                     "the forwarder's (relay process only)",
+                     f"{fmt_ratio(relay)} (whole system {fmt_ratio(whole)})",
+                     verdict(None if relay is None else relay <= 1.5)))
     rate = ratio(get("http-rate", WRK_REFERENCE), get("http-rate", "nginx static file"))
     rows.append(("BOSH request rate ≥ 0.7× nginx's static rate (wrk)", fmt_ratio(rate),
                  verdict(None if rate is None else rate >= 0.7)))
@@ -282,12 +354,20 @@ NOTES = [
     "too (its STARTTLS needs a crypto API Node no longer has). Prosody's own endpoints and "
     "switchboard → stub have no TLS anywhere.",
     "- node-xmpp-bosh has no WebSocket row: its WebSocket speaks the pre-RFC 7395 framing.",
+    "- forwarder → stub is the load tool's plain TCP client through `load forward`, a bare "
+    "byte forwarder (one mio loop, one read buffer, no parsing), to the same stub: the floor "
+    "of a relay in switchboard's place. Its clients speak plain XMPP over TCP where "
+    "switchboard's speak WebSocket, so the load tool does a little less work per round trip "
+    "there. Relay CPU per round trip is the CPU of the relay process alone (switchboard or "
+    "forward) over the round trips echoed in the run (warm-up included); whole-system adds "
+    "the stub and the load tool.",
     "- wrk against switchboard and Prosody POSTs a BOSH `<body/>` naming a session that does "
     "not exist: each reads the request, parses the body, looks the sid up and answers 200 "
     "with a terminate body (item-not-found, 95 bytes from both). nginx serves the same "
     "95 bytes from a file. nginx and switchboard each run as one process with one thread.",
     "- CPU s: utime + stime from /proc of the listed processes over the run (the load tool "
-    "and wrk use the other share of the 2 cores and are not counted).",
+    "and wrk use the other share of the 2 cores and are counted only in the whole-system "
+    "figures).",
     "- Memory: the load tool's VmRSS growth of the measured processes per idle logged-in "
     "session (a BOSH session keeps one request held), each system on a freshly started "
     "process; a backend's own share behind a front-end is its peak RSS (VmHWM) growth "
@@ -301,27 +381,32 @@ def main():
     raw = Path(sys.argv[1])
     meta = json.loads((raw / "meta.json").read_text())
     profiles = read_manifest(raw)
+    wide = meta.get("wide_window", 8)
     out = []
     out.append(f"## Comparison run {meta['date']} ({meta['mode']}, commit {meta['commit']})\n")
     out.append(
         f"{meta['cores']} cores shared by the load tool and the servers; everything on loopback. "
         f"Echo: {meta['echo_sessions'] // 2} pairs, closed loop (one message in flight per pair), "
         f"{meta['echo_seconds']} s per run; Prosody and the two switchboard → Prosody rows "
-        f"run A-B-C … C-B-A around the others (values of each run in brackets). wrk: 1 thread, 50 connections, "
+        f"run A-B-C … C-B-A around the others (values of each run in brackets); "
+        f"switchboard → stub and the forwarder run A-B-B-A, also with {wide} messages in "
+        f"flight per pair. wrk: 1 thread, 50 connections, "
         f"{meta['wrk_seconds']} s. Prosody {meta['prosody']}, ejabberd {meta['ejabberd']}, "
         f"nginx {meta['nginx']}, node-xmpp-bosh 0.7.10 on Node {meta['node']}. "
         f"Load average (1, 5, 15 min) before the profiles: {meta['loadavg_before']}; "
         f"after: {meta['loadavg_after']}.\n")
-    for profile, title in (("bosh-echo", "BOSH echo"), ("ws-echo", "WebSocket echo")):
+    for profile, title in (("bosh-echo", "BOSH echo"), ("ws-echo", "WebSocket echo"),
+                           (f"ws-echo-w{wide}", f"WebSocket echo, {wide} messages in flight per pair")):
         if profile in profiles:
             rate_table(title, profiles[profile], REFERENCE, "round trips/s", True, out)
     if "http-rate" in profiles:
         rate_table("HTTP request rate (wrk)", profiles["http-rate"], WRK_REFERENCE, "requests/s", False, out)
+    relay_table(profiles, wide, out)
     memory_table(profiles, out, meta["memory_sessions"])
     out.append("### Targets\n")
     out.append("| target | measured | verdict |")
     out.append("|---|---|---|")
-    for target, measured, verdict in target_rows(profiles):
+    for target, measured, verdict in target_rows(profiles, wide):
         out.append(f"| {target} | {measured} | {verdict} |")
     out.append("")
     out.extend(NOTES)

@@ -15,6 +15,7 @@ NXB_PORT=18480
 SWITCHBOARD_PORT=18580
 SWITCHBOARD_PLAIN_PORT=18590
 STUB_PORT=18622
+FORWARD_PORT=18680
 NGINX_PORT=18780
 # The domain switchboard routes to the load tool's stub server.
 STUB_DOMAIN=stub.test
@@ -32,7 +33,7 @@ SWITCHBOARD_PLAIN_WS=ws://127.0.0.1:$SWITCHBOARD_PLAIN_PORT/xmpp-websocket
 NGINX_URL=http://127.0.0.1:$NGINX_PORT/body.xml
 
 # pid_of PART: the pid of a running part (prosody, ejabberd, nxb, stub,
-# switchboard, nginx), from its pidfile.
+# forward, switchboard, nginx), from its pidfile.
 pid_of() {
     local file
     case "$1" in
@@ -131,6 +132,17 @@ start_stub() {
 
 stop_stub() { stop_by_pidfile "load stub" "$DIR/stub.pid" 50 >>"$DIR/compare.log"; }
 
+# The load tool's bare byte forwarder in front of the stub: the floor of a
+# relay, in switchboard's place.
+start_forward() {
+    port_open "$FORWARD_PORT" && die "port $FORWARD_PORT already in use"
+    spawn "$DIR/forward.pid" "$DIR/forward.log" "$LOAD_BIN" forward \
+        --listen "127.0.0.1:$FORWARD_PORT" --to "127.0.0.1:$STUB_PORT" --duration 1h
+    await_ports "load forward" "$(pid_of forward)" 100 "$FORWARD_PORT" "$DIR/forward.log"
+}
+
+stop_forward() { stop_by_pidfile "load forward" "$DIR/forward.pid" 50 >>"$DIR/compare.log"; }
+
 # start_switchboard_as PART PORT LOOPBACK_PLAINTEXT: switchboard in front of
 # Prosody (localhost: STARTTLS verified against the run's CA, or skipped
 # with backend.loopback_plaintext) and of the stub (stub.test, a plaintext
@@ -203,6 +215,7 @@ stop_all() {
     stop_switchboard
     stop_switchboard_plain
     stop_nxb
+    stop_forward
     stop_stub
     stop_nginx
     [ -f "$DIR/ejabberd/ejabberd.run.pid" ] && stop_ejabberd
@@ -231,6 +244,21 @@ check_ws() {
     case "$out" in
         *" 101 "*) return 0 ;;
         *) echo "no 101 from $1: ${out:-nothing}" >&2; return 1 ;;
+    esac
+}
+
+# check_tcp ADDR DOMAIN: an XMPP stream opened over plain TCP is answered
+# with the server's stream header.
+check_tcp() {
+    local out
+    out=$(
+        exec 3<>"/dev/tcp/${1%:*}/${1##*:}" || exit 1
+        printf "<stream:stream to='%s' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>" "$2" >&3
+        timeout 5 head -c 64 <&3
+    ) 2>&1 || true
+    case "$out" in
+        *"<stream:stream"*) return 0 ;;
+        *) echo "no stream header from $1: ${out:-nothing}" | head -c 400 >&2; echo >&2; return 1 ;;
     esac
 }
 

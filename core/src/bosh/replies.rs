@@ -50,6 +50,11 @@ impl Replies {
         }
     }
 
+    /// The highest rid answered so far.
+    pub fn last_answered(&self) -> Option<u64> {
+        self.last_answered
+    }
+
     /// Bytes of the responses kept.
     pub fn bytes(&self) -> usize {
         self.kept.iter().map(|r| r.body.len()).sum()

@@ -78,7 +78,7 @@ pub enum Command {
 }
 
 /// An HTTP response body for a held request.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
@@ -163,6 +163,8 @@ pub struct Session {
     responses: VecDeque<(RequestHandle, Response)>,
     commands: VecDeque<Command>,
     ended: bool,
+    /// Why the session ended, for requests that come after.
+    end: Option<Response>,
 }
 
 impl Session {
@@ -220,6 +222,7 @@ impl Session {
             responses: VecDeque::new(),
             commands: VecDeque::new(),
             ended: false,
+            end: None,
             settings,
         };
         session.open_stream(now, name, domain, body, route);
@@ -250,6 +253,11 @@ impl Session {
 
     pub fn is_ended(&self) -> bool {
         self.ended
+    }
+
+    /// Once ended, what every request is answered with: why it ended.
+    pub fn end_response(&self) -> Option<&Response> {
+        self.end.as_ref()
     }
 
     pub fn poll_response(&mut self) -> Option<(RequestHandle, Response)> {
@@ -331,9 +339,8 @@ impl Session {
 
     /// A request in this session (XEP-0124 §8-§14).
     pub fn handle_request(&mut self, now: Instant, handle: RequestHandle, body: &Body, raw: &[u8]) {
-        if self.ended {
-            self.responses
-                .push_back((handle, terminate_response(Condition::ItemNotFound)));
+        if let Some(end) = self.end.as_ref() {
+            self.responses.push_back((handle, end.clone()));
             return;
         }
         let Some(rid) = body.rid else {
@@ -386,8 +393,9 @@ impl Session {
 
     /// The client closed the connection holding `handle` (a page reload).
     /// A held request is remembered unanswered, so that the client may
-    /// send it again on another connection.
-    pub fn request_gone(&mut self, handle: RequestHandle) {
+    /// send it again on another connection; with nothing held any more,
+    /// the inactivity clock starts.
+    pub fn request_gone(&mut self, now: Instant, handle: RequestHandle) {
         if let Some(at) = self.held.iter().position(|h| h.handle == handle) {
             if let Some(held) = self.held.remove(at) {
                 if self.orphans.len() > self.hold as usize {
@@ -395,6 +403,7 @@ impl Session {
                 }
                 self.orphans.push(held);
             }
+            self.note_idle(now);
         }
         self.queued.retain(|(_, q)| q.handle != handle);
     }
@@ -420,6 +429,14 @@ impl Session {
         } else {
             return false;
         };
+        if self.replies.last_answered().is_some_and(|last| last > rid) {
+            // A later request carried data already, and clients take
+            // responses in rid order: this one can only be empty.
+            let body = self.plain_head(None, rid).finish(&[]);
+            self.respond(now, rid, handle, body);
+            self.note_idle(now);
+            return true;
+        }
         let at = self
             .held
             .iter()
@@ -953,6 +970,7 @@ impl Session {
                 body: terminate_body(condition, None, content),
             },
         };
+        self.end = Some(body.clone());
         let waiting = self.held.drain(..).map(|h| h.handle);
         let waiting: Vec<RequestHandle> = waiting
             .chain(
@@ -962,11 +980,7 @@ impl Session {
             )
             .collect();
         for handle in waiting {
-            let copy = Response {
-                status: body.status,
-                body: body.body.clone(),
-            };
-            self.responses.push_back((handle, copy));
+            self.responses.push_back((handle, body.clone()));
         }
         for id in 0..self.streams.len() {
             let closing = self.streams[id].as_ref().is_some_and(|s| s.has_backend());

@@ -57,6 +57,9 @@ pub struct Usage {
     pub buffered_bytes: usize,
     /// Addresses with a connection or a session.
     pub addresses: usize,
+    /// BOSH sessions that ended lately, remembered to tell their clients
+    /// why (at most `max_sessions`, for twice the longest `wait`).
+    pub ended_sessions: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default)]

@@ -3,6 +3,7 @@
 //! from client connections and its responses go back to them through the
 //! endpoint, since a session outlives the connections that carry it.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -263,6 +264,62 @@ impl BoshEntry {
                 }
             }
             Progress::Failed(why) => self.core.backend_failed(shared.now, id, why),
+        }
+    }
+}
+
+/// Sessions that ended lately, by sid: a session may end with no request
+/// held to tell the client, so its next request hears why, not just
+/// `item-not-found`. Kept for a grace period, at most `max` of them.
+pub(super) struct Ended {
+    by_sid: HashMap<String, bosh::Response>,
+    /// When each entry goes, oldest first.
+    order: VecDeque<(Instant, String)>,
+    max: usize,
+}
+
+impl Ended {
+    pub fn new(max: usize) -> Self {
+        Ended {
+            by_sid: HashMap::new(),
+            order: VecDeque::new(),
+            max,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_sid.len()
+    }
+
+    pub fn insert(&mut self, sid: String, response: bosh::Response, until: Instant) {
+        while self.order.len() >= self.max {
+            self.pop();
+        }
+        self.order.push_back((until, sid.clone()));
+        self.by_sid.insert(sid, response);
+    }
+
+    pub fn get(&self, sid: &str) -> Option<&bosh::Response> {
+        self.by_sid.get(sid)
+    }
+
+    pub fn expire(&mut self, now: Instant) {
+        while self.order.front().is_some_and(|(until, _)| *until <= now) {
+            self.pop();
+        }
+    }
+
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.order.front().map(|(until, _)| *until)
+    }
+
+    fn pop(&mut self) {
+        if let Some((_, sid)) = self.order.pop_front() {
+            self.by_sid.remove(&sid);
+        }
+        if self.order.is_empty() {
+            self.order = VecDeque::new();
+            self.by_sid = HashMap::new();
         }
     }
 }

@@ -39,7 +39,7 @@ use crate::dns::{self, FastRng, QueryId, Resolver, ResolverConfig};
 use crate::ids;
 use crate::wheel::Wheel;
 use accounting::Accounting;
-use bosh::BoshEntry;
+use bosh::{BoshEntry, Ended};
 use client::{Client, Request};
 
 /// Pipelined HTTP requests read from one connection in one turn before
@@ -226,6 +226,7 @@ pub struct Endpoint {
     /// BOSH sessions, which outlive the connections that carry them.
     boshes: Slab<BoshEntry>,
     sids: HashMap<String, Key>,
+    ended: Ended,
     wheel: Wheel<Timer>,
     /// Timers due but not handled yet (more than one call's share).
     expired: VecDeque<Timer>,
@@ -240,6 +241,7 @@ impl Endpoint {
         now: Instant,
     ) -> Result<Endpoint, ids::Unavailable> {
         Ok(Endpoint {
+            ended: Ended::new(settings.limits.max_sessions),
             shared: Shared {
                 now,
                 accounting: Accounting::new(settings.limits),
@@ -269,7 +271,10 @@ impl Endpoint {
     }
 
     pub fn usage(&self) -> Usage {
-        self.shared.accounting.usage()
+        Usage {
+            ended_sessions: self.ended.len(),
+            ..self.shared.accounting.usage()
+        }
     }
 
     /// Live sessions: BOSH sessions and WebSocket connections.
@@ -302,13 +307,14 @@ impl Endpoint {
         if !self.expired.is_empty() {
             return Some(self.shared.now);
         }
-        match (
+        [
             self.wheel.next_deadline(),
             self.shared.dns.resolver.poll_timeout(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+            self.ended.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ------------------------------------------------------------------
@@ -559,6 +565,7 @@ impl Endpoint {
                 }
             }
         }
+        self.ended.expire(now);
         self.shared.dns.resolver.handle_timeout(now);
         self.service_dns();
     }
@@ -642,8 +649,9 @@ impl Endpoint {
             Some(sid) => {
                 let found = self.sids.get(sid).copied();
                 let Some(entry) = found.and_then(|key| live_bosh_mut(&mut self.boshes, key)) else {
-                    let response =
-                        crate::bosh::terminate_response(crate::bosh::Condition::ItemNotFound);
+                    let response = self.ended.get(sid).cloned().unwrap_or_else(|| {
+                        crate::bosh::terminate_response(crate::bosh::Condition::ItemNotFound)
+                    });
                     return self.deliver(conn, response);
                 };
                 entry.core.handle_request(now, handle, &body, raw);
@@ -798,7 +806,7 @@ impl Endpoint {
         // A held BOSH request is gone with its connection (a page reload).
         if let Some(session) = client.awaiting() {
             if let Some(entry) = live_bosh_mut(&mut self.boshes, session) {
-                entry.core.request_gone(key.to_u64());
+                entry.core.request_gone(now, key.to_u64());
                 self.settle_bosh(session);
             }
         }
@@ -811,6 +819,11 @@ impl Endpoint {
         entry.log_end(reason, self.shared.now);
         entry.close_links(&mut self.shared);
         self.sids.remove(&entry.sid);
+        if let Some(response) = entry.core.end_response() {
+            let until = self.shared.now + 2 * self.shared.settings.bosh.max_wait;
+            self.ended
+                .insert(entry.sid.clone(), response.clone(), until);
+        }
         if let Some((id, _)) = entry.timer.take() {
             self.wheel.cancel(id);
         }

@@ -1,4 +1,4 @@
-//! The command line: three modes, every option documented in `--help`.
+//! The command line: four modes, every option documented in `--help`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -21,7 +21,9 @@ stub    a minimal XMPP server (plaintext, SASL PLAIN accepting anyone, bind, rou
 to measure a connection manager alone\n  \
 run     N client sessions in pairs echoing messages: round trips/s, latency percentiles \
 (HDR histogram), losses, errors; JSON and HTML reports\n  \
-memory  N idle logged-in sessions; VmRSS per session of the given processes\n\n\
+memory  N idle logged-in sessions; VmRSS per session of the given processes\n  \
+forward a bare TCP forwarder that copies bytes both ways without parsing: the floor \
+of a relay, to put in a connection manager's place\n\n\
 Every mode stops by itself and targets loopback addresses only unless --allow-remote. \
 See `load <mode> --help`."
 )]
@@ -43,6 +45,11 @@ pub enum Mode {
     /// Open --sessions idle logged-in sessions and report the VmRSS growth of
     /// --pid processes per session after --settle.
     Memory(MemoryArgs),
+    /// Bare TCP forwarder: connect each client to --to and copy bytes both
+    /// ways without parsing them (one read buffer, at most one buffer held
+    /// per direction, FINs passed on). Prints "listening ADDR", and its
+    /// totals when --duration ends.
+    Forward(ForwardArgs),
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +64,31 @@ pub struct StubArgs {
     #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "T")]
     pub duration: Duration,
     /// Listen on non-loopback addresses too
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// Address to listen on (e.g. 127.0.0.1:17223)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Address to connect each client to (e.g. the stub's)
+    #[arg(long, value_name = "ADDR")]
+    pub to: String,
+    /// Bytes read at a time, which is also the most a direction holds
+    /// while its destination is not taking them
+    #[arg(
+        long,
+        default_value_t = crate::forward::DEFAULT_BUFFER as u64,
+        value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024),
+        value_name = "BYTES"
+    )]
+    pub buffer: u64,
+    /// Exit after this long (e.g. 90s, 10m, 1h)
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "T")]
+    pub duration: Duration,
+    /// Listen on, and forward to, non-loopback addresses too
     #[arg(long)]
     pub allow_remote: bool,
 }
@@ -257,5 +289,23 @@ mod tests {
             Cli::try_parse_from(["load", "memory"]).is_err(),
             "--pid is required"
         );
+        let cli = Cli::try_parse_from([
+            "load",
+            "forward",
+            "--listen",
+            "127.0.0.1:17223",
+            "--to",
+            "127.0.0.1:17222",
+        ])
+        .unwrap();
+        let Mode::Forward(forward) = cli.mode else {
+            panic!("forward")
+        };
+        assert_eq!(forward.buffer, crate::forward::DEFAULT_BUFFER as u64);
+        assert_eq!(forward.duration, Duration::from_secs(3600));
+        for bad in [&["--to", "127.0.0.1:1"][..], &["--listen", "127.0.0.1:1"]] {
+            let args = ["load", "forward"].iter().chain(bad);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?} alone");
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod forward;
 pub mod html;
 pub mod ledger;
 pub mod modes;

@@ -8,7 +8,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use clap::Parser;
-use load::cli::{Cli, Mode, StubArgs};
+use load::cli::{Cli, ForwardArgs, Mode, StubArgs};
+use load::forward::Forward;
+use load::net::Endpoint;
 use load::report::Report;
 use load::stub::Stub;
 
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
             Ok(report) => finish(&report, args.client.json.as_deref()),
             Err(err) => usage(&err),
         },
+        Mode::Forward(args) => forward(&args),
     }
 }
 
@@ -80,6 +83,40 @@ fn stub(args: &StubArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("load stub: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn forward(args: &ForwardArgs) -> ExitCode {
+    if !args.allow_remote && !args.listen.ip().is_loopback() {
+        return usage(&format!(
+            "forward: {} is not a loopback address (--allow-remote)",
+            args.listen
+        ));
+    }
+    let to = match Endpoint::from_addr(&args.to, args.allow_remote) {
+        Ok(endpoint) => endpoint.addr,
+        Err(err) => return usage(&format!("forward: --to {err}")),
+    };
+    load::net::raise_fd_limit(0);
+    // The range check on --buffer keeps it far below usize::MAX.
+    let mut forward = match Forward::bind(args.listen, to, args.buffer as usize) {
+        Ok(forward) => forward,
+        Err(err) => {
+            eprintln!("load forward: listen: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("listening {}", forward.local_addr());
+    let until = Instant::now() + args.duration;
+    match forward.run(until, &AtomicBool::new(false)) {
+        Ok(stats) => {
+            print!("{}", stats.summary());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("load forward: {err}");
             ExitCode::from(1)
         }
     }

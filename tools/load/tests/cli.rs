@@ -15,10 +15,10 @@ fn help_names_every_mode_and_option() {
     let top = load(&["--help"]);
     assert!(top.status.success());
     let text = String::from_utf8_lossy(&top.stdout);
-    for mode in ["stub", "run", "memory"] {
+    for mode in ["stub", "run", "memory", "forward"] {
         assert!(text.contains(mode), "{mode} in:\n{text}");
     }
-    let expectations: [(&str, &[&str]); 3] = [
+    let expectations: [(&str, &[&str]); 4] = [
         ("stub", &["--listen", "--domain", "--duration"]),
         (
             "run",
@@ -48,6 +48,16 @@ fn help_names_every_mode_and_option() {
             "memory",
             &["--transport", "--sessions", "--pid", "--settle", "--json"],
         ),
+        (
+            "forward",
+            &[
+                "--listen",
+                "--to",
+                "--buffer",
+                "--duration",
+                "--allow-remote",
+            ],
+        ),
     ];
     for (mode, options) in expectations {
         let out = load(&[mode, "--help"]);
@@ -64,7 +74,7 @@ fn help_names_every_mode_and_option() {
 
 #[test]
 fn bad_usage_exits_2() {
-    let cases: [&[&str]; 6] = [
+    let cases: [&[&str]; 9] = [
         &["run", "--sessions", "3"],
         &["run", "--sessions", "300000"],
         &[
@@ -77,6 +87,17 @@ fn bad_usage_exits_2() {
         &["run", "--source", "192.0.2.1", "--sessions", "2"],
         &["run", "--duration", "soon"],
         &["memory", "--sessions", "2"],
+        &["forward", "--listen", "192.0.2.1:1", "--to", "127.0.0.1:1"],
+        &["forward", "--listen", "127.0.0.1:0", "--to", "192.0.2.1:1"],
+        &[
+            "forward",
+            "--listen",
+            "127.0.0.1:0",
+            "--to",
+            "127.0.0.1:1",
+            "--buffer",
+            "0",
+        ],
     ];
     for args in cases {
         let out = load(args);

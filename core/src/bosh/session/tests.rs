@@ -366,7 +366,7 @@ fn a_gone_request_is_not_answered() {
     let now = Instant::now();
     let mut s = idle(now);
     request(&mut s, now, 2, &req(11, "", ""));
-    s.request_gone(2);
+    s.request_gone(now, 2);
     s.handle_backend_input(now, S0, b"<message><body>later</body></message>");
     assert!(responses(&mut s).is_empty(), "kept for the next request");
     request(&mut s, now, 3, &req(12, "", ""));
@@ -438,7 +438,7 @@ fn a_page_reload_that_abandons_the_held_request_is_not_overactivity() {
     let mut s = idle(now);
     request(&mut s, now, 2, &req(11, "", ""));
     // The page goes away with request 11 in flight; the new page carries on.
-    s.request_gone(2);
+    s.request_gone(now, 2);
     request(
         &mut s,
         now + Duration::from_millis(100),
@@ -686,7 +686,7 @@ fn an_unanswered_request_sent_again_after_its_connection_died_is_held_again() {
     let now = Instant::now();
     let mut s = idle(now);
     request(&mut s, now, 2, &req(11, "", ""));
-    s.request_gone(2);
+    s.request_gone(now, 2);
     request(&mut s, now, 3, &req(11, "", ""));
     assert!(responses(&mut s).is_empty(), "held again, not refused");
     s.handle_backend_input(now, S0, b"<message><body>hi</body></message>");
@@ -727,4 +727,41 @@ fn a_terminated_session_still_names_its_domain() {
     backend_text(&mut s);
     s.backend_released(S0);
     assert_eq!(s.domain(), "localhost");
+}
+
+/// A client that vanishes while its request is held leaves a session
+/// with nothing held: it ends after the inactivity period, not never.
+#[test]
+fn a_session_whose_held_request_went_away_ends_after_inactivity() {
+    let now = Instant::now();
+    let mut s = idle(now);
+    request(&mut s, now, 2, &req(11, "", ""));
+    s.request_gone(now, 2);
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(70)));
+    s.handle_timeout(now + Duration::from_secs(70));
+    assert!(s.is_ended());
+}
+
+/// Clients take responses in rid order: a request sent again after a later
+/// one was answered with data must not carry newer data itself.
+#[test]
+fn a_request_sent_again_after_a_later_one_was_answered_is_answered_empty() {
+    let now = Instant::now();
+    let mut s = idle(now);
+    request(&mut s, now, 2, &req(11, "", ""));
+    s.request_gone(now, 2);
+    request(&mut s, now, 3, &req(12, "", ""));
+    s.handle_backend_input(now, S0, b"<message><body>first</body></message>");
+    let got = responses(&mut s);
+    assert_eq!((got.len(), got[0].0), (1, 3));
+    assert!(got[0].1.contains("first"));
+    request(&mut s, now, 4, &req(11, "", ""));
+    let got = responses(&mut s);
+    assert_eq!(got.len(), 1, "answered at once: {got:?}");
+    assert_eq!(got[0].0, 4);
+    assert!(!got[0].1.contains("<message"), "{got:?}");
+    s.handle_backend_input(now, S0, b"<message><body>second</body></message>");
+    assert!(responses(&mut s).is_empty(), "kept for rid 13");
+    request(&mut s, now, 5, &req(13, "", ""));
+    assert!(responses(&mut s)[0].1.contains("second"));
 }
