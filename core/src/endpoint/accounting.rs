@@ -78,6 +78,9 @@ struct Gate {
 pub struct Accounting {
     limits: Limits,
     usage: Usage,
+    /// The buffers went back under their budget: reads refused for it
+    /// may go on.
+    budget_freed: bool,
     per_address: HashMap<IpAddr, PerAddress>,
     gates: [Gate; Refusal::ALL.len()],
 }
@@ -87,6 +90,7 @@ impl Accounting {
         Accounting {
             limits,
             usage: Usage::default(),
+            budget_freed: false,
             per_address: HashMap::new(),
             gates: [Gate::default(); Refusal::ALL.len()],
         }
@@ -157,12 +161,21 @@ impl Accounting {
 
     /// An owner's buffers went from `old` to `new` bytes.
     pub fn buffered(&mut self, old: usize, new: usize) {
+        let was_over = !self.within_budget();
         self.usage.buffered_bytes = (self.usage.buffered_bytes + new).saturating_sub(old);
+        self.budget_freed |= was_over && self.within_budget();
     }
 
-    /// Reads stop while the buffers together are over their budget.
-    pub fn may_read(&self) -> bool {
+    /// Relayed data is read only while the buffers together are within
+    /// their budget (HTTP requests always: they are bounded, and BOSH
+    /// requests are what drains BOSH buffers).
+    pub fn within_budget(&self) -> bool {
         self.usage.buffered_bytes <= self.limits.max_buffered_bytes
+    }
+
+    /// Whether the buffers went back under their budget since last asked.
+    pub fn take_budget_freed(&mut self) -> bool {
+        std::mem::take(&mut self.budget_freed)
     }
 
     /// Log a refusal at WARN, at most once a minute per kind.
@@ -244,13 +257,16 @@ mod tests {
     }
 
     #[test]
-    fn over_the_buffer_budget_nothing_is_read_and_no_session_starts() {
+    fn over_the_buffer_budget_no_session_starts_until_it_frees() {
         let mut a = Accounting::new(limits());
         a.buffered(0, 101);
-        assert!(!a.may_read());
+        assert!(!a.within_budget());
+        assert!(!a.take_budget_freed());
         assert_eq!(a.open_session(A), Err(Refusal::Buffers));
         assert_eq!(a.usage().addresses, 0, "a refused session leaves nothing");
         a.buffered(101, 100);
-        assert!(a.may_read());
+        assert!(a.within_budget());
+        assert!(a.take_budget_freed(), "reads refused for it may go on");
+        assert!(!a.take_budget_freed());
     }
 }

@@ -73,12 +73,12 @@ impl BoshEntry {
         );
     }
 
-    /// Every socket of the session's links.
-    pub fn sockets(&self) -> impl Iterator<Item = SocketId> + '_ {
-        self.streams
-            .iter()
-            .flatten()
-            .filter_map(|s| s.link.socket())
+    /// Every socket of the session's links, and whether it has output.
+    pub fn sockets(&self) -> impl Iterator<Item = (SocketId, bool)> + '_ {
+        self.streams.iter().enumerate().filter_map(|(id, s)| {
+            let socket = s.as_ref()?.link.socket()?;
+            Some((socket, !self.core.backend_output(StreamId(id)).is_empty()))
+        })
     }
 
     /// Close every link (the session is gone).

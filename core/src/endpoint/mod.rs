@@ -25,6 +25,7 @@ mod http_policy;
 mod link;
 mod settings;
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -138,6 +139,9 @@ enum Timer {
 struct Slot {
     generation: u32,
     owner: Owner,
+    /// The shell was told not to read: it must be given a turn once it
+    /// may (edge-triggered readiness brings no new event).
+    refused: Cell<bool>,
 }
 
 /// The socket table: who owns each socket the shell holds.
@@ -186,7 +190,11 @@ impl Shared {
 
     fn open_socket(&mut self, owner: Owner) -> SocketId {
         let generation = self.generation();
-        let index = self.sockets.slots.insert(Slot { generation, owner });
+        let index = self.sockets.slots.insert(Slot {
+            generation,
+            owner,
+            refused: Cell::new(false),
+        });
         SocketId::from_parts(index, generation)
     }
 
@@ -208,9 +216,29 @@ impl Shared {
         }
     }
 
-    fn turn(&mut self, id: SocketId) {
-        if self.current != Some(id) {
+    /// Give socket `id` a turn if it has something to write or was
+    /// refused a read (the socket whose input is being handled gets its
+    /// turn's remaining work from the shell anyway).
+    fn wake(&mut self, id: SocketId, has_output: bool) {
+        let refused = self
+            .sockets
+            .slots
+            .get(id.index())
+            .filter(|s| s.generation == id.generation)
+            .is_some_and(|s| s.refused.take());
+        if (has_output || refused) && self.current != Some(id) {
             self.commands.push_back(Command::Turn(id));
+        }
+    }
+
+    /// The buffers went back under their budget: every socket refused a
+    /// read gets a turn.
+    fn wake_refused(&mut self) {
+        for (index, slot) in self.sockets.slots.iter() {
+            if slot.refused.take() {
+                let id = SocketId::from_parts(index, slot.generation);
+                self.commands.push_back(Command::Turn(id));
+            }
         }
     }
 
@@ -337,21 +365,32 @@ impl Endpoint {
 
     /// Whether socket `id` may be read now (back-pressure, limits).
     pub fn wants_read(&self, id: SocketId) -> bool {
-        if !self.shared.accounting.may_read() {
+        let Some(slot) = self
+            .shared
+            .sockets
+            .slots
+            .get(id.index())
+            .filter(|s| s.generation == id.generation)
+        else {
             return false;
+        };
+        let budget = self.shared.accounting.within_budget();
+        let wanted = match slot.owner {
+            Owner::Client(key) => live(&self.clients, key).is_some_and(|c| {
+                (budget || !c.is_websocket()) && c.wants_client_read(&self.shared)
+            }),
+            Owner::WsBackend(key) => {
+                budget
+                    && live(&self.clients, key).is_some_and(|c| c.wants_backend_read(&self.shared))
+            }
+            Owner::BoshBackend(key, stream) => {
+                budget && live_bosh(&self.boshes, key).is_some_and(|b| b.wants_read(stream))
+            }
+        };
+        if !wanted {
+            slot.refused.set(true);
         }
-        match self.shared.sockets.owner(id) {
-            Some(Owner::Client(key)) => {
-                live(&self.clients, key).is_some_and(|c| c.wants_client_read(&self.shared))
-            }
-            Some(Owner::WsBackend(key)) => {
-                live(&self.clients, key).is_some_and(|c| c.wants_backend_read(&self.shared))
-            }
-            Some(Owner::BoshBackend(key, stream)) => {
-                live_bosh(&self.boshes, key).is_some_and(|b| b.wants_read(stream))
-            }
-            None => false,
-        }
+        wanted
     }
 
     // ------------------------------------------------------------------
@@ -604,6 +643,9 @@ impl Endpoint {
     fn end(&mut self) {
         self.shared.current = None;
         self.service_dns();
+        if self.shared.accounting.take_budget_freed() {
+            self.shared.wake_refused();
+        }
     }
 
     /// Read and answer the connection's buffered requests, a bounded
@@ -745,15 +787,20 @@ impl Endpoint {
         self.shared.accounting.buffered(client.buffered, buffered);
         client.buffered = buffered;
         let wanted = client.next_deadline();
-        let sockets = [Some(client.socket), client.backend_socket()];
+        let sockets = [
+            Some((client.socket, !client.client_output().is_empty())),
+            client
+                .backend_socket()
+                .map(|s| (s, !client.backend_output().is_empty())),
+        ];
         rearm(
             &mut self.wheel,
             &mut client.timer,
             wanted,
             Timer::Client(key),
         );
-        for socket in sockets.into_iter().flatten() {
-            self.shared.turn(socket);
+        for (socket, has_output) in sockets.into_iter().flatten() {
+            self.shared.wake(socket, has_output);
         }
     }
 
@@ -774,9 +821,9 @@ impl Endpoint {
             entry.buffered = buffered;
             let wanted = entry.next_deadline();
             rearm(&mut self.wheel, &mut entry.timer, wanted, Timer::Bosh(key));
-            let sockets: Vec<SocketId> = entry.sockets().collect();
-            for socket in sockets {
-                self.shared.turn(socket);
+            let sockets: Vec<(SocketId, bool)> = entry.sockets().collect();
+            for (socket, has_output) in sockets {
+                self.shared.wake(socket, has_output);
             }
         }
         for (handle, response) in responses {

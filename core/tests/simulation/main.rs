@@ -43,7 +43,7 @@ const CI_SEEDS: u64 = 32;
 const STEPS: u64 = 3000;
 const MAX_BUFFER_BYTES: usize = 4096;
 const MAX_ELEMENT_BYTES: usize = 8192;
-const BUFFER_BUDGET: usize = 128 * 1024;
+const BUFFER_BUDGET: usize = 40 * 1024;
 const SERVER: &str = "127.0.0.1:5222";
 
 fn env_number(name: &str) -> Option<u64> {
