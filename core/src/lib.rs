@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod bosh;
 pub mod dns;
+pub mod end;
 pub mod endpoint;
 pub mod http;
 pub mod ids;

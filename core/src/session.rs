@@ -14,19 +14,14 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::backend;
+pub use crate::end::End;
+use crate::end::{Mistake, ServerSide};
 use crate::stream_error::Condition;
 use crate::websocket::{self, Codec, Message};
 use crate::xml::{self, FrameKind, Framer};
 
 /// RFC 7395 §3.3.2: the namespace of `<open/>` and `<close/>`.
 const NS_FRAMING: &str = websocket::NS_FRAMING;
-
-/// WebSocket close codes (RFC 6455 §7.4.1).
-const CLOSE_NORMAL: u16 = 1000;
-/// RFC 6455 §7.4.1: the server is going down.
-const CLOSE_GOING_AWAY: u16 = 1001;
-const CLOSE_INVALID_PAYLOAD: u16 = 1007;
-const CLOSE_POLICY: u16 = 1008;
 
 /// Limits and timers of one session, derived once from the configuration.
 #[derive(Clone, Debug)]
@@ -53,42 +48,6 @@ pub enum Command {
     /// Close both sockets now, without writing anything more to the backend:
     /// the server keeps the XMPP session resumable (XEP-0198).
     Drop(End),
-}
-
-/// Why a session ended; the text goes into the session's end log line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum End {
-    ClientClosed,
-    ClientVanished,
-    /// A WebSocket close frame with this code, without `<close/>`.
-    WebSocketClosed(u16),
-    ServerClosed,
-    ServerStreamError(Condition),
-    BackendFailed(String),
-    HandshakeTimeout,
-    PingTimeout,
-    ProtocolError(String),
-    /// switchboard is going down.
-    Shutdown,
-}
-
-impl std::fmt::Display for End {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            End::ClientClosed => f.write_str("client closed"),
-            End::ClientVanished => f.write_str("client vanished"),
-            End::WebSocketClosed(code) => {
-                write!(f, "client closed the websocket ({code}) without <close/>")
-            }
-            End::ServerClosed => f.write_str("server closed the stream"),
-            End::ServerStreamError(c) => write!(f, "server stream error: {c}"),
-            End::BackendFailed(why) => write!(f, "backend failed: {why}"),
-            End::HandshakeTimeout => f.write_str("backend handshake timed out"),
-            End::PingTimeout => f.write_str("client did not answer ping"),
-            End::ProtocolError(why) => write!(f, "client protocol error: {why}"),
-            End::Shutdown => f.write_str("system shutdown"),
-        }
-    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -162,11 +121,11 @@ impl Session {
         self.state == State::Ended
     }
 
-    /// The endpoint refuses the session (a limit): the client hears the
-    /// stream error and close code for `condition`.
-    pub fn refuse(&mut self, condition: Condition, why: &str) {
+    /// The endpoint ends the session (a limit refused it): the client
+    /// hears what the table of ends says.
+    pub fn refuse(&mut self, end: End) {
         if self.state != State::Ended {
-            self.stream_error(condition, why);
+            self.fail(end);
         }
     }
 
@@ -220,7 +179,7 @@ impl Session {
             return;
         }
         if self.handshake_deadline.is_some_and(|d| now >= d) {
-            self.fail_backend(End::HandshakeTimeout);
+            self.fail(End::HandshakeTimeout);
             return;
         }
         let Some(interval) = self.settings.ping_interval else {
@@ -228,7 +187,6 @@ impl Session {
         };
         match self.ping_sent {
             Some(sent) if now >= sent + self.settings.pong_timeout => {
-                self.codec.send_close(CLOSE_POLICY, "ping timeout");
                 self.end(Command::Drop(End::PingTimeout));
             }
             Some(_) => {}
@@ -259,7 +217,7 @@ impl Session {
                 }
                 Ok(None) => break,
                 // The codec has queued the close frame with its code.
-                Err(reason) => self.end(Command::Close(End::ProtocolError(
+                Err(reason) => self.end(Command::Close(End::WebSocketProtocol(
                     reason.reason.to_string(),
                 ))),
             }
@@ -285,7 +243,7 @@ impl Session {
     /// No server could be reached for the domain.
     pub fn backend_failed(&mut self, why: String) {
         if self.state != State::Ended {
-            self.fail_backend(End::BackendFailed(why));
+            self.fail(End::BackendFailed(why));
         }
     }
 
@@ -295,7 +253,7 @@ impl Session {
             return;
         };
         if let Err(e) = stream.handle_input(bytes) {
-            self.fail_backend(End::BackendFailed(e.to_string()));
+            self.fail(End::BackendFailed(e.to_string()));
             return;
         }
         self.drain_backend();
@@ -304,7 +262,7 @@ impl Session {
     /// The backend socket reached end of file or failed.
     pub fn handle_backend_eof(&mut self) {
         if self.state != State::Ended {
-            self.fail_backend(End::BackendFailed("server closed the connection".into()));
+            self.fail(End::BackendFailed("server closed the connection".into()));
         }
     }
 
@@ -318,7 +276,7 @@ impl Session {
                 Ok(None) => return,
                 Err(e) => {
                     let why = e.to_string();
-                    self.fail_backend(End::BackendFailed(why));
+                    self.fail(End::BackendFailed(why));
                     return;
                 }
             };
@@ -342,11 +300,11 @@ impl Session {
                     condition,
                 } => {
                     relay(&mut self.codec, element, &info);
-                    self.close_client(End::ServerStreamError(condition));
+                    self.fail(End::ServerStreamError(condition));
                     return;
                 }
                 backend::Event::Closed => {
-                    self.close_client(End::ServerClosed);
+                    self.fail(End::ServerClosed);
                     return;
                 }
             }
@@ -368,18 +326,16 @@ impl Session {
                     info
                 }
                 // RFC 7395 §3.3.3: one complete element per message.
-                _ => return self.stream_error(Condition::BadFormat, "not exactly one element"),
+                _ => return self.fail(End::Client(Mistake::NotOneElement)),
             },
-            Ok(None) => return self.stream_error(Condition::NotWellFormed, "incomplete element"),
-            Err(e) => return self.stream_error(e.condition(), &e.to_string()),
+            Ok(None) => return self.fail(End::Client(Mistake::NotOneElement)),
+            Err(e) => return self.fail(End::Client(Mistake::Xml(e))),
         };
         let framing = info.namespace(bytes) == Some(NS_FRAMING);
         match (framing, info.local_name(bytes)) {
             (true, "open") => self.handle_open(now, text),
             (true, "close") => self.handle_close(),
-            _ if self.state == State::AwaitOpen => {
-                self.stream_error(Condition::NotAuthorized, "stanza before <open/>")
-            }
+            _ if self.state == State::AwaitOpen => self.fail(End::Client(Mistake::BeforeOpen)),
             _ => self.send_to_backend(bytes),
         }
     }
@@ -387,7 +343,7 @@ impl Session {
     fn handle_open(&mut self, _now: Instant, text: &str) {
         let open = match parse_open(text) {
             Ok(open) => open,
-            Err(why) => return self.stream_error(Condition::NotWellFormed, why),
+            Err(why) => return self.fail(End::Client(Mistake::BadOpen(why))),
         };
         if let Some(lang) = open.lang {
             self.lang = lang;
@@ -395,7 +351,7 @@ impl Session {
         match self.state {
             State::AwaitOpen => {
                 let Some(to) = open.to.filter(|to| !to.is_empty()) else {
-                    return self.stream_error(Condition::HostUnknown, "<open/> without to");
+                    return self.fail(End::Client(Mistake::NoDomain));
                 };
                 self.domain = to;
                 self.reply_open();
@@ -406,7 +362,7 @@ impl Session {
             }
             State::Open => {
                 if open.to.is_some_and(|to| to != self.domain) {
-                    return self.stream_error(Condition::HostUnknown, "restart to another domain");
+                    return self.fail(End::Client(Mistake::OtherDomain));
                 }
                 self.reply_open();
                 let restarted = match self.backend.as_mut() {
@@ -414,12 +370,10 @@ impl Session {
                     None => Err("no backend stream".to_string()),
                 };
                 if let Err(why) = restarted {
-                    self.fail_backend(End::BackendFailed(why));
+                    self.fail(End::BackendFailed(why));
                 }
             }
-            State::Connecting => {
-                self.stream_error(Condition::PolicyViolation, "restart before features")
-            }
+            State::Connecting => self.fail(End::Client(Mistake::RestartTooEarly)),
             State::Ended => {}
         }
     }
@@ -427,12 +381,7 @@ impl Session {
     /// RFC 7395 §3.6: answer `<close/>` with `<close/>`, close the server
     /// stream cleanly, then the WebSocket.
     fn handle_close(&mut self) {
-        if let Some(stream) = self.backend.as_mut() {
-            stream.close();
-        }
-        self.codec.send_text(websocket::CLOSE_ELEMENT);
-        self.codec.send_close(CLOSE_NORMAL, "");
-        self.end(Command::Close(End::ClientClosed));
+        self.fail(End::ClientClosed);
     }
 
     fn reply_open(&mut self) {
@@ -444,73 +393,46 @@ impl Session {
         match self.backend.as_mut().filter(|b| b.is_ready()) {
             Some(stream) => {
                 if let Err(e) = stream.send(bytes) {
-                    self.fail_backend(End::BackendFailed(e.to_string()));
+                    self.fail(End::BackendFailed(e.to_string()));
                 }
             }
             None if self.pending.len() + bytes.len() <= self.settings.max_pending_bytes => {
                 self.pending.extend_from_slice(bytes);
             }
-            None => self.stream_error(
-                Condition::PolicyViolation,
-                "too much data before stream features",
-            ),
+            None => self.fail(End::Client(Mistake::TooMuchEarlyData)),
         }
     }
 
-    /// The server side failed: tell the client with an RFC 6120 stream error
-    /// and close. The backend socket is dropped without a stream close.
-    fn fail_backend(&mut self, end: End) {
-        let condition = match end {
-            End::HandshakeTimeout => Condition::ConnectionTimeout,
-            _ => Condition::RemoteConnectionFailed,
-        };
-        self.codec.send_text(&stream_error_element(condition));
-        self.codec.send_text(websocket::CLOSE_ELEMENT);
-        self.codec.send_close(CLOSE_NORMAL, "");
-        self.backend = None;
-        self.end(Command::Close(end));
-    }
-
-    /// switchboard is going down: RFC 6120 `system-shutdown`, `<close/>`
-    /// and close code 1001 (going away). The server stream is dropped
-    /// without a close, so that the client may resume it elsewhere.
+    /// switchboard is going down: the client hears `system-shutdown` and
+    /// close code 1001; the server stream is dropped without a close, so
+    /// that the client may resume it elsewhere.
     pub fn shut_down(&mut self) {
-        if self.state == State::Ended {
-            return;
+        if self.state != State::Ended {
+            self.fail(End::Shutdown);
         }
-        self.codec
-            .send_text(&stream_error_element(Condition::SystemShutdown));
-        self.codec.send_text(websocket::CLOSE_ELEMENT);
-        self.codec.send_close(CLOSE_GOING_AWAY, "");
-        self.backend = None;
-        self.end(Command::Close(End::Shutdown));
     }
 
-    /// The server ended its stream: RFC 7395 §3.6, close the client side too.
-    fn close_client(&mut self, end: End) {
+    /// The session ends for `end`: the client hears what the table of
+    /// ends says (a stream error, `<close/>`, the close code; RFC 7395
+    /// §3.6), the server's stream is closed or dropped as it says, then
+    /// both sockets close once this is written.
+    fn fail(&mut self, end: End) {
+        let told = end.websocket();
+        if let Some(condition) = told.stream_error {
+            self.codec.send_text(&stream_error_element(condition));
+        }
         self.codec.send_text(websocket::CLOSE_ELEMENT);
-        self.codec.send_close(CLOSE_NORMAL, "");
+        let reason = told.stream_error.map_or("", Condition::as_str);
+        self.codec.send_close(told.close_code, reason);
+        match end.server_side() {
+            ServerSide::Close => {
+                if let Some(stream) = self.backend.as_mut() {
+                    stream.close();
+                }
+            }
+            ServerSide::Drop => self.backend = None,
+        }
         self.end(Command::Close(end));
-    }
-
-    /// A client error: RFC 6120 §4.9 stream error, `<close/>`, then close
-    /// the WebSocket (1008 for a broken limit, 1007 for bad XML). The server
-    /// stream is closed cleanly, since this client will not come back to
-    /// resume it.
-    fn stream_error(&mut self, condition: Condition, why: &str) {
-        let code = match condition {
-            Condition::PolicyViolation | Condition::ResourceConstraint => CLOSE_POLICY,
-            _ => CLOSE_INVALID_PAYLOAD,
-        };
-        self.codec.send_text(&stream_error_element(condition));
-        self.codec.send_text(websocket::CLOSE_ELEMENT);
-        self.codec.send_close(code, condition.as_str());
-        if let Some(stream) = self.backend.as_mut() {
-            stream.close();
-        }
-        self.end(Command::Close(End::ProtocolError(format!(
-            "{condition}: {why}"
-        ))));
     }
 
     fn end(&mut self, command: Command) {
@@ -805,7 +727,7 @@ mod tests {
         assert_eq!(&frames.last().unwrap().1[..2], &1007u16.to_be_bytes());
         assert!(matches!(
             s.poll_command(),
-            Some(Command::Close(End::ProtocolError(_)))
+            Some(Command::Close(End::Client(_)))
         ));
     }
 
@@ -837,7 +759,7 @@ mod tests {
         client_texts(&mut s);
         assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
         s.handle_timeout(now + Duration::from_secs(5));
-        assert!(client_texts(&mut s)[0].contains("connection-timeout"));
+        assert!(client_texts(&mut s)[0].contains("remote-connection-failed"));
         assert_eq!(
             s.poll_command(),
             Some(Command::Close(End::HandshakeTimeout))

@@ -20,6 +20,7 @@ use super::body::{terminate_body, Body, Condition, Head, NS_XBOSH};
 use super::replies::Replies;
 use super::stream::{Ended, XmppStream};
 use crate::backend;
+use crate::end::{End, Mistake, ServerSide};
 use crate::ids;
 use crate::xml;
 
@@ -73,8 +74,8 @@ pub enum Command {
     /// The stream is closed: drop its connection once its output is out,
     /// then call [`Session::backend_released`].
     CloseBackend { stream: StreamId },
-    /// The session is over; the text is for the log line.
-    End(String),
+    /// The session is over.
+    End(End),
 }
 
 /// An HTTP response body for a held request.
@@ -177,15 +178,16 @@ impl Session {
         handle: RequestHandle,
         body: &Body,
     ) -> Result<Session, Response> {
+        let refuse = |end: End| terminate_response(end.bosh().unwrap_or(Condition::BadRequest));
         let Some(rid) = body.rid else {
-            return Err(terminate_response(Condition::BadRequest));
+            return Err(refuse(End::Client(Mistake::NoRid)));
         };
         let Some(domain) = body.to.clone().filter(|t| !t.is_empty()) else {
-            return Err(terminate_response(Condition::ImproperAddressing));
+            return Err(refuse(End::Client(Mistake::NoDomain)));
         };
-        let route = check_route(&settings, body).map_err(terminate_response)?;
+        let route = check_route(&settings, body).map_err(|m| refuse(End::Client(m)))?;
         let name =
-            ids::stream_name().map_err(|_| terminate_response(Condition::InternalServerError))?;
+            ids::stream_name().map_err(|_| refuse(End::Internal("no random stream name")))?;
         let wait = Duration::from_secs(body.wait.unwrap_or(u64::MAX)).min(settings.max_wait);
         let hold = body.hold.unwrap_or(1).min(settings.max_hold);
         let inactivity = body
@@ -321,7 +323,7 @@ impl Session {
                 .as_ref()
                 .is_some_and(|s| s.handshake_deadline.is_some_and(|d| now >= d));
             if late {
-                self.end_stream(StreamId(id), Ended::failed("backend handshake timed out"));
+                self.end_stream(StreamId(id), Ended::new(End::HandshakeTimeout));
                 if self.ended {
                     return;
                 }
@@ -329,7 +331,7 @@ impl Session {
         }
         if self.idle_since.is_some_and(|t| now >= t + self.inactivity) {
             // No `</stream:stream>`: the server may resume (XEP-0198).
-            return self.end_quietly("inactivity timeout");
+            return self.finish(End::Inactive, b"");
         }
         while self.held.front().is_some_and(|h| now >= h.deadline) {
             self.answer_oldest(now);
@@ -344,7 +346,7 @@ impl Session {
             return;
         }
         let Some(rid) = body.rid else {
-            return self.refuse(handle, Condition::BadRequest, "request without rid");
+            return self.refuse(handle, Mistake::NoRid);
         };
         if rid < self.next_rid {
             // A repeat: the kept response, byte for byte; or, for a request
@@ -357,14 +359,13 @@ impl Session {
             } else if !self.hold_again(now, rid, handle) {
                 self.refuse(
                     handle,
-                    Condition::ItemNotFound,
-                    "rid repeated beyond the kept responses",
+                    Mistake::BadRid("repeated beyond the kept responses"),
                 );
             }
             return;
         }
         if rid > self.next_rid + u64::from(self.hold) {
-            return self.refuse(handle, Condition::ItemNotFound, "rid outside the window");
+            return self.refuse(handle, Mistake::BadRid("outside the window"));
         }
         let payload = raw.get(body.payload.clone()).unwrap_or_default().to_vec();
         let request = Queued {
@@ -496,7 +497,7 @@ impl Session {
 
     /// The process is going down (§17.2 `system-shutdown`).
     pub fn shut_down(&mut self) {
-        self.terminate(Condition::SystemShutdown, "system shutdown");
+        self.finish(End::Shutdown, b"");
     }
 
     /// Take one request, in rid order.
@@ -511,9 +512,7 @@ impl Session {
         }
         let target = match self.target(body) {
             Ok(target) => target,
-            Err(()) => {
-                return self.refuse(request.handle, Condition::ItemNotFound, "unknown stream")
-            }
+            Err(()) => return self.refuse(request.handle, Mistake::UnknownStream),
         };
         if body.terminate {
             return self.take_terminate(now, rid, request.handle, target, body, &request.payload);
@@ -524,7 +523,7 @@ impl Session {
         let adds_stream = body.to.is_some() && !body.restart;
         if empty && !adds_stream {
             if let Some(why) = self.overactive(now, rid) {
-                return self.refuse(request.handle, Condition::PolicyViolation, why);
+                return self.refuse(request.handle, Mistake::Overactive(why));
             }
         }
         self.last_arrival = Some(now);
@@ -532,11 +531,11 @@ impl Session {
         if adds_stream {
             match self.add_stream(now, body) {
                 Ok(id) => kind = Kind::AddStream(id),
-                Err((condition, why)) => return self.refuse(request.handle, condition, why),
+                Err(mistake) => return self.refuse(request.handle, mistake),
             }
         } else if body.restart {
             if let Err(why) = self.restart(target, body) {
-                return self.refuse(request.handle, Condition::BadRequest, &why);
+                return self.refuse(request.handle, Mistake::BadStreamAttrs(why));
             }
         } else {
             self.send(target, &request.payload);
@@ -635,7 +634,7 @@ impl Session {
                     self.close_stream(id, payload, max);
                 }
                 self.respond(now, rid, handle, terminate_body(None, None, b""));
-                self.finish(None, b"", "client terminated");
+                self.finish(End::ClientClosed, b"");
             }
         }
     }
@@ -653,20 +652,16 @@ impl Session {
     }
 
     /// §19.2: another stream in this session.
-    fn add_stream(
-        &mut self,
-        now: Instant,
-        body: &Body,
-    ) -> Result<StreamId, (Condition, &'static str)> {
+    fn add_stream(&mut self, now: Instant, body: &Body) -> Result<StreamId, Mistake> {
         let Some(domain) = body.to.clone().filter(|t| !t.is_empty()) else {
-            return Err((Condition::ImproperAddressing, "new stream without to"));
+            return Err(Mistake::NoDomain);
         };
         if self.open_streams().count() >= self.settings.max_streams {
-            return Err((Condition::PolicyViolation, "too many streams"));
+            return Err(Mistake::TooManyStreams);
         }
-        let route = check_route(&self.settings, body).map_err(|c| (c, "route not allowed"))?;
-        let name = ids::stream_name()
-            .map_err(|_| (Condition::InternalServerError, "no random stream name"))?;
+        let route = check_route(&self.settings, body)?;
+        // Without a random name the stream cannot be told apart safely.
+        let name = ids::stream_name().map_err(|_| Mistake::TooManyStreams)?;
         self.multiple = true;
         Ok(self.open_stream(now, name, domain, body, route))
     }
@@ -748,13 +743,13 @@ impl Session {
         stream.drop_backend();
         let name = stream.name.clone();
         if self.open_streams().count() <= 1 {
-            return self.finish(ended.condition, &ended.content, &ended.why);
+            return self.finish(ended.end, &ended.content);
         }
-        log::debug!("bosh {} stream {name} ended: {}", self.sid, ended.why);
+        log::debug!("bosh {} stream {name} ended: {}", self.sid, ended.end);
         self.streams[id.0] = None;
         self.commands
             .push_back(Command::CloseBackend { stream: id });
-        let notice = terminate_body(ended.condition, Some(&name), &ended.content);
+        let notice = terminate_body(ended.end.bosh(), Some(&name), &ended.content);
         self.notices.push_back(notice);
         self.remember_closed(name);
     }
@@ -916,10 +911,12 @@ impl Session {
         head
     }
 
-    fn refuse(&mut self, handle: RequestHandle, condition: Condition, why: &str) {
-        let response = self.terminal(condition);
-        self.responses.push_back((handle, response));
-        self.terminate(condition, why);
+    /// A client mistake ends the session; the request that showed it is
+    /// answered with it too.
+    fn refuse(&mut self, handle: RequestHandle, mistake: Mistake) {
+        let end = End::Client(mistake);
+        self.responses.push_back((handle, self.end_body(&end, b"")));
+        self.finish(end, b"");
     }
 
     /// §17.1: a client that sent no `ver` gets HTTP codes for these.
@@ -939,37 +936,27 @@ impl Session {
         terminate_response(condition)
     }
 
-    /// End with a condition: every held request gets the terminate body;
-    /// the backends are dropped without a stream close.
-    fn terminate(&mut self, condition: Condition, why: &str) {
-        self.drop_backends();
-        self.finish(Some(condition), b"", why);
-    }
-
-    /// Inactivity: nothing to answer, the backends left resumable.
-    fn end_quietly(&mut self, why: &str) {
-        self.drop_backends();
-        self.finish(None, b"", why);
-    }
-
-    fn drop_backends(&mut self) {
-        for stream in self.streams.iter_mut().flatten().filter(|s| !s.closing) {
-            stream.drop_backend();
+    /// The terminate response for `end` (XEP-0124 §17.2), with the
+    /// server's stream error inside for remote-stream-error.
+    fn end_body(&self, end: &End, content: &[u8]) -> Response {
+        match end.bosh() {
+            Some(condition) if content.is_empty() => self.terminal(condition),
+            condition => Response {
+                status: 200,
+                body: terminate_body(condition, None, content),
+            },
         }
     }
 
-    fn finish(&mut self, condition: Option<Condition>, content: &[u8], why: &str) {
+    /// The session is over: every held request gets the terminate body,
+    /// and the server's streams are closed or dropped as the table of
+    /// ends says.
+    fn finish(&mut self, end: End, content: &[u8]) {
         if self.ended {
             return;
         }
         self.ended = true;
-        let body = match condition {
-            Some(condition) if content.is_empty() => self.terminal(condition),
-            _ => Response {
-                status: 200,
-                body: terminate_body(condition, None, content),
-            },
-        };
+        let body = self.end_body(&end, content);
         self.end = Some(body.clone());
         let waiting = self.held.drain(..).map(|h| h.handle);
         let waiting: Vec<RequestHandle> = waiting
@@ -981,6 +968,13 @@ impl Session {
             .collect();
         for handle in waiting {
             self.responses.push_back((handle, body.clone()));
+        }
+        let max = self.settings.max_pending_bytes;
+        for stream in self.streams.iter_mut().flatten().filter(|s| !s.closing) {
+            match end.server_side() {
+                ServerSide::Close => stream.close(b"", max),
+                ServerSide::Drop => stream.drop_backend(),
+            }
         }
         for id in 0..self.streams.len() {
             let closing = self.streams[id].as_ref().is_some_and(|s| s.has_backend());
@@ -994,7 +988,7 @@ impl Session {
                 });
             }
         }
-        self.commands.push_back(Command::End(why.to_string()));
+        self.commands.push_back(Command::End(end));
     }
 
     fn stream(&self, id: StreamId) -> Option<&XmppStream> {
@@ -1046,7 +1040,7 @@ impl Target {
 
 /// §7.1 `route`: ignored unless the configuration allows routes; then only
 /// an allowed one is taken, anything else is `host-unknown`.
-fn check_route(settings: &Settings, body: &Body) -> Result<Option<String>, Condition> {
+fn check_route(settings: &Settings, body: &Body) -> Result<Option<String>, Mistake> {
     match body.route.as_deref() {
         Some(route) if !settings.allowed_routes.is_empty() => settings
             .allowed_routes
@@ -1054,7 +1048,7 @@ fn check_route(settings: &Settings, body: &Body) -> Result<Option<String>, Condi
             .find(|allowed| allowed.as_str() == route)
             .cloned()
             .map(Some)
-            .ok_or(Condition::HostUnknown),
+            .ok_or(Mistake::RouteNotAllowed),
         _ => Ok(None),
     }
 }

@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use super::body::Condition;
 use crate::backend;
+use crate::end::{End, Mistake};
 use crate::xml;
 
 /// RFC 6120 §6.4.6: `<success/>` lives here.
@@ -14,21 +14,22 @@ const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 /// Why a stream is over, for the client's terminate body and the log.
 #[derive(Debug)]
 pub(super) struct Ended {
-    /// `None`: the server closed the stream cleanly.
-    pub condition: Option<Condition>,
+    pub end: End,
     /// The server's `<stream:error/>`, namespaces spliced, for
     /// remote-stream-error.
     pub content: Vec<u8>,
-    pub why: String,
 }
 
 impl Ended {
-    pub fn failed(why: impl Into<String>) -> Self {
+    pub fn new(end: End) -> Self {
         Ended {
-            condition: Some(Condition::RemoteConnectionFailed),
+            end,
             content: Vec::new(),
-            why: why.into(),
         }
+    }
+
+    pub fn failed(why: impl Into<String>) -> Self {
+        Ended::new(End::BackendFailed(why.into()))
     }
 }
 
@@ -171,18 +172,13 @@ impl XmppStream {
                     xml::splice_namespaces(element, &info, xml::NS_CLIENT, &mut content);
                     self.backend = None;
                     return Err(Ended {
-                        condition: Some(Condition::RemoteStreamError),
+                        end: End::ServerStreamError(condition),
                         content,
-                        why: format!("server stream error: {condition}"),
                     });
                 }
                 Some(backend::Event::Closed) => {
                     self.backend = None;
-                    return Err(Ended {
-                        condition: None,
-                        content: Vec::new(),
-                        why: "server closed the stream".into(),
-                    });
+                    return Err(Ended::new(End::ServerClosed));
                 }
             }
         }
@@ -201,11 +197,7 @@ impl XmppStream {
                 self.early.extend_from_slice(payload);
                 Ok(())
             }
-            None => Err(Ended {
-                condition: Some(Condition::PolicyViolation),
-                content: Vec::new(),
-                why: "too much data before the stream was up".into(),
-            }),
+            None => Err(Ended::new(End::Client(Mistake::TooMuchEarlyData))),
         }
     }
 
@@ -216,7 +208,7 @@ impl XmppStream {
     /// stream's features instead of reaching the server.
     pub fn restart(&mut self, extra: &[(String, String)]) -> Result<(), Ended> {
         let Some(stream) = self.backend.as_mut().filter(|b| b.is_ready()) else {
-            return Err(Ended::failed("restart before the stream was up"));
+            return Err(Ended::new(End::Client(Mistake::RestartTooEarly)));
         };
         if self.authenticated {
             stream

@@ -36,14 +36,21 @@ impl Refusal {
     }
 }
 
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Refusal {
+    /// The configuration key of the limit.
+    pub fn key(self) -> &'static str {
+        match self {
             Refusal::ConnectionsPerAddress => "server.max_connections_per_address",
             Refusal::Sessions => "server.max_sessions",
             Refusal::SessionsPerAddress => "server.max_sessions_per_address",
             Refusal::Buffers => "server.max_buffered_bytes",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
     }
 }
 

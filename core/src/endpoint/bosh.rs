@@ -219,7 +219,7 @@ impl BoshEntry {
                 }
                 Command::End(reason) => {
                     let linger = shared.now + shared.settings.linger;
-                    self.ending = Some((reason, linger));
+                    self.ending = Some((reason.to_string(), linger));
                     for stream in self.streams.iter_mut().flatten() {
                         stream.closing = true;
                     }

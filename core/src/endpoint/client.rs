@@ -16,7 +16,6 @@ use crate::bosh;
 use crate::http;
 use crate::ids;
 use crate::session::{Command, End, Session};
-use crate::stream_error::Condition;
 use crate::websocket;
 use crate::wheel::TimerId;
 
@@ -331,7 +330,7 @@ impl Client {
                         shared
                             .accounting
                             .log_refusal(shared.now, refusal, self.peer.ip());
-                        session.refuse(Condition::ResourceConstraint, &refusal.to_string());
+                        session.refuse(End::Refused(refusal.key()));
                         continue;
                     }
                     self.session_counted = true;

@@ -37,6 +37,7 @@ pub use accounting::{Refusal, Usage};
 pub use settings::{Limits, Settings};
 
 use crate::dns::{self, FastRng, QueryId, Resolver, ResolverConfig};
+use crate::end::End;
 use crate::ids;
 use crate::wheel::Wheel;
 use accounting::Accounting;
@@ -710,13 +711,17 @@ impl Endpoint {
     fn create_bosh(&mut self, conn: Key, body: &crate::bosh::Body) -> Option<Key> {
         let now = self.shared.now;
         let ip = live(&self.clients, conn)?.peer.ip();
-        let refuse = |condition| crate::bosh::terminate_response(condition);
+        // What the client hears, from the table of ends.
+        let refuse = |end: End| {
+            let condition = end.bosh().unwrap_or(crate::bosh::Condition::UndefinedCondition);
+            crate::bosh::terminate_response(condition)
+        };
         if let Err(refusal) = self.shared.accounting.open_session(ip) {
             self.shared.accounting.log_refusal(now, refusal, ip);
-            self.deliver(conn, refuse(crate::bosh::Condition::PolicyViolation));
+            self.deliver(conn, refuse(End::Refused(refusal.key())));
             return None;
         }
-        let created = ids::sid().map_err(|_| refuse(crate::bosh::Condition::InternalServerError));
+        let created = ids::sid().map_err(|_| refuse(End::Internal("no random sid")));
         let created = created.and_then(|sid| {
             let settings = self.shared.settings.bosh.clone();
             let handle = conn.to_u64();

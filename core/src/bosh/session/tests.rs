@@ -223,10 +223,7 @@ fn inactivity_ends_the_session_without_closing_the_server_stream() {
     assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(70)));
     s.handle_timeout(now + Duration::from_secs(70));
     assert!(s.is_ended());
-    assert_eq!(
-        s.poll_command(),
-        Some(Command::End("inactivity timeout".into()))
-    );
+    assert_eq!(s.poll_command(), Some(Command::End(End::Inactive)));
     assert!(!backend_text(&mut s).contains("</stream:stream>"));
 }
 
@@ -271,7 +268,7 @@ fn terminate_sends_the_payload_then_closes_cleanly() {
         commands(&mut s),
         vec![
             Command::CloseBackend { stream: S0 },
-            Command::End("client terminated".into())
+            Command::End(End::ClientClosed)
         ]
     );
 }
