@@ -22,7 +22,8 @@ struct Process {
 }
 
 impl Process {
-    fn start(config: &str, stack_kib: u32) -> Process {
+    /// Under `ulimit -s STACK_KIB` (and `-n FILES` when given).
+    fn start(config: &str, stack_kib: u32, files: Option<u32>) -> Process {
         let dir = std::env::temp_dir().join(format!("switchboard-process-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config.toml");
@@ -30,7 +31,8 @@ impl Process {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "ulimit -s {stack_kib} && exec \"$0\" --config \"$1\""
+                "ulimit -s {stack_kib} {} && exec \"$0\" --config \"$1\"",
+                files.map_or(String::new(), |n| format!("&& ulimit -n {n}"))
             ))
             .arg(env!("CARGO_BIN_EXE_switchboard"))
             .arg(&path)
@@ -104,7 +106,7 @@ fn pipelining_40000_bosh_requests_behind_a_held_one_leaves_the_server_serving() 
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[backend.routes]\nlocalhost = \"{}\"\n",
         stub.addr()
     );
-    let mut process = Process::start(&config, 2048);
+    let mut process = Process::start(&config, 2048, None);
 
     let mut creator = BoshConn::connect(process.addr, PATH);
     let created = creator.post(
@@ -143,4 +145,50 @@ fn pipelining_40000_bosh_requests_behind_a_held_one_leaves_the_server_serving() 
     let mut fresh = BoshConn::connect(process.addr, PATH);
     let reply = fresh.post(&body(5, "nosuchsid", "", ""), WAIT);
     assert_eq!(reply.attr("condition").as_deref(), Some("item-not-found"));
+}
+
+/// Out of descriptors, accept fails and clients wait in the listen queue.
+/// They used to wait there until yet another client connected (the failed
+/// accept cleared the listener's readiness); now accept is retried on a
+/// timer, so they get in once descriptors free up.
+#[test]
+fn clients_queued_while_out_of_descriptors_get_in_when_some_free_up() {
+    const CLIENTS: usize = 48;
+    let config = "[server]\nlisten = \"127.0.0.1:0\"\n\n[dns]\nservers = [\"127.0.0.1:9\"]\n";
+    let mut process = Process::start(config, 8192, Some(32));
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| {
+            let mut stream = TcpStream::connect(process.addr).unwrap();
+            stream.write_all(request).unwrap();
+            stream
+        })
+        .collect();
+    let answered = |stream: &mut TcpStream, wait: Duration| {
+        stream.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = [0u8; 256];
+        matches!(stream.read(&mut buf), Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 200"))
+    };
+    let served: Vec<bool> = clients
+        .iter_mut()
+        .map(|c| answered(c, Duration::from_millis(150)))
+        .collect();
+    let waiting = served.iter().filter(|s| !**s).count();
+    assert!(waiting > 0, "the descriptor limit never bit");
+    assert!(waiting < CLIENTS, "nobody was served");
+    // Those served leave, and each late one leaves once served; nobody
+    // new connects.
+    let rest: Vec<TcpStream> = clients
+        .into_iter()
+        .zip(served)
+        .filter_map(|(c, s)| (!s).then_some(c))
+        .collect();
+    let mut late = 0;
+    for mut client in rest {
+        if answered(&mut client, Duration::from_secs(3)) {
+            late += 1;
+        }
+    }
+    assert_eq!(late, waiting, "every queued client got in");
+    assert!(process.running());
 }

@@ -713,7 +713,9 @@ impl Endpoint {
         let ip = live(&self.clients, conn)?.peer.ip();
         // What the client hears, from the table of ends.
         let refuse = |end: End| {
-            let condition = end.bosh().unwrap_or(crate::bosh::Condition::UndefinedCondition);
+            let condition = end
+                .bosh()
+                .unwrap_or(crate::bosh::Condition::UndefinedCondition);
             crate::bosh::terminate_response(condition)
         };
         if let Err(refusal) = self.shared.accounting.open_session(ip) {

@@ -1,0 +1,162 @@
+//! Resource limits, attacked: one address opening connection after
+//! connection or session after session, and sessions beyond the server's
+//! limit. Each refusal is answered with its error (HTTP 503, BOSH
+//! `policy-violation`, WebSocket `resource-constraint` and close code 1008)
+//! while a session beside it goes on.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::bosh_client::{create_body, BoshConn, BoshSession};
+use support::{config_for, RecvError, StubOptions, StubServer, Switchboard, WAIT};
+
+const PATH: &str = "/http-bind";
+
+fn stub() -> StubServer {
+    StubServer::start(StubOptions::plaintext("localhost"))
+}
+
+/// A logged-in BOSH session, to stay healthy beside an attack.
+fn healthy_bosh(sb: &Switchboard, rid: u64) -> BoshSession {
+    let (mut bosh, _) = BoshSession::create(sb.addr, PATH, "localhost", rid, "").unwrap();
+    bosh.login("alice", "localhost").unwrap();
+    bosh
+}
+
+/// The healthy session beside an attack still relays.
+fn still_relays(bosh: &mut BoshSession) {
+    let reply = bosh
+        .request("", "<presence xmlns='jabber:client'/>")
+        .expect("the healthy session answers");
+    assert_ne!(
+        reply.attr("type").as_deref(),
+        Some("terminate"),
+        "{reply:?}"
+    );
+}
+
+/// An HTTP exchange on a fresh connection; the whole answer.
+fn raw(sb: &Switchboard, request: &str) -> String {
+    let mut stream = TcpStream::connect(sb.addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn connections_beyond_the_per_address_limit_are_answered_503() {
+    let stub = stub();
+    let mut config = config_for(&stub);
+    config.server.max_connections_per_address = 4;
+    let sb = Switchboard::start(config);
+    let mut healthy = healthy_bosh(&sb, 1_000);
+    // The healthy session holds one connection; three more fill the share.
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(sb.addr).unwrap())
+        .collect();
+    let answer = raw(&sb, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("server.max_connections_per_address"),
+        "{answer}"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    let answer = raw(
+        &sb,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "freed: {answer}");
+    still_relays(&mut healthy);
+}
+
+#[test]
+fn bosh_sessions_beyond_the_limit_are_refused_with_policy_violation() {
+    let stub = stub();
+    let mut config = config_for(&stub);
+    config.server.max_sessions = 2;
+    let sb = Switchboard::start(config);
+    let mut healthy = healthy_bosh(&sb, 1_000);
+    let (_second, _) = BoshSession::create(sb.addr, PATH, "localhost", 2_000, "").unwrap();
+    let mut third = BoshConn::connect(sb.addr, PATH);
+    let refused = third.post(&create_body(3_000, "localhost", ""), WAIT);
+    assert_eq!(refused.attr("type").as_deref(), Some("terminate"));
+    assert_eq!(
+        refused.attr("condition").as_deref(),
+        Some("policy-violation"),
+        "{refused:?}"
+    );
+    still_relays(&mut healthy);
+}
+
+#[test]
+fn websocket_sessions_beyond_the_per_address_limit_hear_resource_constraint() {
+    let stub = stub();
+    let mut config = config_for(&stub);
+    config.server.max_sessions_per_address = 1;
+    let sb = Switchboard::start(config);
+    let mut healthy = sb.ws();
+    healthy.open("localhost").unwrap();
+    healthy.login_plain("alice", "pw", "localhost").unwrap();
+    let mut refused = sb.ws();
+    let (_, error) = refused.open("localhost").unwrap();
+    assert!(error.contains("resource-constraint"), "{error}");
+    let closed = loop {
+        match refused.recv_text(WAIT) {
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(
+            closed,
+            RecvError::Closed {
+                code: Some(1008),
+                ..
+            }
+        ),
+        "{closed:?}"
+    );
+    healthy
+        .send_text("<presence xmlns='jabber:client'/>")
+        .unwrap();
+    assert!(healthy.close_stream().unwrap().contains("close"));
+}
+
+/// Sessions that end free their place: the limit counts live ones only.
+#[test]
+fn a_session_that_ends_gives_its_place_back() {
+    let stub = stub();
+    let mut config = config_for(&stub);
+    config.server.max_sessions = 1;
+    let sb = Switchboard::start(config);
+    for _ in 0..3 {
+        let mut ws = sb.ws();
+        let (_, features) = ws.open("localhost").unwrap();
+        assert!(features.contains("features"), "{features}");
+        ws.close_stream().unwrap();
+    }
+}
+
+/// Over the buffer budget no session starts: here one session's kept
+/// responses already fill a one-byte budget.
+#[test]
+fn no_session_starts_over_the_buffer_budget() {
+    let stub = stub();
+    let mut config = config_for(&stub);
+    config.server.max_buffered_bytes = 1;
+    let sb = Switchboard::start(config);
+    let (_first, _) = BoshSession::create(sb.addr, PATH, "localhost", 1_000, "").unwrap();
+    let mut second = BoshConn::connect(sb.addr, PATH);
+    let refused = second.post(&create_body(2_000, "localhost", ""), WAIT);
+    assert_eq!(
+        refused.attr("condition").as_deref(),
+        Some("policy-violation"),
+        "{refused:?}"
+    );
+}
