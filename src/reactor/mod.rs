@@ -122,7 +122,7 @@ pub struct Server {
 pub fn run(config: &Config) -> Result<(), String> {
     let mut server = Server::bind(config)?;
     server.stop_on_signals()?;
-    info!("listening on {}", server.local_addr());
+    info!("{}", server.describe());
     server.run().map_err(|e| format!("reactor failed: {e}"))
 }
 
@@ -182,6 +182,28 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The start-up line: where clients connect and where domains lead.
+    pub fn describe(&self) -> String {
+        let settings = self.endpoint.settings();
+        let addr = self.local_addr;
+        let mut routes: Vec<String> = settings
+            .routes
+            .iter()
+            .map(|(domain, addrs)| {
+                let addrs: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+                format!("{domain} → {}", addrs.join(", "))
+            })
+            .collect();
+        routes.sort();
+        routes.push("other domains by DNS SRV".into());
+        format!(
+            "listening on {addr} (BOSH http://{addr}{}, WebSocket ws://{addr}{}); routes: {}",
+            settings.bosh_path,
+            settings.websocket_path,
+            routes.join("; ")
+        )
     }
 
     pub fn handle(&self) -> Handle {

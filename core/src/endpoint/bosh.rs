@@ -218,6 +218,7 @@ impl BoshEntry {
                     }
                 }
                 Command::End(reason) => {
+                    shared.log_end(self.core.domain(), &reason);
                     let linger = shared.now + shared.settings.linger;
                     self.ending = Some((reason.to_string(), linger));
                     for stream in self.streams.iter_mut().flatten() {

@@ -344,10 +344,14 @@ impl Client {
                     self.apply(progress, shared);
                 }
                 Command::Close(end) => {
+                    shared.log_end(session.domain(), &end);
                     let linger = shared.now + shared.settings.linger;
                     self.closing = Some((end, linger));
                 }
-                Command::Drop(end) => return Some(end.to_string()),
+                Command::Drop(end) => {
+                    shared.log_end(session.domain(), &end);
+                    return Some(end.to_string());
+                }
             }
         }
     }

@@ -188,12 +188,22 @@ impl Link {
                 }
                 Step::Wait => return Progress::Pending,
                 Step::Exhausted(why) => {
-                    self.dial = None;
+                    // What an operator can change: the route, or DNS.
+                    let hint = match self.dial.take() {
+                        Some(Dial::Route(_)) => format!(
+                            "is the XMPP server listening there? the address is backend.routes.\"{}\"",
+                            self.domain
+                        ),
+                        _ => format!(
+                            "check the SRV record _xmpp-client._tcp.{}, or give the domain a route in [backend.routes]",
+                            self.domain
+                        ),
+                    };
                     let tried = std::mem::take(&mut self.failures);
                     return Progress::Failed(if tried.is_empty() {
-                        format!("{}: {why}", self.domain)
+                        format!("{why}; {hint}")
                     } else {
-                        format!("{}: {why} ({})", self.domain, tried.join("; "))
+                        format!("{why} ({}); {hint}", tried.join("; "))
                     });
                 }
             }

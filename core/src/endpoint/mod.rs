@@ -23,6 +23,7 @@ mod bosh;
 mod client;
 mod http_policy;
 mod link;
+mod log_gate;
 mod settings;
 
 use std::cell::Cell;
@@ -177,6 +178,8 @@ struct Shared {
     accounting: Accounting,
     /// SRV weight draws (RFC 2782), not ids.
     srv_weights: FastRng,
+    /// Backend failures are logged at WARN, once a minute per cause.
+    backend_log: log_gate::LogGate,
     next_generation: u32,
     /// The socket whose input is being handled: the shell gives it its
     /// turn's remaining work itself, so no `Turn` is asked for it.
@@ -243,6 +246,19 @@ impl Shared {
         }
     }
 
+    /// A session ended: when the server side is why, say so at WARN, with
+    /// the domain (once a minute per cause).
+    fn log_end(&mut self, domain: &str, end: &End) {
+        if matches!(
+            end,
+            End::BackendFailed(_) | End::HandshakeTimeout | End::ServerStreamError(_)
+        ) {
+            let cause = format!("{domain}: {end}");
+            self.backend_log
+                .warn(self.now, &cause, format_args!("{cause}"));
+        }
+    }
+
     fn query_dns(&mut self, owner: Owner, name: &str, kind: dns::Kind) {
         let id = self.dns.resolver.query(self.now, name, kind);
         self.dns.queries.insert(id, owner);
@@ -282,6 +298,7 @@ impl Endpoint {
                 },
                 commands: VecDeque::new(),
                 srv_weights: FastRng(ids::seed()?),
+                backend_log: log_gate::LogGate::default(),
                 next_generation: 0,
                 current: None,
             },
