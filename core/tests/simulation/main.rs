@@ -21,6 +21,7 @@ mod clients;
 mod ledger;
 mod net;
 mod rng;
+mod scenarios;
 mod server;
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,7 +51,7 @@ fn env_number(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
 }
 
-fn settings() -> Settings {
+pub fn settings() -> Settings {
     let xml = xml::Limits {
         max_depth: 16,
         max_attributes: 32,
