@@ -32,6 +32,8 @@ pub const DEFAULT_MAX_HEADERS: usize = 64;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_HTTP_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_HTTP_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_WEBSOCKET_PATH: &str = "/xmpp-websocket";
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -115,6 +117,10 @@ pub struct Http {
     pub read_timeout: Duration,
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// A client whose socket takes none of its pending output for this
+    /// long is cut (nginx's `send_timeout`).
+    #[serde(deserialize_with = "duration")]
+    pub write_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -128,6 +134,9 @@ pub struct WebSocket {
     pub ping_interval: Option<Duration>,
     #[serde(deserialize_with = "duration")]
     pub pong_timeout: Duration,
+    /// An upgraded connection must send `<open/>` within this.
+    #[serde(deserialize_with = "duration")]
+    pub open_timeout: Duration,
     /// Browser origins allowed to upgrade (RFC 6455 §10.2), compared
     /// exactly, e.g. "https://chat.example.org"; empty allows any, like
     /// Prosody's default `cross_domain_websocket`.
@@ -246,6 +255,7 @@ impl Default for Http {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             read_timeout: DEFAULT_HTTP_READ_TIMEOUT,
             idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
+            write_timeout: DEFAULT_HTTP_WRITE_TIMEOUT,
         }
     }
 }
@@ -256,6 +266,7 @@ impl Default for WebSocket {
             path: DEFAULT_WEBSOCKET_PATH.into(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             ping_interval: Some(DEFAULT_PING_INTERVAL),
+            open_timeout: DEFAULT_OPEN_TIMEOUT,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             allowed_origins: Vec::new(),
         }
@@ -578,6 +589,16 @@ impl Config {
                 "http.idle_timeout",
                 self.http.idle_timeout,
                 DEFAULT_HTTP_IDLE_TIMEOUT,
+            ),
+            (
+                "http.write_timeout",
+                self.http.write_timeout,
+                DEFAULT_HTTP_WRITE_TIMEOUT,
+            ),
+            (
+                "websocket.open_timeout",
+                self.websocket.open_timeout,
+                DEFAULT_OPEN_TIMEOUT,
             ),
             (
                 "websocket.pong_timeout",

@@ -40,6 +40,12 @@ pub enum End {
     HandshakeTimeout,
     /// The WebSocket client did not answer a ping.
     PingTimeout,
+    /// The client was too slow to send something it had to: `<open/>`
+    /// after the upgrade, or the rest of a frame it began.
+    ClientTimeout(&'static str),
+    /// The client's socket took none of the bytes waiting for it for the
+    /// write timeout.
+    WriteTimeout,
     /// The client broke the protocol.
     Client(Mistake),
     /// A limit refused the session; the limit's configuration key.
@@ -84,6 +90,8 @@ pub enum Mistake {
     RouteNotAllowed,
     /// A `stream_attrs` that cannot go into a stream header.
     BadStreamAttrs(String),
+    /// A request body that is not a well-formed `<body/>`.
+    BadBody,
 }
 
 /// What a WebSocket client hears.
@@ -112,7 +120,10 @@ impl End {
                 (None, CLOSE_NORMAL)
             }
             // Nobody hears these: the socket is gone or never read.
-            End::ClientVanished | End::Inactive | End::PingTimeout => (None, CLOSE_POLICY),
+            End::ClientVanished | End::Inactive | End::PingTimeout | End::WriteTimeout => {
+                (None, CLOSE_POLICY)
+            }
+            End::ClientTimeout(_) => (Some(Condition::ConnectionTimeout), CLOSE_POLICY),
             End::WebSocketClosed(code) => (None, *code),
             End::WebSocketProtocol(_) => (None, CLOSE_INVALID_PAYLOAD),
             End::BackendFailed(_) | End::HandshakeTimeout => {
@@ -145,6 +156,8 @@ impl End {
             | End::ClientVanished
             | End::Inactive
             | End::PingTimeout
+            | End::ClientTimeout(_)
+            | End::WriteTimeout
             | End::WebSocketClosed(_)
             | End::WebSocketProtocol(_) => None,
             End::ServerStreamError(_) => Some(BoshCondition::RemoteStreamError),
@@ -161,9 +174,11 @@ impl End {
     /// The server column.
     pub fn server_side(&self) -> ServerSide {
         match self {
-            End::ClientClosed | End::Client(_) | End::Refused(_) | End::Internal(_) => {
-                ServerSide::Close
-            }
+            End::ClientClosed
+            | End::Client(_)
+            | End::ClientTimeout(_)
+            | End::Refused(_)
+            | End::Internal(_) => ServerSide::Close,
             _ => ServerSide::Drop,
         }
     }
@@ -186,7 +201,8 @@ impl Mistake {
             Mistake::NoRid
             | Mistake::BadRid(_)
             | Mistake::UnknownStream
-            | Mistake::BadStreamAttrs(_) => Condition::BadFormat,
+            | Mistake::BadStreamAttrs(_)
+            | Mistake::BadBody => Condition::BadFormat,
         }
     }
 
@@ -207,7 +223,8 @@ impl Mistake {
             | Mistake::BeforeOpen
             | Mistake::RestartTooEarly
             | Mistake::NoRid
-            | Mistake::BadStreamAttrs(_) => BoshCondition::BadRequest,
+            | Mistake::BadStreamAttrs(_)
+            | Mistake::BadBody => BoshCondition::BadRequest,
         }
     }
 }
@@ -227,6 +244,8 @@ impl fmt::Display for End {
             End::BackendFailed(why) => write!(f, "backend failed: {why}"),
             End::HandshakeTimeout => f.write_str("backend handshake timed out"),
             End::PingTimeout => f.write_str("client did not answer ping"),
+            End::ClientTimeout(what) => write!(f, "client too slow: no {what} in time"),
+            End::WriteTimeout => f.write_str("client read nothing for the write timeout"),
             End::Client(mistake) => write!(f, "client protocol error: {mistake}"),
             End::Refused(limit) => write!(f, "refused: {limit} reached"),
             End::Internal(why) => write!(f, "internal error: {why}"),
@@ -256,6 +275,7 @@ impl fmt::Display for Mistake {
             Mistake::TooManyStreams => f.write_str("too many streams"),
             Mistake::RouteNotAllowed => f.write_str("route not allowed"),
             Mistake::BadStreamAttrs(why) => f.write_str(why),
+            Mistake::BadBody => f.write_str("a body that is not a well-formed <body/>"),
         }
     }
 }

@@ -56,6 +56,7 @@ pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
         },
         http_read_timeout: config.http.read_timeout,
         http_idle_timeout: config.http.idle_timeout,
+        http_write_timeout: config.http.write_timeout,
         websocket_path: config.websocket.path.clone(),
         websocket_origins: config.websocket.allowed_origins.clone(),
         bosh_path: config.bosh.path.clone(),
@@ -82,7 +83,9 @@ pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
             ping_interval: config.websocket.ping_interval,
             pong_timeout: config.websocket.pong_timeout,
             handshake_timeout: config.backend.handshake_timeout,
-            max_pending_bytes: config.backend.max_buffer_bytes,
+            max_buffer_bytes: config.backend.max_buffer_bytes,
+            open_timeout: config.websocket.open_timeout,
+            read_timeout: config.http.read_timeout,
         },
         limits: Limits {
             max_connections: config.server.max_connections,

@@ -497,7 +497,13 @@ impl Session {
 
     /// The process is going down (§17.2 `system-shutdown`).
     pub fn shut_down(&mut self) {
-        self.finish(End::Shutdown, b"");
+        self.terminate(End::Shutdown);
+    }
+
+    /// The endpoint ends the session for `end` (a request too broken to
+    /// reach the session named it).
+    pub fn terminate(&mut self, end: End) {
+        self.finish(end, b"");
     }
 
     /// Take one request, in rid order.

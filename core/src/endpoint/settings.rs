@@ -35,6 +35,9 @@ pub struct Settings {
     pub http: http::Limits,
     pub http_read_timeout: Duration,
     pub http_idle_timeout: Duration,
+    /// A client whose socket takes none of its pending output for this
+    /// long is cut.
+    pub http_write_timeout: Duration,
     pub websocket_path: String,
     /// Empty: any origin may upgrade.
     pub websocket_origins: Vec<String>,

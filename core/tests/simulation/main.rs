@@ -73,6 +73,7 @@ pub fn settings() -> Settings {
         },
         http_read_timeout: Duration::from_secs(2),
         http_idle_timeout: Duration::from_secs(5),
+        http_write_timeout: Duration::from_secs(8),
         websocket_path: "/xmpp-websocket".into(),
         websocket_origins: Vec::new(),
         bosh_path: "/http-bind".into(),
@@ -99,7 +100,9 @@ pub fn settings() -> Settings {
             ping_interval: Some(Duration::from_secs(5)),
             pong_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(3),
-            max_pending_bytes: MAX_BUFFER_BYTES,
+            max_buffer_bytes: MAX_BUFFER_BYTES,
+            open_timeout: Duration::from_secs(3),
+            read_timeout: Duration::from_secs(2),
         },
         limits: Limits {
             max_connections: 40,
