@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use switchboard_core::destinations::Pattern;
 
 pub(crate) use source::key_path;
 use source::Source;
@@ -212,6 +213,13 @@ pub struct Backend {
     /// link-local address. Off: a client's `to` cannot reach the inside of
     /// the network; static routes are always allowed.
     pub allow_private_addresses: bool,
+    /// Domains served (exact, or `*.suffix` for the names below it);
+    /// empty serves any domain not denied. Routed domains are served.
+    pub allowed_domains: Vec<String>,
+    /// Domains never served, even when allowed or routed.
+    pub denied_domains: Vec<String>,
+    /// Ports a server found by DNS may be at; empty allows any.
+    pub allowed_ports: Vec<u16>,
     /// Skip a STARTTLS the server offers without requiring it when the
     /// server is at a loopback address: switchboard and the server on one
     /// host, where encryption protects nothing and costs the server CPU.
@@ -311,6 +319,9 @@ impl Default for Backend {
             max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
             routes: BTreeMap::from([(DEFAULT_ROUTE.0.to_string(), DEFAULT_ROUTE.1.to_string())]),
             allow_private_addresses: false,
+            allowed_domains: Vec::new(),
+            denied_domains: Vec::new(),
+            allowed_ports: Vec::new(),
             loopback_plaintext: false,
         }
     }
@@ -790,6 +801,23 @@ impl Config {
             if !valid_domain(domain) {
                 let value = format!("{domain:?}");
                 return Err(self.error("backend.plaintext_domains", Some(i), &value, DOMAIN));
+            }
+        }
+        const PATTERN: &str = "is not a domain such as \"example.org\" or a pattern such as \"*.example.org\" (every name below it)";
+        for (key, list) in [
+            ("backend.allowed_domains", &self.backend.allowed_domains),
+            ("backend.denied_domains", &self.backend.denied_domains),
+        ] {
+            for (i, pattern) in list.iter().enumerate() {
+                if Pattern::parse(pattern).is_none() {
+                    return Err(self.error(key, Some(i), &format!("{pattern:?}"), PATTERN));
+                }
+            }
+        }
+        for (i, port) in self.backend.allowed_ports.iter().enumerate() {
+            if *port == 0 {
+                let what = "is not a port from 1 to 65535, such as 5222";
+                return Err(self.error("backend.allowed_ports", Some(i), "0", what));
             }
         }
         for (domain, target) in &self.backend.routes {

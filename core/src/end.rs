@@ -50,6 +50,9 @@ pub enum End {
     Client(Mistake),
     /// A limit refused the session; the limit's configuration key.
     Refused(&'static str),
+    /// The domain is not one switchboard serves (`backend.allowed_domains`,
+    /// `backend.denied_domains`).
+    NotServed(String),
     /// switchboard could not go on (no random id).
     Internal(&'static str),
     /// switchboard is going down.
@@ -138,6 +141,7 @@ impl End {
                 (Some(condition), code)
             }
             End::Refused(_) => (Some(Condition::ResourceConstraint), CLOSE_POLICY),
+            End::NotServed(_) => (Some(Condition::HostUnknown), CLOSE_POLICY),
             End::Internal(_) => (Some(Condition::InternalServerError), CLOSE_INTERNAL),
             End::Shutdown => (Some(Condition::SystemShutdown), CLOSE_GOING_AWAY),
         };
@@ -166,6 +170,7 @@ impl End {
             }
             End::Client(mistake) => Some(mistake.bosh_condition()),
             End::Refused(_) => Some(BoshCondition::PolicyViolation),
+            End::NotServed(_) => Some(BoshCondition::HostUnknown),
             End::Internal(_) => Some(BoshCondition::InternalServerError),
             End::Shutdown => Some(BoshCondition::SystemShutdown),
         }
@@ -178,6 +183,7 @@ impl End {
             | End::Client(_)
             | End::ClientTimeout(_)
             | End::Refused(_)
+            | End::NotServed(_)
             | End::Internal(_) => ServerSide::Close,
             _ => ServerSide::Drop,
         }
@@ -248,6 +254,7 @@ impl fmt::Display for End {
             End::WriteTimeout => f.write_str("client read nothing for the write timeout"),
             End::Client(mistake) => write!(f, "client protocol error: {mistake}"),
             End::Refused(limit) => write!(f, "refused: {limit} reached"),
+            End::NotServed(domain) => write!(f, "domain not served: {domain}"),
             End::Internal(why) => write!(f, "internal error: {why}"),
             End::Shutdown => f.write_str("system shutdown"),
         }
@@ -317,6 +324,11 @@ mod tests {
                 End::Client(Mistake::TooMuchEarlyData),
                 Some(Condition::PolicyViolation),
                 Some(BoshCondition::PolicyViolation),
+            ),
+            (
+                End::NotServed("example.org".into()),
+                Some(Condition::HostUnknown),
+                Some(BoshCondition::HostUnknown),
             ),
             (End::ClientClosed, None, None),
         ];

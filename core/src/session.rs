@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::backend;
+use crate::destinations;
 pub use crate::end::End;
 use crate::end::{Mistake, ServerSide};
 use crate::stream_error::Condition;
@@ -395,7 +396,7 @@ impl Session {
         }
         match self.state {
             State::AwaitOpen => {
-                let Some(to) = open.to.filter(|to| !to.is_empty()) else {
+                let Some(to) = open.to.as_deref().and_then(destinations::normalize) else {
                     return self.fail(End::Client(Mistake::NoDomain));
                 };
                 self.domain = to;
@@ -407,7 +408,8 @@ impl Session {
                 });
             }
             State::Open => {
-                if open.to.is_some_and(|to| to != self.domain) {
+                let to = open.to.as_deref().map(destinations::normalize);
+                if to.is_some_and(|to| to.as_deref() != Some(self.domain.as_str())) {
                     return self.fail(End::Client(Mistake::OtherDomain));
                 }
                 self.reply_open();

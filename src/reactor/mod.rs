@@ -120,8 +120,11 @@ pub struct Server {
 /// Run a server from a configuration until SIGTERM or SIGINT, which drain
 /// it: every client is told `system-shutdown` before the process ends.
 pub fn run(config: &Config) -> Result<(), String> {
+    // The handlers go in before the port opens: a SIGTERM sent as soon as
+    // the port answers must drain, not kill.
+    let signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signals: {e}"))?;
     let mut server = Server::bind(config)?;
-    server.stop_on_signals()?;
+    server.stop_on_signals(signals)?;
     info!("{}", server.describe());
     server.run().map_err(|e| format!("reactor failed: {e}"))
 }
@@ -171,8 +174,7 @@ impl Server {
 
     /// Drain on SIGTERM and SIGINT (for the process, not for servers that
     /// tests run side by side).
-    pub fn stop_on_signals(&mut self) -> Result<(), String> {
-        let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signals: {e}"))?;
+    pub fn stop_on_signals(&mut self, mut signals: Signals) -> Result<(), String> {
         self.registry
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| format!("poll: {e}"))?;

@@ -8,6 +8,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use crate::config::{key_path, Config, ConfigError};
 use crate::tls::TlsConfigError;
 use switchboard_core::bosh;
+use switchboard_core::destinations::{Destinations, Pattern};
 use switchboard_core::endpoint::{Limits, Settings};
 use switchboard_core::http;
 use switchboard_core::session;
@@ -100,7 +101,12 @@ pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
         default_port: XMPP_CLIENT_PORT,
         routes,
         bosh_routes,
-        allow_private_addresses: config.backend.allow_private_addresses,
+        destinations: Destinations {
+            allowed: patterns(&config.backend.allowed_domains),
+            denied: patterns(&config.backend.denied_domains),
+            allowed_ports: config.backend.allowed_ports.clone(),
+            allow_private: config.backend.allow_private_addresses,
+        },
         plaintext,
         loopback_plaintext: config.backend.loopback_plaintext,
         xml,
@@ -151,4 +157,9 @@ fn ca_file_error(config: &Config, error: &TlsConfigError) -> ConfigError {
     };
     let path = format!("{:?}", config.backend.ca_file.display().to_string());
     config.error("backend.ca_file", None, &path, &what)
+}
+
+/// The domain patterns of a list `Config::validate` has checked.
+fn patterns(list: &[String]) -> Vec<Pattern> {
+    list.iter().filter_map(|p| Pattern::parse(p)).collect()
 }

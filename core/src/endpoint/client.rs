@@ -368,6 +368,10 @@ impl Client {
             };
             match session.poll_command()? {
                 Command::Connect { domain } => {
+                    if !shared.settings.serves(&domain) {
+                        session.refuse(End::NotServed(domain));
+                        continue;
+                    }
                     if let Err(refusal) = shared.accounting.open_session(self.peer.ip()) {
                         shared
                             .accounting

@@ -117,7 +117,7 @@ pub fn settings() -> Settings {
         default_port: 5222,
         routes: HashMap::from([("sim.test".to_string(), vec![server])]),
         bosh_routes: HashMap::new(),
-        allow_private_addresses: false,
+        destinations: Default::default(),
         plaintext: ["sim.test".to_string()].into(),
         loopback_plaintext: false,
         xml,
