@@ -28,7 +28,7 @@ mod inspect;
 mod lex;
 
 pub use framer::Framer;
-pub use inspect::{children, splice_namespaces, unescape, Child};
+pub use inspect::{children, escape_attribute, splice_namespaces, unescape, Child};
 
 use std::fmt;
 use std::ops::Range;
