@@ -99,9 +99,9 @@ pub fn parse_body(bytes: &[u8], limits: xml::Limits) -> Result<Body, Condition> 
         return Err(Condition::BadRequest);
     };
     let element = &bytes[frame_start..frame_start + frame.len];
-    if bytes[frame_start + frame.len..]
+    if !bytes[frame_start + frame.len..]
         .iter()
-        .any(|b| !b.is_ascii_whitespace())
+        .all(|&b| xml::is_xml_space(b))
     {
         return Err(Condition::BadRequest);
     }
@@ -298,6 +298,7 @@ mod tests {
             "<body rid='1'/>",
             "<notbody xmlns='http://jabber.org/protocol/httpbind'/>",
             "<x:body rid='1' xmlns='http://jabber.org/protocol/httpbind' xmlns:x='urn:other'/>",
+            "<body rid='1' xmlns='http://jabber.org/protocol/httpbind'/>\x0c",
             "<body xmlns='http://jabber.org/protocol/httpbind'/><body xmlns='http://jabber.org/protocol/httpbind'/>",
             "",
         ] {

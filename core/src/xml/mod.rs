@@ -27,6 +27,7 @@ mod framer;
 mod inspect;
 mod lex;
 
+pub(crate) use framer::is_xml_space;
 pub use framer::Framer;
 pub use inspect::{children, escape_attribute, splice_namespaces, unescape, Child};
 
