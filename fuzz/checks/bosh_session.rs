@@ -99,6 +99,7 @@ struct Driver {
     rids: BTreeSet<u64>,
     /// Each backend output's length at the last drain.
     outputs: BTreeMap<usize, usize>,
+    /// Streams the session closed (`CloseBackend`), not yet released.
     releasable: BTreeSet<usize>,
     names: Vec<String>,
     ended: bool,
@@ -124,7 +125,7 @@ pub fn check(data: &[u8]) {
     let Ok(body) = parse_body(create.as_bytes(), xml::Limits::default()) else {
         panic!("creation body {create:?} refused");
     };
-    let session = match Session::create(now, settings.clone(), "sid1".into(), 1, &body) {
+    let session = match Session::create(now, settings, "sid1".into(), 1, &body) {
         Ok(session) => session,
         Err(response) => return check_refusal(&response),
     };
