@@ -913,7 +913,8 @@ impl Endpoint {
         entry.log_end(reason, self.shared.now);
         entry.close_links(&mut self.shared);
         self.sids.remove(&entry.sid);
-        if let Some(response) = entry.core.end_response() {
+        // A client that terminated knows why; others may not have heard.
+        if let Some(response) = entry.core.end_response().filter(|_| !entry.client_closed()) {
             let until = self.shared.now + 2 * self.shared.settings.bosh.max_wait;
             self.ended
                 .insert(entry.sid.clone(), response.clone(), until);
