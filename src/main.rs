@@ -89,7 +89,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match switchboard::reactor::run(&config) {
+    match switchboard::reactor::run(&config, args.config.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

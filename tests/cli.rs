@@ -127,7 +127,7 @@ fn check_config_names_the_line_key_and_value_in_words() {
         ),
         (
             "[backend]\nconect_timeout = \"1s\"\n",
-            "line 2: backend.conect_timeout: is not a key of [backend]; its keys are connect_timeout, handshake_timeout, ca_file, plaintext_domains, max_buffer_bytes, routes, allow_private_addresses, loopback_plaintext",
+            "line 2: backend.conect_timeout: is not a key of [backend]; its keys are connect_timeout, handshake_timeout, ca_file, plaintext_domains, max_buffer_bytes, routes, allow_private_addresses, allowed_domains, denied_domains, allowed_ports, loopback_plaintext",
         ),
     ];
     for (text, expected) in cases {

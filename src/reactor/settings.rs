@@ -8,6 +8,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use crate::config::{key_path, Config, ConfigError};
 use crate::tls::TlsConfigError;
 use switchboard_core::bosh;
+use switchboard_core::destinations::{Destinations, Pattern};
 use switchboard_core::endpoint::{Limits, Settings};
 use switchboard_core::http;
 use switchboard_core::session;
@@ -56,6 +57,7 @@ pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
         },
         http_read_timeout: config.http.read_timeout,
         http_idle_timeout: config.http.idle_timeout,
+        http_write_timeout: config.http.write_timeout,
         websocket_path: config.websocket.path.clone(),
         websocket_origins: config.websocket.allowed_origins.clone(),
         bosh_path: config.bosh.path.clone(),
@@ -82,22 +84,34 @@ pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
             ping_interval: config.websocket.ping_interval,
             pong_timeout: config.websocket.pong_timeout,
             handshake_timeout: config.backend.handshake_timeout,
-            max_pending_bytes: config.backend.max_buffer_bytes,
+            max_buffer_bytes: config.backend.max_buffer_bytes,
+            open_timeout: config.websocket.open_timeout,
+            read_timeout: config.http.read_timeout,
         },
         limits: Limits {
             max_connections: config.server.max_connections,
             max_connections_per_address: config.server.max_connections_per_address,
             max_sessions: config.server.max_sessions,
             max_sessions_per_address: config.server.max_sessions_per_address,
+            new_sessions_per_second_per_address: u32::try_from(
+                config.server.new_sessions_per_second_per_address,
+            )
+            .unwrap_or(u32::MAX),
             max_buffered_bytes: config.server.max_buffered_bytes,
         },
+        trusted_proxies: config.server.trusted_proxies.clone(),
         max_buffer_bytes: config.backend.max_buffer_bytes,
         linger: config.websocket.pong_timeout,
         connect_timeout: config.backend.connect_timeout,
         default_port: XMPP_CLIENT_PORT,
         routes,
         bosh_routes,
-        allow_private_addresses: config.backend.allow_private_addresses,
+        destinations: Destinations {
+            allowed: patterns(&config.backend.allowed_domains),
+            denied: patterns(&config.backend.denied_domains),
+            allowed_ports: config.backend.allowed_ports.clone(),
+            allow_private: config.backend.allow_private_addresses,
+        },
         plaintext,
         loopback_plaintext: config.backend.loopback_plaintext,
         xml,
@@ -148,4 +162,9 @@ fn ca_file_error(config: &Config, error: &TlsConfigError) -> ConfigError {
     };
     let path = format!("{:?}", config.backend.ca_file.display().to_string());
     config.error("backend.ca_file", None, &path, &what)
+}
+
+/// The domain patterns of a list `Config::validate` has checked.
+fn patterns(list: &[String]) -> Vec<Pattern> {
+    list.iter().filter_map(|p| Pattern::parse(p)).collect()
 }
