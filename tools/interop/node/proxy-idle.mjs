@@ -9,6 +9,9 @@
 //         closes cleanly with <close/>.
 // Neither logs in: the server keeps a stream waiting for authentication for
 // longer than this takes (Prosody: c2s_timeout, 300 s).
+// Both connect from PROXY_CLIENT_ADDRESS (default 127.0.0.2) and send a
+// forged X-Forwarded-For: 203.0.113.9, so that switchboard's log shows
+// which address it took for the client: the proxy's own entry, the last one.
 //
 //   node proxy-idle.mjs https://HOST:PORT/http-bind wss://HOST:PORT/xmpp-websocket
 //
@@ -26,13 +29,15 @@ if (!boshUrl || !wsUrl) {
 const DOMAIN = process.env.XMPP_DOMAIN ?? 'localhost';
 const IDLE_S = Number(process.env.PROXY_IDLE_SECONDS ?? 100);
 const WAIT_S = 60;
+const CLIENT_ADDRESS = process.env.PROXY_CLIENT_ADDRESS ?? '127.0.0.2';
+const FORGED = { 'x-forwarded-for': '203.0.113.9' };
 const BOSH_NS = 'http://jabber.org/protocol/httpbind';
 const FRAMING_NS = 'urn:ietf:params:xml:ns:xmpp-framing';
 
 function post(url, body, agent) {
   const mod = new URL(url).protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = mod.request(url, { method: 'POST', agent, headers: { 'content-type': 'text/xml; charset=utf-8' } }, (res) => {
+    const req = mod.request(url, { method: 'POST', agent, localAddress: CLIENT_ADDRESS, headers: { 'content-type': 'text/xml; charset=utf-8', ...FORGED } }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }));
@@ -72,7 +77,7 @@ async function boshHeldRequest() {
 
 function wsIdle() {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(wsUrl, 'xmpp');
+    const ws = new WebSocket(wsUrl, 'xmpp', { localAddress: CLIENT_ADDRESS, headers: FORGED });
     let pings = 0;
     let phase = 'open';
     let idleTimer = null;

@@ -202,10 +202,7 @@ describe(`strophe.js over BOSH (${BOSH_URL ?? 'unset'}) with xmpp.js over WebSoc
     assert.ok(gone);
 
     // The session is gone on the server: a request on the old sid, with the
-    // next rid, ends in terminate: item-not-found (XEP-0124 §14.3; a legacy
-    // 404 counts), or the answer its end got (switchboard keeps that for
-    // twice bosh.max_wait, so a late request hears why the session ended:
-    // here the client's own terminate, without a condition).
+    // next rid, is refused (XEP-0124 §14.3 item-not-found; a legacy 404 counts).
     const nextRid = Math.max(...sent.map((b) => Number(b.getAttribute('rid')))) + 1;
     const res = await within(fetch(BOSH_URL, {
       method: 'POST',
@@ -218,7 +215,7 @@ describe(`strophe.js over BOSH (${BOSH_URL ?? 'unset'}) with xmpp.js over WebSoc
     if (res.status !== 404) {
       assert.equal(res.status, 200, seen);
       assert.equal(root?.getAttribute('type'), 'terminate', seen);
-      assert.ok([null, 'item-not-found'].includes(root?.getAttribute('condition') ?? null), seen);
+      assert.equal(root?.getAttribute('condition'), 'item-not-found', seen);
     }
 
     const bobClose = await within(bob.xmpp.stop(), 'bob stop');
