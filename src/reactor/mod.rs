@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
@@ -147,6 +147,7 @@ impl Server {
         let waker = Arc::new(Waker::new(&registry, WAKER).map_err(|e| format!("poll: {e}"))?);
         let (dns, resolver) = open_dns(config, &registry)?;
         let now = Instant::now();
+        settings.clock.set(SystemTime::now());
         let endpoint = Endpoint::new(settings, resolver, now).map_err(|e| e.to_string())?;
         Ok(Server {
             poll,
@@ -213,6 +214,8 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
+            // Certificate dates are judged by this reading (rustls's clock).
+            self.endpoint.settings().clock.set(SystemTime::now());
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_pending = true,
