@@ -220,6 +220,22 @@ mod tests {
         );
     }
 
+    /// ejabberd serves key and certificate from one file (Debian's own
+    /// ejabberd.pem is so): that file can be pinned as it is.
+    #[test]
+    fn a_pinned_file_may_hold_the_key_beside_the_certificate() {
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let path = temp_file(
+            "key-and-cert.pem",
+            format!("{}{}", key.serialize_pem(), cert.pem()).as_bytes(),
+        );
+        let pinned = pinned_certificate(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(pinned.unwrap(), *cert.der());
+    }
+
     #[test]
     fn empty_root_store_is_refused() {
         let error = config_with_roots(RootCertStore::empty(), &Clock::default()).unwrap_err();
