@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use switchboard_core::destinations::Pattern;
 
 pub(crate) use source::key_path;
 use source::Source;
@@ -32,6 +33,8 @@ pub const DEFAULT_MAX_HEADERS: usize = 64;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_HTTP_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_HTTP_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_WEBSOCKET_PATH: &str = "/xmpp-websocket";
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -115,6 +118,10 @@ pub struct Http {
     pub read_timeout: Duration,
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// A client whose socket takes none of its pending output for this
+    /// long is cut (nginx's `send_timeout`).
+    #[serde(deserialize_with = "duration")]
+    pub write_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -128,6 +135,9 @@ pub struct WebSocket {
     pub ping_interval: Option<Duration>,
     #[serde(deserialize_with = "duration")]
     pub pong_timeout: Duration,
+    /// An upgraded connection must send `<open/>` within this.
+    #[serde(deserialize_with = "duration")]
+    pub open_timeout: Duration,
     /// Browser origins allowed to upgrade (RFC 6455 §10.2), compared
     /// exactly, e.g. "https://chat.example.org"; empty allows any, like
     /// Prosody's default `cross_domain_websocket`.
@@ -205,6 +215,13 @@ pub struct Backend {
     /// link-local address. Off: a client's `to` cannot reach the inside of
     /// the network; static routes are always allowed.
     pub allow_private_addresses: bool,
+    /// Domains served (exact, or `*.suffix` for the names below it);
+    /// empty serves any domain not denied. Routed domains are served.
+    pub allowed_domains: Vec<String>,
+    /// Domains never served, even when allowed or routed.
+    pub denied_domains: Vec<String>,
+    /// Ports a server found by DNS may be at; empty allows any.
+    pub allowed_ports: Vec<u16>,
     /// Skip a STARTTLS the server offers without requiring it when the
     /// server is at a loopback address: switchboard and the server on one
     /// host, where encryption protects nothing and costs the server CPU.
@@ -272,6 +289,7 @@ impl Default for Http {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             read_timeout: DEFAULT_HTTP_READ_TIMEOUT,
             idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
+            write_timeout: DEFAULT_HTTP_WRITE_TIMEOUT,
         }
     }
 }
@@ -282,6 +300,7 @@ impl Default for WebSocket {
             path: DEFAULT_WEBSOCKET_PATH.into(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             ping_interval: Some(DEFAULT_PING_INTERVAL),
+            open_timeout: DEFAULT_OPEN_TIMEOUT,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             allowed_origins: Vec::new(),
         }
@@ -329,6 +348,9 @@ impl Default for Backend {
                 Route::from(DEFAULT_ROUTE.1.to_string()),
             )]),
             allow_private_addresses: false,
+            allowed_domains: Vec::new(),
+            denied_domains: Vec::new(),
+            allowed_ports: Vec::new(),
             loopback_plaintext: false,
             verify_loopback: false,
         }
@@ -610,6 +632,16 @@ impl Config {
                 DEFAULT_HTTP_IDLE_TIMEOUT,
             ),
             (
+                "http.write_timeout",
+                self.http.write_timeout,
+                DEFAULT_HTTP_WRITE_TIMEOUT,
+            ),
+            (
+                "websocket.open_timeout",
+                self.websocket.open_timeout,
+                DEFAULT_OPEN_TIMEOUT,
+            ),
+            (
                 "websocket.pong_timeout",
                 self.websocket.pong_timeout,
                 DEFAULT_PONG_TIMEOUT,
@@ -799,6 +831,23 @@ impl Config {
             if !valid_domain(domain) {
                 let value = format!("{domain:?}");
                 return Err(self.error("backend.plaintext_domains", Some(i), &value, DOMAIN));
+            }
+        }
+        const PATTERN: &str = "is not a domain such as \"example.org\" or a pattern such as \"*.example.org\" (every name below it)";
+        for (key, list) in [
+            ("backend.allowed_domains", &self.backend.allowed_domains),
+            ("backend.denied_domains", &self.backend.denied_domains),
+        ] {
+            for (i, pattern) in list.iter().enumerate() {
+                if Pattern::parse(pattern).is_none() {
+                    return Err(self.error(key, Some(i), &format!("{pattern:?}"), PATTERN));
+                }
+            }
+        }
+        for (i, port) in self.backend.allowed_ports.iter().enumerate() {
+            if *port == 0 {
+                let what = "is not a port from 1 to 65535, such as 5222";
+                return Err(self.error("backend.allowed_ports", Some(i), "0", what));
             }
         }
         for (domain, route) in &self.backend.routes {

@@ -350,50 +350,6 @@ fn logged_in(sb: &Switchboard, extra: &str) -> (BoshSession, HttpResponse, Strin
     (bosh, created, jid)
 }
 
-/// XEP-0124 §9: with `ack='1'` at creation, responses acknowledge the
-/// highest rid received; a response the client reports missing for a while
-/// is flagged at once with `report` and `time`, and a repeat of its request
-/// gets it again.
-#[test]
-fn acks_report_a_missed_response_and_its_repeat_gets_it() {
-    let stub = tls_stub();
-    let sb = Switchboard::start(config_for(&stub));
-    let (mut bosh, created, _) = logged_in(&sb, "ack='1'");
-    assert_eq!(created.attr("ack"), Some(RID.to_string()), "{created:?}");
-    let n = bosh.rid;
-    // n+1 is held; n+2 releases it, and its answer acknowledges n+2.
-    bosh.conn.send(&body(n + 1, &bosh.sid, "", ""));
-    let mut second = BoshConn::connect(sb.addr, PATH);
-    second.send(&body(
-        n + 2,
-        &bosh.sid,
-        &format!("ack='{n}'"),
-        "<presence/>",
-    ));
-    let lost = bosh.conn.recv(WAIT).expect("n+1 answered");
-    assert_eq!(lost.attr("ack"), Some((n + 2).to_string()), "{lost:?}");
-    // The client "never got" n+1's answer: after a while it still acks n.
-    std::thread::sleep(Duration::from_millis(2_100));
-    let mut third = BoshConn::connect(sb.addr, PATH);
-    third.send(&body(
-        n + 3,
-        &bosh.sid,
-        &format!("ack='{n}'"),
-        "<presence/>",
-    ));
-    let reported = second.recv(WAIT).expect("n+2 answered at once");
-    assert_eq!(
-        reported.attr("report"),
-        Some((n + 1).to_string()),
-        "{reported:?}"
-    );
-    let time: u64 = reported.attr("time").unwrap().parse().unwrap();
-    assert!((2_000..10_000).contains(&time), "{reported:?}");
-    let mut fourth = BoshConn::connect(sb.addr, PATH);
-    let again = fourth.post(&body(n + 1, &bosh.sid, "", ""), WAIT);
-    assert_eq!(again.body, lost.body, "the kept response, byte for byte");
-}
-
 /// Poll until a response contains `needle`; a terminate body fails.
 fn until(bosh: &mut BoshSession, mut reply: HttpResponse, needle: &str) -> HttpResponse {
     for _ in 0..20 {
@@ -470,36 +426,6 @@ fn a_second_stream_works_beside_the_first_and_closes_alone() {
         assert_eq!(reply.attr("type"), None, "{reply:?}");
         reply = bosh.request("", "").unwrap();
     }
-}
-
-/// XEP-0124 §11: empty requests while another is held, faster than
-/// `polling`, end the session with policy-violation — but not when the
-/// held request's connection went away first (a page reload).
-#[test]
-fn overactivity_is_policed_but_a_page_reload_is_not() {
-    let stub = tls_stub();
-    let sb = Switchboard::start(config_for(&stub));
-    let (mut bosh, _, _) = logged_in(&sb, "");
-    // A reload: the held request's connection is dropped, the new page
-    // carries on with the next rid at once.
-    let mut old_page = BoshConn::connect(sb.addr, PATH);
-    old_page.send(&body(bosh.rid + 1, &bosh.sid, "", ""));
-    std::thread::sleep(Duration::from_millis(100));
-    drop(old_page);
-    std::thread::sleep(Duration::from_millis(100));
-    bosh.rid += 1;
-    let reply = bosh.request("", "<presence/>").unwrap();
-    assert_eq!(reply.attr("type"), None, "{reply:?}");
-    // Overactivity: one held, another empty one at once.
-    bosh.rid += 1;
-    bosh.conn.send(&body(bosh.rid, &bosh.sid, "", ""));
-    let mut second = BoshConn::connect(sb.addr, PATH);
-    let refused = second.post(&body(bosh.rid + 1, &bosh.sid, "", ""), WAIT);
-    assert_eq!(
-        refused.attr("condition").as_deref(),
-        Some("policy-violation"),
-        "{refused:?}"
-    );
 }
 
 /// XEP-0124 §12: a polling session (hold=0) that polls faster than

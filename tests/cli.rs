@@ -146,7 +146,7 @@ fn check_config_names_the_line_key_and_value_in_words() {
         ),
         (
             "[backend]\nconect_timeout = \"1s\"\n",
-            "line 2: backend.conect_timeout: is not a key of [backend]; its keys are connect_timeout, handshake_timeout, ca_file, plaintext_domains, max_buffer_bytes, routes, allow_private_addresses, loopback_plaintext, verify_loopback",
+            "line 2: backend.conect_timeout: is not a key of [backend]; its keys are connect_timeout, handshake_timeout, ca_file, plaintext_domains, max_buffer_bytes, routes, allow_private_addresses, allowed_domains, denied_domains, allowed_ports, loopback_plaintext, verify_loopback",
         ),
     ];
     for (text, expected) in cases {
@@ -213,5 +213,37 @@ fn sigterm_stops_the_process_cleanly() {
             "did not stop"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The start-up line says where clients connect and where domains lead.
+#[test]
+fn start_up_names_the_endpoints_and_routes() {
+    let path = config_file(
+        "startup.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[backend.routes]\n\"example.org\" = \"127.0.0.1:5999\"\n",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let line = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map_while(Result::ok)
+        .find(|l| l.contains("listening on"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = line.expect("a start-up line");
+    for part in [
+        "BOSH http://127.0.0.1:",
+        "/http-bind",
+        "WebSocket ws://127.0.0.1:",
+        "/xmpp-websocket",
+        "example.org → 127.0.0.1:5999",
+        "other domains by DNS SRV",
+    ] {
+        assert!(line.contains(part), "{part} missing: {line}");
     }
 }

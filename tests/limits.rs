@@ -19,23 +19,33 @@ fn stub() -> StubServer {
     StubServer::start(StubOptions::plaintext("localhost"))
 }
 
-/// A logged-in BOSH session, to stay healthy beside an attack.
-fn healthy_bosh(sb: &Switchboard, rid: u64) -> BoshSession {
+/// A logged-in BOSH session, to stay healthy beside an attack, and its JID.
+fn healthy_bosh(sb: &Switchboard, rid: u64) -> (BoshSession, String) {
     let (mut bosh, _) = BoshSession::create(sb.addr, PATH, "localhost", rid, "").unwrap();
-    bosh.login("alice", "localhost").unwrap();
-    bosh
+    let jid = bosh.login("alice", "localhost").unwrap();
+    (bosh, jid)
 }
 
-/// The healthy session beside an attack still relays.
-fn still_relays(bosh: &mut BoshSession) {
-    let reply = bosh
-        .request("", "<presence xmlns='jabber:client'/>")
+/// The healthy session beside an attack still relays: a message to
+/// itself comes back (the stub routes it).
+fn still_relays((bosh, jid): &mut (BoshSession, String)) {
+    let message =
+        format!("<message xmlns='jabber:client' to='{jid}'><body>still here</body></message>");
+    let mut reply = bosh
+        .request("", &message)
         .expect("the healthy session answers");
-    assert_ne!(
-        reply.attr("type").as_deref(),
-        Some("terminate"),
-        "{reply:?}"
-    );
+    for _ in 0..3 {
+        assert_ne!(
+            reply.attr("type").as_deref(),
+            Some("terminate"),
+            "{reply:?}"
+        );
+        if reply.body.contains("still here") {
+            return;
+        }
+        reply = bosh.request("", "").expect("the healthy session answers");
+    }
+    panic!("the message never came back: {reply:?}");
 }
 
 /// An HTTP exchange on a fresh connection; the whole answer.

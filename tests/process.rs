@@ -6,7 +6,8 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::bosh_client::{body, BoshConn, NS_HTTPBIND};
@@ -19,14 +20,18 @@ const PATH: &str = "/http-bind";
 struct Process {
     child: Child,
     addr: SocketAddr,
+    /// Every line it logged so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Process {
     /// Under `ulimit -s STACK_KIB` (and `-n FILES` when given).
     fn start(config: &str, stack_kib: u32, files: Option<u32>) -> Process {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!("switchboard-process-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("config.toml");
+        let n = STARTED.fetch_add(1, Ordering::SeqCst);
+        let path = dir.join(format!("config-{n}.toml"));
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new("sh")
             .arg("-c")
@@ -42,12 +47,15 @@ impl Process {
             .expect("spawn switchboard");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     let addr = addr.split_whitespace().next().unwrap_or("").to_string();
                     let _ = tx.send(addr);
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         let addr = rx
@@ -55,7 +63,19 @@ impl Process {
             .expect("switchboard says where it listens")
             .parse()
             .unwrap();
-        Process { child, addr }
+        Process { child, addr, log }
+    }
+
+    /// The first logged line holding `needle`, waiting up to `WAIT`.
+    fn logged(&self, needle: &str) -> Option<String> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     fn running(&mut self) -> bool {
@@ -191,4 +211,44 @@ fn clients_queued_while_out_of_descriptors_get_in_when_some_free_up() {
     }
     assert_eq!(late, waiting, "every queued client got in");
     assert!(process.running());
+}
+
+/// A server that is not there: the client hears remote-connection-failed,
+/// the log says at WARN which domain, which address, why, and what to
+/// change; the same failure again within the minute adds no line.
+#[test]
+fn a_backend_that_is_not_there_is_named_with_its_address_cause_and_fix() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    // verify_loopback: no start-up warning about the unverified loopback
+    // route among the warnings counted here.
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[backend]\nverify_loopback = true\n\n[backend.routes]\nlocalhost = \"127.0.0.1:{port}\"\n"
+    );
+    let process = Process::start(&config, 8192, None);
+    for _ in 0..2 {
+        let mut ws = support::WsClient::connect(process.addr, support::WS_PATH, &["xmpp"]).unwrap();
+        let (_, error) = ws.open("localhost").unwrap();
+        assert!(error.contains("remote-connection-failed"), "{error}");
+    }
+    let warning = process
+        .logged("WARN")
+        .expect("a warning for the failed backend");
+    for part in [
+        "localhost: backend failed: could not connect to any address",
+        &format!("127.0.0.1:{port}: connection refused"),
+        "backend.routes.\"localhost\"",
+    ] {
+        assert!(warning.contains(part), "{part} missing: {warning}");
+    }
+    assert!(process.logged("session 2 end").is_some());
+    let warnings = process
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("WARN"))
+        .count();
+    assert_eq!(warnings, 1, "the second failure is not logged again");
 }

@@ -298,23 +298,6 @@ fn http_front_door_refuses_what_it_does_not_serve() {
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
 }
 
-/// An idle client gets WebSocket pings at the configured interval.
-#[test]
-fn idle_client_is_pinged() {
-    let stub = tls_stub();
-    let mut config = config_for(&stub);
-    config.websocket.ping_interval = Some(Duration::from_millis(100));
-    let sb = Switchboard::start(config);
-    let mut ws = sb.ws();
-    ws.open("localhost").unwrap();
-    // Nothing else arrives, but pings are counted while waiting.
-    assert_eq!(
-        ws.recv_text(Duration::from_millis(400)),
-        Err(RecvError::Timeout)
-    );
-    assert!(ws.pings_received() >= 1, "no ping in 400 ms");
-}
-
 /// At the connection limit, accept pauses; a freed slot lets the next in.
 #[test]
 fn connection_limit_pauses_accept_until_a_slot_frees() {

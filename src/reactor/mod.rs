@@ -120,9 +120,12 @@ pub struct Server {
 /// Run a server from a configuration until SIGTERM or SIGINT, which drain
 /// it: every client is told `system-shutdown` before the process ends.
 pub fn run(config: &Config) -> Result<(), String> {
+    // The handlers go in before the port opens: a SIGTERM sent as soon as
+    // the port answers must drain, not kill.
+    let signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signals: {e}"))?;
     let mut server = Server::bind(config)?;
-    server.stop_on_signals()?;
-    info!("listening on {}", server.local_addr());
+    server.stop_on_signals(signals)?;
+    info!("{}", server.describe());
     server.run().map_err(|e| format!("reactor failed: {e}"))
 }
 
@@ -172,8 +175,7 @@ impl Server {
 
     /// Drain on SIGTERM and SIGINT (for the process, not for servers that
     /// tests run side by side).
-    pub fn stop_on_signals(&mut self) -> Result<(), String> {
-        let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signals: {e}"))?;
+    pub fn stop_on_signals(&mut self, mut signals: Signals) -> Result<(), String> {
         self.registry
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| format!("poll: {e}"))?;
@@ -183,6 +185,28 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The start-up line: where clients connect and where domains lead.
+    pub fn describe(&self) -> String {
+        let settings = self.endpoint.settings();
+        let addr = self.local_addr;
+        let mut routes: Vec<String> = settings
+            .routes
+            .iter()
+            .map(|(domain, addrs)| {
+                let addrs: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+                format!("{domain} → {}", addrs.join(", "))
+            })
+            .collect();
+        routes.sort();
+        routes.push("other domains by DNS SRV".into());
+        format!(
+            "listening on {addr} (BOSH http://{addr}{}, WebSocket ws://{addr}{}); routes: {}",
+            settings.bosh_path,
+            settings.websocket_path,
+            routes.join("; ")
+        )
     }
 
     pub fn handle(&self) -> Handle {

@@ -10,6 +10,7 @@ use crate::config::{key_path, Config, ConfigError, Route};
 use crate::tls::TlsConfigError;
 use switchboard_core::backend::tls::{self, Clock, Trust};
 use switchboard_core::bosh;
+use switchboard_core::destinations::{Destinations, Pattern};
 use switchboard_core::endpoint::{Limits, Settings};
 use switchboard_core::http;
 use switchboard_core::session;
@@ -76,6 +77,7 @@ pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
         },
         http_read_timeout: config.http.read_timeout,
         http_idle_timeout: config.http.idle_timeout,
+        http_write_timeout: config.http.write_timeout,
         websocket_path: config.websocket.path.clone(),
         websocket_origins: config.websocket.allowed_origins.clone(),
         bosh_path: config.bosh.path.clone(),
@@ -102,7 +104,9 @@ pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
             ping_interval: config.websocket.ping_interval,
             pong_timeout: config.websocket.pong_timeout,
             handshake_timeout: config.backend.handshake_timeout,
-            max_pending_bytes: config.backend.max_buffer_bytes,
+            max_buffer_bytes: config.backend.max_buffer_bytes,
+            open_timeout: config.websocket.open_timeout,
+            read_timeout: config.http.read_timeout,
         },
         limits: Limits {
             max_connections: config.server.max_connections,
@@ -117,7 +121,12 @@ pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
         default_port: XMPP_CLIENT_PORT,
         routes,
         bosh_routes,
-        allow_private_addresses: config.backend.allow_private_addresses,
+        destinations: Destinations {
+            allowed: patterns(&config.backend.allowed_domains),
+            denied: patterns(&config.backend.denied_domains),
+            allowed_ports: config.backend.allowed_ports.clone(),
+            allow_private: config.backend.allow_private_addresses,
+        },
         plaintext,
         loopback_plaintext: config.backend.loopback_plaintext,
         xml,
@@ -226,4 +235,9 @@ fn certificate_problem(error: &TlsConfigError) -> String {
         ),
         other => format!("cannot be used: {other}"),
     }
+}
+
+/// The domain patterns of a list `Config::validate` has checked.
+fn patterns(list: &[String]) -> Vec<Pattern> {
+    list.iter().filter_map(|p| Pattern::parse(p)).collect()
 }

@@ -20,6 +20,7 @@ use super::body::{terminate_body, Body, Condition, Head, NS_XBOSH};
 use super::replies::Replies;
 use super::stream::{Ended, XmppStream};
 use crate::backend;
+use crate::destinations;
 use crate::end::{End, Mistake, ServerSide};
 use crate::ids;
 use crate::xml;
@@ -182,7 +183,7 @@ impl Session {
         let Some(rid) = body.rid else {
             return Err(refuse(End::Client(Mistake::NoRid)));
         };
-        let Some(domain) = body.to.clone().filter(|t| !t.is_empty()) else {
+        let Some(domain) = body.to.as_deref().and_then(destinations::normalize) else {
             return Err(refuse(End::Client(Mistake::NoDomain)));
         };
         let route = check_route(&settings, body).map_err(|m| refuse(End::Client(m)))?;
@@ -465,6 +466,13 @@ impl Session {
         }
     }
 
+    /// The endpoint will not connect this stream (its domain is not
+    /// served).
+    pub fn refuse_stream(&mut self, now: Instant, id: StreamId, end: End) {
+        self.end_stream(id, Ended::new(end));
+        self.flush(now);
+    }
+
     pub fn backend_failed(&mut self, now: Instant, id: StreamId, why: String) {
         self.end_stream(id, Ended::failed(why));
         self.flush(now);
@@ -497,7 +505,13 @@ impl Session {
 
     /// The process is going down (§17.2 `system-shutdown`).
     pub fn shut_down(&mut self) {
-        self.finish(End::Shutdown, b"");
+        self.terminate(End::Shutdown);
+    }
+
+    /// The endpoint ends the session for `end` (a request too broken to
+    /// reach the session named it).
+    pub fn terminate(&mut self, end: End) {
+        self.finish(end, b"");
     }
 
     /// Take one request, in rid order.
@@ -653,7 +667,7 @@ impl Session {
 
     /// §19.2: another stream in this session.
     fn add_stream(&mut self, now: Instant, body: &Body) -> Result<StreamId, Mistake> {
-        let Some(domain) = body.to.clone().filter(|t| !t.is_empty()) else {
+        let Some(domain) = body.to.as_deref().and_then(destinations::normalize) else {
             return Err(Mistake::NoDomain);
         };
         if self.open_streams().count() >= self.settings.max_streams {

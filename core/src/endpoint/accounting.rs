@@ -6,13 +6,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::log_gate::LogGate;
 use super::settings::Limits;
-
-/// How often one kind of refusal is logged at most (with a count of the
-/// ones not logged): a flood must not flood the log.
-const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Which limit refused something.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,19 +18,6 @@ pub enum Refusal {
     Sessions,
     SessionsPerAddress,
     Buffers,
-}
-
-impl Refusal {
-    const ALL: [Refusal; 4] = [
-        Refusal::ConnectionsPerAddress,
-        Refusal::Sessions,
-        Refusal::SessionsPerAddress,
-        Refusal::Buffers,
-    ];
-
-    fn index(self) -> usize {
-        self as usize
-    }
 }
 
 impl Refusal {
@@ -75,13 +59,6 @@ struct PerAddress {
     sessions: usize,
 }
 
-/// Refusals of one kind since it was last logged.
-#[derive(Clone, Copy, Debug, Default)]
-struct Gate {
-    logged_at: Option<Instant>,
-    unlogged: u64,
-}
-
 pub struct Accounting {
     limits: Limits,
     usage: Usage,
@@ -89,7 +66,7 @@ pub struct Accounting {
     /// may go on.
     budget_freed: bool,
     per_address: HashMap<IpAddr, PerAddress>,
-    gates: [Gate; Refusal::ALL.len()],
+    log: LogGate,
 }
 
 impl Accounting {
@@ -99,7 +76,7 @@ impl Accounting {
             usage: Usage::default(),
             budget_freed: false,
             per_address: HashMap::new(),
-            gates: [Gate::default(); Refusal::ALL.len()],
+            log: LogGate::default(),
         }
     }
 
@@ -185,23 +162,13 @@ impl Accounting {
         std::mem::take(&mut self.budget_freed)
     }
 
-    /// Log a refusal at WARN, at most once a minute per kind.
+    /// Log a refusal at WARN, at most once a minute per limit.
     pub fn log_refusal(&mut self, now: Instant, refusal: Refusal, ip: IpAddr) {
-        let gate = &mut self.gates[refusal.index()];
-        if gate
-            .logged_at
-            .is_some_and(|at| now.saturating_duration_since(at) < LOG_EVERY)
-        {
-            gate.unlogged += 1;
-            return;
-        }
-        let unlogged = std::mem::take(&mut gate.unlogged);
-        gate.logged_at = Some(now);
-        if unlogged > 0 {
-            log::warn!("limit {refusal} reached: refused {ip} ({unlogged} more refused since the last report)");
-        } else {
-            log::warn!("limit {refusal} reached: refused {ip}");
-        }
+        self.log.warn(
+            now,
+            refusal.key(),
+            format_args!("limit {refusal} reached: refused {ip}"),
+        );
     }
 
     fn release(&mut self, ip: IpAddr, change: impl FnOnce(&mut PerAddress)) {

@@ -13,6 +13,7 @@ use super::link::{Link, Progress};
 use super::{Key, Owner, Shared, SocketId};
 use crate::bosh::{self, Command, StreamId};
 use crate::dns;
+use crate::end::End;
 use crate::wheel::TimerId;
 
 struct StreamLink {
@@ -188,6 +189,11 @@ impl BoshEntry {
                     domain,
                     route,
                 } => {
+                    if !shared.settings.serves(&domain) {
+                        self.core
+                            .refuse_stream(shared.now, stream, End::NotServed(domain));
+                        continue;
+                    }
                     let Ok(token_stream) = u8::try_from(stream.0) else {
                         self.core
                             .backend_failed(shared.now, stream, "too many streams".into());
@@ -218,6 +224,7 @@ impl BoshEntry {
                     }
                 }
                 Command::End(reason) => {
+                    shared.log_end(self.core.domain(), &reason);
                     let linger = shared.now + shared.settings.linger;
                     self.ending = Some((reason.to_string(), linger));
                     for stream in self.streams.iter_mut().flatten() {

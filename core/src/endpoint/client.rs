@@ -68,6 +68,9 @@ pub(super) struct Client {
     closing: Option<(End, Instant)>,
     /// Buffered requests are left to read in the connection's next turn.
     pub deferred: bool,
+    /// Since when output has waited without the socket taking a byte.
+    stalled_since: Option<Instant>,
+    write_timeout: std::time::Duration,
     /// The WebSocket session counts against the session limits.
     pub session_counted: bool,
     pub timer: Option<(TimerId, Instant)>,
@@ -96,6 +99,8 @@ impl Client {
             backend: None,
             closing: None,
             deferred: false,
+            stalled_since: None,
+            write_timeout: shared.settings.http_write_timeout,
             session_counted: false,
             timer: None,
             buffered: 0,
@@ -156,6 +161,9 @@ impl Client {
     }
 
     pub fn consume_client_output(&mut self, n: usize) {
+        if n > 0 {
+            self.stalled_since = None;
+        }
         if !self.output.is_empty() {
             self.output.drain(..n.min(self.output.len()));
             if self.output.is_empty() {
@@ -198,17 +206,14 @@ impl Client {
                     && self.input.len()
                         < settings.http.max_head_bytes + settings.http.max_body_bytes
             }
-            Phase::WebSocket(session) => session.backend_output().len() < settings.max_buffer_bytes,
+            Phase::WebSocket(session) => session.wants_client_input(),
         }
     }
 
     /// Back-pressure: a client that does not read stops the server's reads.
-    pub fn wants_backend_read(&self, shared: &Shared) -> bool {
+    pub fn wants_backend_read(&self) -> bool {
         match &self.phase {
-            Phase::WebSocket(session) => {
-                self.backend_connected()
-                    && session.client_output().len() < shared.settings.max_buffer_bytes
-            }
+            Phase::WebSocket(session) => self.backend_connected() && session.wants_backend_input(),
             Phase::Http(_) => false,
         }
     }
@@ -225,11 +230,41 @@ impl Client {
     // --- inputs
 
     /// Bytes read from the client socket. In the HTTP phase they wait for
-    /// [`Client::next_request`].
-    pub fn handle_client_input(&mut self, now: Instant, bytes: &[u8]) {
+    /// [`Client::next_request`]; a request once begun must be whole
+    /// within the read timeout.
+    pub fn handle_client_input(&mut self, shared: &Shared, bytes: &[u8]) {
         match &mut self.phase {
-            Phase::Http(_) => self.input.extend_from_slice(bytes),
-            Phase::WebSocket(session) => session.handle_client_input(now, bytes),
+            Phase::Http(_) => {
+                let begun = self.input.is_empty() && !bytes.is_empty();
+                self.input.extend_from_slice(bytes);
+                if begun {
+                    self.rearm_http(shared);
+                }
+            }
+            Phase::WebSocket(session) => session.handle_client_input(shared.now, bytes),
+        }
+    }
+
+    /// The HTTP deadline: for the rest of a request begun, else for the
+    /// next one to begin.
+    fn rearm_http(&mut self, shared: &Shared) {
+        if let Phase::Http(http) = &mut self.phase {
+            let settings = &shared.settings;
+            let wait = if self.input.is_empty() {
+                settings.http_idle_timeout
+            } else {
+                settings.http_read_timeout
+            };
+            http.deadline = shared.now + wait;
+        }
+    }
+
+    /// Keep the write timeout's clock: it runs while output waits.
+    pub fn note_output(&mut self, now: Instant) {
+        if self.client_output().is_empty() {
+            self.stalled_since = None;
+        } else {
+            self.stalled_since.get_or_insert(now);
         }
     }
 
@@ -285,7 +320,8 @@ impl Client {
             Phase::WebSocket(session) => session.poll_timeout(),
         };
         let connect = self.backend.as_ref().and_then(Link::deadline);
-        [phase, connect, self.closing.as_ref().map(|c| c.1)]
+        let stalled = self.stalled_since.map(|t| t + self.write_timeout);
+        [phase, connect, self.closing.as_ref().map(|c| c.1), stalled]
             .into_iter()
             .flatten()
             .min()
@@ -298,6 +334,12 @@ impl Client {
             if now >= *deadline {
                 return Some(format!("{end} (close not flushed in time)"));
             }
+        }
+        if self
+            .stalled_since
+            .is_some_and(|t| now >= t + self.write_timeout)
+        {
+            return Some(End::WriteTimeout.to_string());
         }
         if let Some(link) = self.backend.as_mut() {
             let progress = link.handle_timeout(shared);
@@ -326,6 +368,10 @@ impl Client {
             };
             match session.poll_command()? {
                 Command::Connect { domain } => {
+                    if !shared.settings.serves(&domain) {
+                        session.refuse(End::NotServed(domain));
+                        continue;
+                    }
                     if let Err(refusal) = shared.accounting.open_session(self.peer.ip()) {
                         shared
                             .accounting
@@ -344,10 +390,14 @@ impl Client {
                     self.apply(progress, shared);
                 }
                 Command::Close(end) => {
+                    shared.log_end(session.domain(), &end);
                     let linger = shared.now + shared.settings.linger;
                     self.closing = Some((end, linger));
                 }
-                Command::Drop(end) => return Some(end.to_string()),
+                Command::Drop(end) => {
+                    shared.log_end(session.domain(), &end);
+                    return Some(end.to_string());
+                }
             }
         }
     }
@@ -387,12 +437,12 @@ impl Client {
                 return Request::Answered;
             }
         };
-        http.deadline = shared.now + shared.settings.http_idle_timeout;
         if !request.keep_alive {
             http.close_after_write = true;
         }
         let answer = self.route(&request, shared);
         self.input.drain(..request.len);
+        self.rearm_http(shared);
         if let Phase::WebSocket(session) = &mut self.phase {
             let rest = std::mem::take(&mut self.input);
             if !rest.is_empty() {
@@ -575,7 +625,6 @@ impl Client {
             return;
         };
         http.awaiting = None;
-        http.deadline = shared.now + shared.settings.http_idle_timeout;
         let mut headers: Vec<(&str, &str)> = shared
             .settings
             .bosh_headers
@@ -605,5 +654,6 @@ impl Client {
             &body,
             keep_alive,
         );
+        self.rearm_http(shared);
     }
 }

@@ -23,6 +23,7 @@ mod bosh;
 mod client;
 mod http_policy;
 mod link;
+mod log_gate;
 mod settings;
 
 use std::cell::Cell;
@@ -37,7 +38,7 @@ pub use accounting::{Refusal, Usage};
 pub use settings::{Limits, Settings};
 
 use crate::dns::{self, FastRng, QueryId, Resolver, ResolverConfig};
-use crate::end::End;
+use crate::end::{End, Mistake};
 use crate::ids;
 use crate::wheel::Wheel;
 use accounting::Accounting;
@@ -177,6 +178,8 @@ struct Shared {
     accounting: Accounting,
     /// SRV weight draws (RFC 2782), not ids.
     srv_weights: FastRng,
+    /// Backend failures are logged at WARN, once a minute per cause.
+    backend_log: log_gate::LogGate,
     next_generation: u32,
     /// The socket whose input is being handled: the shell gives it its
     /// turn's remaining work itself, so no `Turn` is asked for it.
@@ -243,6 +246,19 @@ impl Shared {
         }
     }
 
+    /// A session ended: when the server side is why, say so at WARN, with
+    /// the domain (once a minute per cause).
+    fn log_end(&mut self, domain: &str, end: &End) {
+        if matches!(
+            end,
+            End::BackendFailed(_) | End::HandshakeTimeout | End::ServerStreamError(_)
+        ) {
+            let cause = format!("{domain}: {end}");
+            self.backend_log
+                .warn(self.now, &cause, format_args!("{cause}"));
+        }
+    }
+
     fn query_dns(&mut self, owner: Owner, name: &str, kind: dns::Kind) {
         let id = self.dns.resolver.query(self.now, name, kind);
         self.dns.queries.insert(id, owner);
@@ -282,6 +298,7 @@ impl Endpoint {
                 },
                 commands: VecDeque::new(),
                 srv_weights: FastRng(ids::seed()?),
+                backend_log: log_gate::LogGate::default(),
                 next_generation: 0,
                 current: None,
             },
@@ -381,8 +398,7 @@ impl Endpoint {
                 (budget || !c.is_websocket()) && c.wants_client_read(&self.shared)
             }),
             Owner::WsBackend(key) => {
-                budget
-                    && live(&self.clients, key).is_some_and(|c| c.wants_backend_read(&self.shared))
+                budget && live(&self.clients, key).is_some_and(|c| c.wants_backend_read())
             }
             Owner::BoshBackend(key, stream) => {
                 budget && live_bosh(&self.boshes, key).is_some_and(|b| b.wants_read(stream))
@@ -425,7 +441,7 @@ impl Endpoint {
         match self.shared.sockets.owner(id) {
             Some(Owner::Client(key)) => {
                 if let Some(client) = live_mut(&mut self.clients, key) {
-                    client.handle_client_input(now, bytes);
+                    client.handle_client_input(&self.shared, bytes);
                 }
                 self.read_requests(key);
                 self.settle_client(key);
@@ -681,6 +697,15 @@ impl Endpoint {
         let body = match crate::bosh::parse_body(raw, self.shared.settings.xml) {
             Ok(body) => body,
             Err(condition) => {
+                // The client is told its session is over: so it is, or it
+                // would linger for its inactivity period.
+                let named = sid_in(raw).and_then(|sid| self.sids.get(sid).copied());
+                if let Some(key) = named {
+                    if let Some(entry) = live_bosh_mut(&mut self.boshes, key) {
+                        entry.core.terminate(End::Client(Mistake::BadBody));
+                    }
+                    self.settle_bosh(key);
+                }
                 return self.deliver(conn, crate::bosh::terminate_response(condition));
             }
         };
@@ -793,6 +818,7 @@ impl Endpoint {
         let buffered = client.buffered_bytes();
         self.shared.accounting.buffered(client.buffered, buffered);
         client.buffered = buffered;
+        client.note_output(self.shared.now);
         let wanted = client.next_deadline();
         let sockets = [
             Some((client.socket, !client.client_output().is_empty())),
@@ -923,6 +949,20 @@ impl Endpoint {
         }
         warn!("dns: more work than one call's budget; the rest waits");
     }
+}
+
+/// The `sid` a request body names, read leniently from its start tag: the
+/// body may be too broken to parse.
+fn sid_in(raw: &[u8]) -> Option<&str> {
+    let head = &raw[..raw.len().min(1024)];
+    let at = head.windows(5).position(|w| w == b" sid=")? + 5;
+    let quote = *head.get(at)?;
+    if quote != b'\'' && quote != b'"' {
+        return None;
+    }
+    let value = &head[at + 1..];
+    let end = value.iter().position(|&b| b == quote)?;
+    std::str::from_utf8(&value[..end]).ok()
 }
 
 /// Keep an owner's one wheel entry at its earliest deadline.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::backend;
 use crate::bosh;
+use crate::destinations::Destinations;
 use crate::http;
 use crate::session;
 use crate::xml;
@@ -35,6 +36,9 @@ pub struct Settings {
     pub http: http::Limits,
     pub http_read_timeout: Duration,
     pub http_idle_timeout: Duration,
+    /// A client whose socket takes none of its pending output for this
+    /// long is cut.
+    pub http_write_timeout: Duration,
     pub websocket_path: String,
     /// Empty: any origin may upgrade.
     pub websocket_origins: Vec<String>,
@@ -54,8 +58,9 @@ pub struct Settings {
     pub routes: HashMap<String, Vec<SocketAddr>>,
     /// The BOSH `route` values allowed, and where they lead.
     pub bosh_routes: HashMap<String, Vec<SocketAddr>>,
-    /// Servers found by DNS may be at private addresses.
-    pub allow_private_addresses: bool,
+    /// Which domains are served, and which addresses and ports found by
+    /// DNS may be connected to.
+    pub destinations: Destinations,
     /// Domains whose server may be used without TLS.
     pub plaintext: HashSet<String>,
     /// An optional STARTTLS is skipped on connections to loopback addresses.
@@ -75,6 +80,17 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Whether sessions for `domain` (normalised) are served: listed
+    /// domains, or any when none is listed, and statically routed ones;
+    /// never denied ones.
+    pub fn serves(&self, domain: &str) -> bool {
+        let destinations = &self.destinations;
+        let listed = destinations.allowed.is_empty()
+            || self.routes.contains_key(domain)
+            || destinations.serves(domain);
+        listed && !destinations.denied_matches(domain)
+    }
+
     /// What a new backend stream for `domain`, connected to `peer`, needs.
     pub fn backend_settings(
         &self,

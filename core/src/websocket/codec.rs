@@ -161,6 +161,11 @@ impl Codec {
         }
     }
 
+    /// A frame has begun and is not complete yet.
+    pub fn has_partial_input(&self) -> bool {
+        self.context.is_some() || self.input_pos < self.input.len()
+    }
+
     /// Raw bytes read from the client socket. Ignored once the connection
     /// is closed or failed.
     pub fn handle_input(&mut self, bytes: &[u8]) {

@@ -676,7 +676,7 @@ impl BoshClient {
 }
 
 /// A complete HTTP response at the start of `input`: (status, body, used).
-fn http_response(input: &[u8]) -> Option<(u16, String, usize)> {
+pub fn http_response(input: &[u8]) -> Option<(u16, String, usize)> {
     let end = input.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = std::str::from_utf8(&input[..end]).ok()?;
     let status = head.split(' ').nth(1)?.parse().ok()?;

@@ -21,6 +21,7 @@ mod clients;
 mod ledger;
 mod net;
 mod rng;
+mod scenarios;
 mod server;
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,7 +51,7 @@ fn env_number(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
 }
 
-fn settings() -> Settings {
+pub fn settings() -> Settings {
     let xml = xml::Limits {
         max_depth: 16,
         max_attributes: 32,
@@ -69,6 +70,7 @@ fn settings() -> Settings {
         },
         http_read_timeout: Duration::from_secs(2),
         http_idle_timeout: Duration::from_secs(5),
+        http_write_timeout: Duration::from_secs(8),
         websocket_path: "/xmpp-websocket".into(),
         websocket_origins: Vec::new(),
         bosh_path: "/http-bind".into(),
@@ -95,7 +97,9 @@ fn settings() -> Settings {
             ping_interval: Some(Duration::from_secs(5)),
             pong_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(3),
-            max_pending_bytes: MAX_BUFFER_BYTES,
+            max_buffer_bytes: MAX_BUFFER_BYTES,
+            open_timeout: Duration::from_secs(3),
+            read_timeout: Duration::from_secs(2),
         },
         limits: Limits {
             max_connections: 40,
@@ -110,7 +114,7 @@ fn settings() -> Settings {
         default_port: 5222,
         routes: HashMap::from([("sim.test".to_string(), vec![server])]),
         bosh_routes: HashMap::new(),
-        allow_private_addresses: false,
+        destinations: Default::default(),
         plaintext: ["sim.test".to_string()].into(),
         loopback_plaintext: false,
         xml,

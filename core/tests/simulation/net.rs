@@ -120,6 +120,9 @@ pub struct Net {
     pub accepted_backends: Vec<ConnRef>,
     /// Whether the server refuses new connections now.
     pub server_down: bool,
+    /// No latency, no cuts, no refusals: for scenarios that check exact
+    /// times and bytes.
+    pub exact: bool,
     pub datagrams: usize,
 }
 
@@ -133,6 +136,7 @@ impl Net {
             connects: Vec::new(),
             accepted_backends: Vec::new(),
             server_down: false,
+            exact: false,
             datagrams: 0,
         }
     }
@@ -163,6 +167,15 @@ impl Net {
         }
     }
 
+    /// A number in `lo..=hi`, or `exact` in exact mode.
+    fn pick(&self, rng: &mut Rng, lo: u64, hi: u64, exact: u64) -> u64 {
+        if self.exact {
+            exact
+        } else {
+            rng.between(lo, hi)
+        }
+    }
+
     // ------------------------------------------------------------------
     // The peers' side
 
@@ -175,7 +188,7 @@ impl Net {
         window: usize,
     ) -> ConnRef {
         let id = endpoint.handle_accepted(self.now, peer);
-        let latency = Duration::from_millis(rng.between(0, 30));
+        let latency = Duration::from_millis(self.pick(rng, 0, 30, 0));
         let at = self.insert(Conn::new(id, window, latency, false));
         self.run_commands(endpoint, rng);
         at
@@ -185,6 +198,7 @@ impl Net {
     /// random pieces.
     pub fn send(&mut self, rng: &mut Rng, at: ConnRef, bytes: &[u8]) {
         let now = self.now;
+        let exact = self.exact;
         let Some(conn) = self.conns.get_mut(at) else {
             return;
         };
@@ -193,8 +207,14 @@ impl Net {
         }
         let mut rest = bytes;
         while !rest.is_empty() {
-            let n = (rng.between(1, 4096) as usize).min(rest.len());
-            let jitter = Duration::from_millis(rng.below(5));
+            let (n, jitter) = if exact {
+                (rest.len(), Duration::ZERO)
+            } else {
+                (
+                    (rng.between(1, 4096) as usize).min(rest.len()),
+                    Duration::from_millis(rng.below(5)),
+                )
+            };
             let arrival = (now + conn.latency + jitter).max(conn.up.last_arrival().unwrap_or(now));
             conn.up.flight.push_back((arrival, rest[..n].to_vec()));
             rest = &rest[n..];
@@ -331,7 +351,15 @@ impl Net {
                 }
                 return;
             }
-            let n = (rng.between(1, SCRATCH as u64) as usize).min(conn.up.arrived.len());
+            let whole = conn.up.arrived.len() as u64;
+            let n = if self.exact {
+                whole.min(SCRATCH as u64)
+            } else {
+                rng.between(1, SCRATCH as u64).min(whole)
+            } as usize;
+            let Some(conn) = self.held(id) else {
+                return;
+            };
             let bytes: Vec<u8> = conn.up.arrived.drain(..n).collect();
             if conn.up.arrived.is_empty() && !conn.up.eof {
                 conn.readable = false;
@@ -347,6 +375,7 @@ impl Net {
 
     fn flush(&mut self, endpoint: &mut Endpoint, rng: &mut Rng, id: SocketId) {
         let now = self.now;
+        let exact = self.exact;
         loop {
             let Some(conn) = self.held(id) else {
                 return;
@@ -368,10 +397,12 @@ impl Net {
                 conn.writable = false;
                 return;
             }
-            let n = output
-                .len()
-                .min(room)
-                .min(rng.between(1, 64 * 1024) as usize);
+            let cut = if exact {
+                usize::MAX
+            } else {
+                rng.between(1, 64 * 1024) as usize
+            };
+            let n = output.len().min(room).min(cut);
             let arrival = (now + conn.latency).max(conn.down.last_arrival().unwrap_or(now));
             conn.down.flight.push_back((arrival, output[..n].to_vec()));
             if n == room && n < output.len() {
@@ -386,10 +417,10 @@ impl Net {
         while let Some(command) = endpoint.poll_command() {
             match command {
                 Command::Connect { id, addr } => {
-                    let latency = Duration::from_millis(rng.between(0, 30));
+                    let latency = Duration::from_millis(self.pick(rng, 0, 30, 0));
                     self.insert(Conn::new(id, 256 * 1024, latency, true));
-                    let at = self.now + Duration::from_millis(rng.between(0, 200));
-                    let refuse = rng.chance(20);
+                    let at = self.now + Duration::from_millis(self.pick(rng, 0, 200, 0));
+                    let refuse = !self.exact && rng.chance(20);
                     self.connects.push(PendingConnect {
                         at,
                         id,

@@ -41,6 +41,8 @@ pub struct ServerConn {
     delay: Duration,
     /// Bytes to send and when.
     outbox: Vec<(Instant, Vec<u8>)>,
+    /// Pushes of its own now and then.
+    pushing: bool,
     pub done: bool,
 }
 
@@ -67,7 +69,18 @@ impl ServerConn {
             fate,
             delay,
             outbox: Vec::new(),
+            pushing: true,
             done: false,
+        }
+    }
+
+    /// A server that behaves: no faults, no delay, no pushes.
+    pub fn plain(rng: &mut Rng, conn: ConnRef) -> ServerConn {
+        ServerConn {
+            fate: Fate::Normal,
+            delay: Duration::ZERO,
+            pushing: false,
+            ..ServerConn::new(rng, conn)
         }
     }
 
@@ -131,7 +144,7 @@ impl ServerConn {
             self.done = true;
             return Ok(());
         }
-        if let Some(tag) = self.tag.filter(|_| rng.chance(15)) {
+        if let Some(tag) = self.tag.filter(|_| self.pushing && rng.chance(15)) {
             self.pushes += 1;
             let k = self.pushes;
             ledger.pushed(tag, k);
