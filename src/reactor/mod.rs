@@ -16,6 +16,7 @@
 //! reports `WouldBlock`.
 
 mod io;
+mod reload;
 mod settings;
 mod token;
 
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use switchboard_core::dns;
 use switchboard_core::endpoint::{Command, Endpoint, SocketId};
@@ -114,16 +115,23 @@ pub struct Server {
     /// Set once draining: when to stop even if clients are still there.
     drain_deadline: Option<Instant>,
     signals: Option<Signals>,
+    /// The configuration file SIGHUP reads again, if the process has one.
+    reload: Option<reload::Reload>,
+    /// The address configured (not the one bound, which may be port 0's).
+    listen: SocketAddr,
     waker: Arc<Waker>,
 }
 
 /// Run a server from a configuration until SIGTERM or SIGINT, which drain
 /// it: every client is told `system-shutdown` before the process ends.
-pub fn run(config: &Config) -> Result<(), String> {
+/// SIGHUP reads `path` again; SIGQUIT is ignored.
+pub fn run(config: &Config, path: Option<&std::path::Path>) -> Result<(), String> {
     // The handlers go in before the port opens: a SIGTERM sent as soon as
     // the port answers must drain, not kill.
-    let signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signals: {e}"))?;
+    let signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP, SIGQUIT]).map_err(|e| format!("signals: {e}"))?;
     let mut server = Server::bind(config)?;
+    server.reload = path.map(reload::Reload::new);
     server.stop_on_signals(signals)?;
     info!("{}", server.describe());
     server.run().map_err(|e| format!("reactor failed: {e}"))
@@ -169,12 +177,14 @@ impl Server {
             drain: Arc::new(AtomicBool::new(false)),
             drain_deadline: None,
             signals: None,
+            reload: None,
+            listen: config.server.listen,
             waker,
         })
     }
 
-    /// Drain on SIGTERM and SIGINT (for the process, not for servers that
-    /// tests run side by side).
+    /// Drain on SIGTERM and SIGINT, read the configuration again on SIGHUP
+    /// (for the process, not for servers that tests run side by side).
     pub fn stop_on_signals(&mut self, mut signals: Signals) -> Result<(), String> {
         self.registry
             .register(&mut signals, SIGNALS, Interest::READABLE)
@@ -245,13 +255,7 @@ impl Server {
                     LISTENER => self.accept_pending = true,
                     DNS => self.read_dns(),
                     WAKER => {}
-                    SIGNALS => {
-                        let caught = self.signals.as_mut().map(|s| s.pending().next());
-                        if let Some(Some(signal)) = caught {
-                            info!("signal {signal}: draining");
-                            self.drain.store(true, Ordering::SeqCst);
-                        }
-                    }
+                    SIGNALS => self.signals(),
                     token => {
                         // Errors and hang-ups surface through the next read.
                         let closed = event.is_read_closed() || event.is_error();
@@ -286,6 +290,76 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    fn signals(&mut self) {
+        let caught: Vec<i32> = match self.signals.as_mut() {
+            Some(signals) => signals.pending().collect(),
+            None => return,
+        };
+        for signal in caught {
+            match signal {
+                SIGHUP => self.reload(),
+                SIGQUIT => info!("SIGQUIT ignored: SIGTERM or SIGINT stop switchboard"),
+                _ => {
+                    info!("signal {signal}: draining");
+                    self.drain.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// SIGHUP: the configuration file again, for new sessions; refused
+    /// whole, with the reason, when it does not check out.
+    fn reload(&mut self) {
+        let Some(reload) = self.reload.as_mut() else {
+            info!("SIGHUP: no configuration file to read again (built-in defaults)");
+            return;
+        };
+        let path = reload.path().display().to_string();
+        let read = reload.read().and_then(|(config, text, changed)| {
+            let settings = settings::from_config(&config).map_err(|e| e.to_string())?;
+            Ok((config, text, changed, settings))
+        });
+        let (config, text, changed, settings) = match read {
+            Ok(read) => read,
+            Err(why) => {
+                log::error!("SIGHUP: {path}: {why}; the running configuration stays");
+                return;
+            }
+        };
+        reload.applied(text);
+        if config.server.listen != self.listen {
+            warn!(
+                "SIGHUP: server.listen cannot change without a restart: still listening on {}",
+                self.local_addr
+            );
+        }
+        if changed
+            .iter()
+            .any(|key| key == "dns" || key.starts_with("dns."))
+        {
+            match open_dns(&config, &self.registry) {
+                Ok((socket, resolver)) => {
+                    if let Some(mut old) = self.dns.take() {
+                        let _ = self.registry.deregister(&mut old);
+                    }
+                    self.dns = socket;
+                    self.endpoint.reconfigure_dns(resolver);
+                }
+                Err(e) => warn!("SIGHUP: dns: {e}; the resolver stays as it was"),
+            }
+        }
+        // The new TLS configs read a clock of their own: set it now, not at
+        // the next wake-up.
+        settings.clock.set(SystemTime::now());
+        self.endpoint.reload(settings);
+        let changed = if changed.is_empty() {
+            "nothing".to_string()
+        } else {
+            changed.join(", ")
+        };
+        info!("SIGHUP: {path} read again; changed for new sessions: {changed}");
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {

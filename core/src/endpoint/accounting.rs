@@ -80,6 +80,11 @@ impl Accounting {
         }
     }
 
+    /// New limits apply from now on; what is open stays open.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     pub fn usage(&self) -> Usage {
         Usage {
             addresses: self.per_address.len(),

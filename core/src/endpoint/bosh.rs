@@ -298,6 +298,10 @@ impl Ended {
         self.by_sid.len()
     }
 
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
     pub fn insert(&mut self, sid: String, response: bosh::Response, until: Instant) {
         while self.order.len() >= self.max {
             self.pop();

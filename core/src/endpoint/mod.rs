@@ -316,6 +316,19 @@ impl Endpoint {
         &self.shared.settings
     }
 
+    /// New settings, for new sessions; live ones keep theirs (their
+    /// limits, timers and backends).
+    pub fn reload(&mut self, settings: Settings) {
+        self.shared.accounting.set_limits(settings.limits);
+        self.ended.set_max(settings.limits.max_sessions);
+        self.shared.settings = settings;
+    }
+
+    /// Other DNS servers or resolver settings: new lookups use them.
+    pub fn reconfigure_dns(&mut self, resolver: ResolverConfig) {
+        self.shared.dns.resolver.reconfigure(resolver);
+    }
+
     pub fn usage(&self) -> Usage {
         Usage {
             ended_sessions: self.ended.len(),
