@@ -6,9 +6,9 @@
 //! server offers STARTTLS this is the plaintext negotiation; after a
 //! `<proceed/>` the bytes go to rustls.
 //!
-//! The TLS configuration trusts no root at all: `config_with_roots`
-//! refuses an empty store, so it is built here the same way, and no
-//! handshake can succeed (none can with fuzzed bytes anyway).
+//! The TLS configuration trusts no root at all (the shell refuses an empty
+//! store; the core builder does not), so no handshake can succeed (none can
+//! with fuzzed bytes anyway).
 //!
 //! Invariants: no panic; the bytes in one read or in two cut at a point
 //! derived from the data give the same events; events
@@ -24,6 +24,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::common;
 use rustls::{ClientConfig, RootCertStore};
+use switchboard_core::backend::tls::{self, Clock, Trust};
 use switchboard_core::backend::{Error, Event, Settings, Stream};
 use switchboard_core::xml::{ElementInfo, Limits};
 
@@ -47,13 +48,8 @@ fn tls() -> Arc<ClientConfig> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
+            tls::client_config(Trust::Roots(RootCertStore::empty()), &Clock::default())
                 .expect("ring supports the default versions")
-                .with_root_certificates(RootCertStore::empty())
-                .with_no_client_auth();
-            Arc::new(config)
         })
         .clone()
 }
