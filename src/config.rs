@@ -22,11 +22,17 @@ use switchboard_core::destinations::Pattern;
 
 pub(crate) use source::key_path;
 use source::Source;
-use values::{bytes, count, dns_servers, duration, listen, optional_duration, show_duration};
+use values::{
+    bytes, count, dns_servers, duration, listen, optional_duration, proxies, show_duration,
+};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5280";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 500;
+pub const DEFAULT_MAX_SESSIONS_PER_ADDRESS: usize = 250;
+pub const DEFAULT_NEW_SESSIONS_PER_SECOND: usize = 10;
+pub const DEFAULT_TRUSTED_PROXIES: [&str; 2] = ["127.0.0.1", "::1"];
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 8 * 1024;
 pub const DEFAULT_MAX_HEADERS: usize = 64;
@@ -99,6 +105,14 @@ pub struct Server {
     /// Live sessions started from one address.
     #[serde(deserialize_with = "count")]
     pub max_sessions_per_address: usize,
+    /// New sessions one address may start per second, in bursts of five
+    /// times as many.
+    #[serde(deserialize_with = "count")]
+    pub new_sessions_per_second_per_address: usize,
+    /// Proxies in front (nginx, HAProxy) whose `X-Forwarded-For` names
+    /// the client; they are limited as a whole only.
+    #[serde(deserialize_with = "proxies")]
+    pub trusted_proxies: Vec<IpAddr>,
     /// Bytes buffered by all sessions together: above it reading pauses
     /// and new sessions are refused.
     #[serde(deserialize_with = "bytes")]
@@ -273,9 +287,14 @@ impl Default for Server {
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 5280))),
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_connections_per_address: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             max_sessions: DEFAULT_MAX_SESSIONS,
-            max_sessions_per_address: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_address: DEFAULT_MAX_SESSIONS_PER_ADDRESS,
+            new_sessions_per_second_per_address: DEFAULT_NEW_SESSIONS_PER_SECOND,
+            trusted_proxies: DEFAULT_TRUSTED_PROXIES
+                .iter()
+                .filter_map(|ip| ip.parse().ok())
+                .collect(),
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
         }
     }
@@ -484,7 +503,7 @@ impl Config {
     }
 
     fn check_counts(&self) -> Result<(), ConfigError> {
-        let counts: [(&str, usize, usize, usize, usize); 11] = [
+        let counts: [(&str, usize, usize, usize, usize); 12] = [
             (
                 "server.max_connections",
                 self.server.max_connections,
@@ -497,7 +516,7 @@ impl Config {
                 self.server.max_connections_per_address,
                 1,
                 MAX_CONNECTIONS_BOUND,
-                DEFAULT_MAX_CONNECTIONS,
+                DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             ),
             (
                 "server.max_sessions",
@@ -511,7 +530,14 @@ impl Config {
                 self.server.max_sessions_per_address,
                 1,
                 MAX_CONNECTIONS_BOUND,
-                DEFAULT_MAX_SESSIONS,
+                DEFAULT_MAX_SESSIONS_PER_ADDRESS,
+            ),
+            (
+                "server.new_sessions_per_second_per_address",
+                self.server.new_sessions_per_second_per_address,
+                1,
+                MAX_CONNECTIONS_BOUND,
+                DEFAULT_NEW_SESSIONS_PER_SECOND,
             ),
             (
                 "http.max_headers",

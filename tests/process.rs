@@ -247,8 +247,9 @@ fn a_backend_that_is_not_there_is_named_with_its_address_cause_and_fix() {
         assert!(error.contains("remote-connection-failed"), "{error}");
     }
     let warning = process
-        .logged("WARN")
+        .logged("backend failed")
         .expect("a warning for the failed backend");
+    assert!(warning.contains("WARN"), "{warning}");
     for part in [
         "localhost: backend failed: could not connect to any address",
         &format!("127.0.0.1:{port}: connection refused"),
@@ -262,7 +263,7 @@ fn a_backend_that_is_not_there_is_named_with_its_address_cause_and_fix() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|l| l.contains("WARN"))
+        .filter(|l| l.contains("WARN") && l.contains("backend failed"))
         .count();
     assert_eq!(warnings, 1, "the second failure is not logged again");
 }
@@ -330,4 +331,19 @@ fn sighup_reads_the_configuration_again_for_new_sessions() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(process.running(), "SIGQUIT does not kill");
     assert!(process.logged("SIGQUIT ignored").is_some());
+}
+
+/// Under a descriptor limit that cannot hold the configured limits, the
+/// start says so and how many sessions fit.
+#[test]
+fn a_descriptor_limit_too_low_for_the_limits_is_said_at_start() {
+    let process = Process::start("[server]\nlisten = \"127.0.0.1:0\"\n", 8192, Some(256));
+    let warning = process
+        .logged("the descriptor limit is 256")
+        .expect("a warning at start");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains("about 112 WebSocket sessions"),
+        "{warning}"
+    );
 }

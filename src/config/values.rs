@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ const DURATION_OR_OFF: &str =
     "a duration such as \"30s\" (a whole number, then ms, s, m or h), or \"off\"";
 const LISTEN: &str = "an IP address and port such as \"127.0.0.1:5280\"";
 const DNS_SERVER: &str = "an IP address and port such as \"127.0.0.1:53\"";
+const PROXY: &str = "an IP address such as \"127.0.0.1\"";
 const COUNT: &str = "a whole number written as digits, such as 4";
 const BYTES: &str = "a number of bytes written as digits, such as 65536";
 const ROUTE: &str = "a host and port such as \"10.0.0.5:5222\", or a table such as { address = \"10.0.0.5:5222\", certificate = \"/etc/switchboard/example.org.pem\" }";
@@ -103,6 +104,23 @@ impl<'de> Deserialize<'de> for DnsServer {
             parse: |text| text.parse().ok().map(DnsServer),
         })
     }
+}
+
+/// One proxy address, its own type for the same reason.
+struct Proxy(IpAddr);
+
+impl<'de> Deserialize<'de> for Proxy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(Parsed {
+            expecting: PROXY,
+            parse: |text| text.parse().ok().map(Proxy),
+        })
+    }
+}
+
+pub(super) fn proxies<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    let proxies = Vec::<Proxy>::deserialize(d)?;
+    Ok(proxies.into_iter().map(|proxy| proxy.0).collect())
 }
 
 pub(super) fn dns_servers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {

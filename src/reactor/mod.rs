@@ -130,6 +130,7 @@ pub fn run(config: &Config, path: Option<&std::path::Path>) -> Result<(), String
     // the port answers must drain, not kill.
     let signals =
         Signals::new([SIGTERM, SIGINT, SIGHUP, SIGQUIT]).map_err(|e| format!("signals: {e}"))?;
+    check_descriptors(config);
     let mut server = Server::bind(config)?;
     server.reload = path.map(reload::Reload::new);
     server.stop_on_signals(signals)?;
@@ -670,6 +671,51 @@ fn socket_in(sockets: &mut [Option<Socket>], id: SocketId) -> Option<&mut Socket
         .get_mut(id.index())
         .and_then(Option::as_mut)
         .filter(|s| s.generation == id.generation())
+}
+
+/// Descriptors the process holds besides its clients' and backends': the
+/// listener, the poll, the waker, signals, DNS, the standard streams.
+const FIXED_DESCRIPTORS: u64 = 32;
+
+/// Raise the soft descriptor limit to the hard one, and say at start when
+/// it still cannot hold the configured connections and sessions with their
+/// backend sockets, and how many it can.
+fn check_descriptors(config: &Config) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read or write the struct given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let soft = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            info!("descriptor limit raised from {soft} to {}", limit.rlim_max);
+        }
+    }
+    let have = limit.rlim_cur;
+    // Every session holds a backend socket beside its client connections.
+    let need = config.server.max_connections as u64
+        + config.server.max_sessions as u64
+        + FIXED_DESCRIPTORS;
+    if have < need {
+        let room = have.saturating_sub(FIXED_DESCRIPTORS);
+        warn!(
+            "the descriptor limit is {have}: server.max_connections ({}) and server.max_sessions ({}) need about {need} with their backend sockets; this limit holds about {} WebSocket sessions (2 descriptors each) or {} BOSH sessions (up to 3); raise it (ulimit -n, systemd LimitNOFILE=) or lower the limits",
+            config.server.max_connections,
+            config.server.max_sessions,
+            room / 2,
+            room / 3
+        );
+    }
 }
 
 /// An OS error as a log line says it: "connection refused", without the

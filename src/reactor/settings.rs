@@ -113,8 +113,13 @@ pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
             max_connections_per_address: config.server.max_connections_per_address,
             max_sessions: config.server.max_sessions,
             max_sessions_per_address: config.server.max_sessions_per_address,
+            new_sessions_per_second_per_address: u32::try_from(
+                config.server.new_sessions_per_second_per_address,
+            )
+            .unwrap_or(u32::MAX),
             max_buffered_bytes: config.server.max_buffered_bytes,
         },
+        trusted_proxies: config.server.trusted_proxies.clone(),
         max_buffer_bytes: config.backend.max_buffer_bytes,
         linger: config.websocket.pong_timeout,
         connect_timeout: config.backend.connect_timeout,

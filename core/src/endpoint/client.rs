@@ -3,7 +3,7 @@
 //! session uses. The endpoint owns it and lends it the shared parts for
 //! each input.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use log::{debug, info};
@@ -56,6 +56,9 @@ pub(super) struct Client {
     /// Counts sessions since start, for log lines.
     number: u64,
     pub peer: SocketAddr,
+    /// Whom sessions are counted for: the peer, or the client a trusted
+    /// proxy forwards for (its last `X-Forwarded-For` entry).
+    pub address: IpAddr,
     started: Instant,
     /// Unconsumed client bytes in the HTTP phase.
     input: Vec<u8>,
@@ -85,6 +88,7 @@ impl Client {
             socket,
             number,
             peer,
+            address: peer.ip(),
             started: shared.now,
             input: Vec::new(),
             output: Vec::new(),
@@ -372,17 +376,17 @@ impl Client {
                         session.refuse(End::NotServed(domain));
                         continue;
                     }
-                    if let Err(refusal) = shared.accounting.open_session(self.peer.ip()) {
+                    if let Err(refusal) = shared.accounting.open_session(shared.now, self.address) {
                         shared
                             .accounting
-                            .log_refusal(shared.now, refusal, self.peer.ip());
+                            .log_refusal(shared.now, refusal, self.address);
                         session.refuse(End::Refused(refusal.key()));
                         continue;
                     }
                     self.session_counted = true;
                     info!(
                         "session {} start: websocket from {} to {domain}",
-                        self.number, self.peer
+                        self.number, self.address
                     );
                     let owner = Owner::WsBackend(self.key);
                     let (link, progress) = Link::start(&domain, None, owner, shared);
@@ -409,7 +413,11 @@ impl Client {
             return flushed.then(|| end.to_string());
         }
         match &self.phase {
-            Phase::Http(http) if http.close_after_write && self.output.is_empty() => {
+            // Not while a BOSH session holds its request: the response is
+            // still to come.
+            Phase::Http(http)
+                if http.close_after_write && self.output.is_empty() && http.awaiting.is_none() =>
+            {
                 Some("response sent, connection close".into())
             }
             _ => None,
@@ -461,6 +469,14 @@ impl Client {
     }
 
     fn route(&mut self, request: &http::Request, shared: &Shared) -> Request {
+        if shared.settings.trusted_proxies.contains(&self.peer.ip()) {
+            let forwarded = request.forwarded_for.as_deref().and_then(|list| {
+                list.rsplit(',')
+                    .next()
+                    .and_then(|last| last.trim().parse().ok())
+            });
+            self.address = forwarded.unwrap_or(self.peer.ip());
+        }
         if request.path == shared.settings.websocket_path {
             self.upgrade(request, shared);
             return Request::Answered;

@@ -289,7 +289,7 @@ impl Endpoint {
             ended: Ended::new(settings.limits.max_sessions),
             shared: Shared {
                 now,
-                accounting: Accounting::new(settings.limits),
+                accounting: Accounting::new(settings.limits, settings.trusted_proxies.clone()),
                 settings,
                 sockets: Sockets { slots: Slab::new() },
                 dns: Dns {
@@ -319,7 +319,9 @@ impl Endpoint {
     /// New settings, for new sessions; live ones keep theirs (their
     /// limits, timers and backends).
     pub fn reload(&mut self, settings: Settings) {
-        self.shared.accounting.set_limits(settings.limits);
+        self.shared
+            .accounting
+            .set_limits(settings.limits, settings.trusted_proxies.clone());
         self.ended.set_max(settings.limits.max_sessions);
         self.shared.settings = settings;
     }
@@ -438,7 +440,7 @@ impl Endpoint {
         let socket = self.shared.open_socket(Owner::Client(key));
         self.sessions_started += 1;
         let mut client = Client::new(key, socket, self.sessions_started, peer, &self.shared);
-        if let Err(refusal) = self.shared.accounting.connection_opened(peer.ip()) {
+        if let Err(refusal) = self.shared.accounting.connection_opened(now, peer.ip()) {
             self.shared.accounting.log_refusal(now, refusal, peer.ip());
             client.refuse(refusal);
         }
@@ -748,7 +750,7 @@ impl Endpoint {
     /// XEP-0124 §7.1: a new session, within the limits.
     fn create_bosh(&mut self, conn: Key, body: &crate::bosh::Body) -> Option<Key> {
         let now = self.shared.now;
-        let ip = live(&self.clients, conn)?.peer.ip();
+        let ip = live(&self.clients, conn)?.address;
         // What the client hears, from the table of ends.
         let refuse = |end: End| {
             let condition = end
@@ -756,7 +758,7 @@ impl Endpoint {
                 .unwrap_or(crate::bosh::Condition::UndefinedCondition);
             crate::bosh::terminate_response(condition)
         };
-        if let Err(refusal) = self.shared.accounting.open_session(ip) {
+        if let Err(refusal) = self.shared.accounting.open_session(now, ip) {
             self.shared.accounting.log_refusal(now, refusal, ip);
             self.deliver(conn, refuse(End::Refused(refusal.key())));
             return None;
@@ -890,11 +892,10 @@ impl Endpoint {
         if let Some((id, _)) = client.timer.take() {
             self.wheel.cancel(id);
         }
-        let ip = client.peer.ip();
         self.shared.accounting.buffered(client.buffered, 0);
-        self.shared.accounting.connection_closed(ip);
+        self.shared.accounting.connection_closed(client.peer.ip());
         if client.session_counted {
-            self.shared.accounting.session_closed(ip);
+            self.shared.accounting.session_closed(client.address);
         }
         // A held BOSH request is gone with its connection (a page reload).
         if let Some(session) = client.awaiting() {

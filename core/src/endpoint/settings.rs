@@ -27,6 +27,9 @@ pub struct Limits {
     pub max_sessions: usize,
     /// Live sessions started from one address.
     pub max_sessions_per_address: usize,
+    /// New sessions one address may start per second (in bursts of five
+    /// times as many).
+    pub new_sessions_per_second_per_address: u32,
     /// Bytes buffered by all sessions together; above it nothing is read
     /// until writes bring it down, and new sessions are refused.
     pub max_buffered_bytes: usize,
@@ -48,6 +51,9 @@ pub struct Settings {
     pub bosh: bosh::Settings,
     pub session: session::Settings,
     pub limits: Limits,
+    /// Proxies in front (nginx, HAProxy): limited only as a whole; the
+    /// clients behind them by the address they forward.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Per-direction output cap before the other side stops being read.
     pub max_buffer_bytes: usize,
     /// How long a closing connection may take to flush its last bytes.
