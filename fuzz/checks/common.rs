@@ -9,6 +9,7 @@
 use std::sync::{Arc, OnceLock};
 
 use rustls::{ClientConfig, RootCertStore};
+use switchboard_core::backend::tls::{self, Clock, Trust};
 use switchboard_core::{http, xml};
 
 /// Frame opcodes and the FIN bit (RFC 6455 §5.2).
@@ -109,18 +110,14 @@ pub fn mask(data: &[u8]) -> [u8; 4] {
     [a, b, c, d]
 }
 
-/// A client configuration that trusts no root at all: `config_with_roots`
-/// refuses an empty store, so it is built here the same way, and no
-/// handshake can succeed (none can with fuzzed bytes anyway). The provider
-/// is the one the crate features select: *ring*.
+/// A client configuration from the core's builder that trusts no root at
+/// all, so no handshake can succeed (none can with fuzzed bytes anyway).
 pub fn tls() -> Arc<ClientConfig> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let config = ClientConfig::builder()
-                .with_root_certificates(RootCertStore::empty())
-                .with_no_client_auth();
-            Arc::new(config)
+            tls::client_config(Trust::Roots(RootCertStore::empty()), &Clock::default())
+                .expect("ring supports the default versions")
         })
         .clone()
 }

@@ -72,7 +72,17 @@ pub struct Settings {
     /// An optional STARTTLS is skipped on connections to loopback addresses.
     pub loopback_plaintext: bool,
     pub xml: xml::Limits,
+    /// TLS toward servers: WebPKI with the system's and `ca_file`'s CAs.
     pub tls: Arc<rustls::ClientConfig>,
+    /// Static routes whose server is trusted otherwise (a pinned
+    /// certificate, or any certificate on a loopback route; see
+    /// [`backend::tls::Trust`]), by domain. Used only when the connection
+    /// went to one of that route's own addresses: a BOSH `route` that sends
+    /// the domain elsewhere gets [`Settings::tls`].
+    pub route_tls: HashMap<String, Arc<rustls::ClientConfig>>,
+    /// The wall clock every configuration above judges certificate dates
+    /// by; the shell sets it at each wake-up.
+    pub clock: backend::tls::Clock,
 }
 
 impl Settings {
@@ -94,10 +104,18 @@ impl Settings {
         lang: &str,
         peer: SocketAddr,
     ) -> backend::Settings {
+        let on_route = self
+            .routes
+            .get(domain)
+            .is_some_and(|addrs| addrs.contains(&peer));
+        let tls = match self.route_tls.get(domain) {
+            Some(tls) if on_route => tls,
+            _ => &self.tls,
+        };
         backend::Settings {
             domain: domain.to_string(),
             lang: lang.to_string(),
-            tls: self.tls.clone(),
+            tls: Arc::clone(tls),
             plaintext_allowed: self.plaintext.contains(domain),
             skip_optional_tls: self.loopback_plaintext && peer.ip().to_canonical().is_loopback(),
             xml: self.xml,

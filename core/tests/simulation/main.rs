@@ -26,9 +26,9 @@ mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use switchboard_core::backend::tls;
 use switchboard_core::endpoint::{Endpoint, Limits, Settings, Usage};
 use switchboard_core::{bosh, dns, http, session, websocket, xml};
 
@@ -57,13 +57,10 @@ pub fn settings() -> Settings {
         max_attributes: 32,
         max_element_bytes: MAX_ELEMENT_BYTES,
     };
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports the default versions")
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
+    // sim.test is plaintext: no certificate is ever judged.
+    let clock = tls::Clock::default();
+    let trust = tls::Trust::Roots(rustls::RootCertStore::empty());
+    let tls = tls::client_config(trust, &clock).expect("ring supports the default versions");
     let server: SocketAddr = SERVER.parse().expect("an address");
     Settings {
         http: http::Limits {
@@ -123,7 +120,9 @@ pub fn settings() -> Settings {
         plaintext: ["sim.test".to_string()].into(),
         loopback_plaintext: false,
         xml,
-        tls: Arc::new(tls),
+        tls,
+        route_tls: HashMap::new(),
+        clock,
     }
 }
 
