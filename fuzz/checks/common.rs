@@ -121,3 +121,33 @@ pub fn tls() -> Arc<ClientConfig> {
         })
         .clone()
 }
+
+/// Bytes of the input, read front to back; zeros once it is used up.
+pub struct Input<'a>(pub &'a [u8]);
+
+impl Input<'_> {
+    pub fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&first, rest)) => {
+                self.0 = rest;
+                first
+            }
+            None => 0,
+        }
+    }
+
+    pub fn bytes(&mut self, n: usize) -> &[u8] {
+        let (head, rest) = self.0.split_at(n.min(self.0.len()));
+        self.0 = rest;
+        head
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One of `items`, chosen by `byte`.
+pub fn pick<T>(items: &[T], byte: u8) -> Option<&T> {
+    items.get(usize::from(byte) % items.len().max(1))
+}
