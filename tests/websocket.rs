@@ -306,7 +306,7 @@ fn unreachable_backend_fails_the_session() {
     config
         .backend
         .routes
-        .insert("localhost".into(), free.to_string());
+        .insert("localhost".into(), free.to_string().into());
     let sb = Switchboard::start(config);
     let mut ws = sb.ws();
     let (_open, error) = ws.open("localhost").unwrap();

@@ -89,3 +89,8 @@ fn websocket_handshake_seeds_hold_the_invariants() {
 fn websocket_open_seeds_hold_the_invariants() {
     replay("websocket_open", checks::websocket_open::check);
 }
+
+#[test]
+fn endpoint_seeds_hold_the_invariants() {
+    replay("endpoint", checks::endpoint::check);
+}

@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::common;
+use super::common::{self, pick, Input};
 use switchboard_core::backend;
 use switchboard_core::bosh::{
     parse_body, Command, RequestHandle, Response, Session, Settings, StreamId, MAX_RID, NS_HTTPBIND,
@@ -58,27 +58,6 @@ const PAYLOADS: [&str; 5] = [
     "<message><body>zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz</body></message>",
 ];
 const STEPS_MS: [u64; 10] = [0, 1, 100, 999, 1_000, 2_000, 5_000, 30_000, 61_000, 200_000];
-
-/// Bytes of the input, read front to back; zeros once it is used up.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&first, rest)) => {
-                self.0 = rest;
-                first
-            }
-            None => 0,
-        }
-    }
-
-    fn bytes(&mut self, n: usize) -> &[u8] {
-        let (head, rest) = self.0.split_at(n.min(self.0.len()));
-        self.0 = rest;
-        head
-    }
-}
 
 /// What the driver knows, and what the invariants need.
 struct Driver {
@@ -481,8 +460,4 @@ impl Driver {
             }
         }
     }
-}
-
-fn pick<T>(items: &[T], byte: u8) -> Option<&T> {
-    items.get(usize::from(byte) % items.len().max(1))
 }

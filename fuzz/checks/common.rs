@@ -9,6 +9,7 @@
 use std::sync::{Arc, OnceLock};
 
 use rustls::{ClientConfig, RootCertStore};
+use switchboard_core::backend::tls::{self, Clock, Trust};
 use switchboard_core::{http, xml};
 
 /// Frame opcodes and the FIN bit (RFC 6455 §5.2).
@@ -109,18 +110,44 @@ pub fn mask(data: &[u8]) -> [u8; 4] {
     [a, b, c, d]
 }
 
-/// A client configuration that trusts no root at all: `config_with_roots`
-/// refuses an empty store, so it is built here the same way, and no
-/// handshake can succeed (none can with fuzzed bytes anyway). The provider
-/// is the one the crate features select: *ring*.
+/// A client configuration from the core's builder that trusts no root at
+/// all, so no handshake can succeed (none can with fuzzed bytes anyway).
 pub fn tls() -> Arc<ClientConfig> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let config = ClientConfig::builder()
-                .with_root_certificates(RootCertStore::empty())
-                .with_no_client_auth();
-            Arc::new(config)
+            tls::client_config(Trust::Roots(RootCertStore::empty()), &Clock::default())
+                .expect("ring supports the default versions")
         })
         .clone()
+}
+
+/// Bytes of the input, read front to back; zeros once it is used up.
+pub struct Input<'a>(pub &'a [u8]);
+
+impl Input<'_> {
+    pub fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&first, rest)) => {
+                self.0 = rest;
+                first
+            }
+            None => 0,
+        }
+    }
+
+    pub fn bytes(&mut self, n: usize) -> &[u8] {
+        let (head, rest) = self.0.split_at(n.min(self.0.len()));
+        self.0 = rest;
+        head
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One of `items`, chosen by `byte`.
+pub fn pick<T>(items: &[T], byte: u8) -> Option<&T> {
+    items.get(usize::from(byte) % items.len().max(1))
 }

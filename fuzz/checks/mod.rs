@@ -7,6 +7,7 @@ pub mod bosh_body;
 pub mod bosh_session;
 pub mod common;
 pub mod dns_answer;
+pub mod endpoint;
 pub mod http_request;
 pub mod websocket_codec;
 pub mod websocket_handshake;
