@@ -1,5 +1,5 @@
 //! The invariants each fuzz target checks, shared by the cargo-fuzz targets
-//! (nightly) and by `tests/fuzz_corpus.rs`, which replays the committed seed
+//! (nightly) and by `core/tests/fuzz_corpus.rs`, which replays the committed seed
 //! corpus under plain stable `cargo test`.
 
 pub mod backend_stream;
