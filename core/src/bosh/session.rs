@@ -766,16 +766,25 @@ impl Session {
         if self.ended {
             return;
         }
-        let Some(stream) = self.stream_mut(id).filter(|s| !s.closing) else {
+        if self.stream_mut(id).is_none_or(|s| s.closing) {
             return;
-        };
-        stream.drop_backend();
-        let name = stream.name.clone();
+        }
         if self.open_streams().count() <= 1 {
             return self.finish(ended.end, &ended.content);
         }
-        log::debug!("bosh {} stream {name} ended: {}", self.sid, ended.end);
-        self.streams[id.0] = None;
+        let max = self.settings.max_pending_bytes;
+        let sid = &self.sid;
+        let Some(stream) = self.streams.get_mut(id.0).and_then(Option::as_mut) else {
+            return;
+        };
+        let name = stream.name.clone();
+        log::debug!("bosh {sid} stream {name} ended: {}", ended.end);
+        // The table of ends says whether the server hears `</stream:stream>`;
+        // a closed stream keeps its slot until that is written.
+        match ended.end.server_side() {
+            ServerSide::Close => stream.close(b"", max),
+            ServerSide::Drop => self.streams[id.0] = None,
+        }
         self.commands
             .push_back(Command::CloseBackend { stream: id });
         let notice = terminate_body(ended.end.bosh(), Some(&name), &ended.content);

@@ -974,17 +974,33 @@ impl Endpoint {
 }
 
 /// The `sid` a request body names, read leniently from its start tag: the
-/// body may be too broken to parse.
+/// body may be too broken to parse. XML allows any whitespace before the
+/// name and around the `=`.
 fn sid_in(raw: &[u8]) -> Option<&str> {
     let head = &raw[..raw.len().min(1024)];
-    let at = head.windows(5).position(|w| w == b" sid=")? + 5;
-    let quote = *head.get(at)?;
-    if quote != b'\'' && quote != b'"' {
-        return None;
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let mut from = 0;
+    while let Some(offset) = head
+        .get(from..)?
+        .windows(4)
+        .position(|w| &w[1..] == b"sid" && space(&w[0]))
+    {
+        let name_end = from + offset + 4;
+        from = name_end;
+        let rest = &head[name_end..];
+        let rest = &rest[rest.iter().take_while(|b| space(b)).count()..];
+        let Some(rest) = rest.strip_prefix(b"=") else {
+            continue;
+        };
+        let rest = &rest[rest.iter().take_while(|b| space(b)).count()..];
+        let (&quote, value) = rest.split_first()?;
+        if quote != b'\'' && quote != b'"' {
+            return None;
+        }
+        let end = value.iter().position(|&b| b == quote)?;
+        return std::str::from_utf8(&value[..end]).ok();
     }
-    let value = &head[at + 1..];
-    let end = value.iter().position(|&b| b == quote)?;
-    std::str::from_utf8(&value[..end]).ok()
+    None
 }
 
 /// Keep an owner's one wheel entry at its earliest deadline.
@@ -1045,4 +1061,30 @@ fn live_bosh_mut(boshes: &mut Slab<BoshEntry>, key: Key) -> Option<&mut BoshEntr
 fn take_bosh(boshes: &mut Slab<BoshEntry>, key: Key) -> Option<BoshEntry> {
     live_bosh(boshes, key)?;
     boshes.try_remove(key.index as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sid_in;
+
+    #[test]
+    fn sid_in_reads_the_sid_after_any_xml_whitespace() {
+        for raw in [
+            &b"<body rid='1' sid='abc'><broken"[..],
+            b"<body rid='1'\nsid='abc'><broken",
+            b"<body\tsid = \"abc\" rid='1'",
+            b"<body\r\n  sid=\n'abc'/>",
+            b"<body xsid='no' sid='abc'/>",
+        ] {
+            assert_eq!(sid_in(raw), Some("abc"), "{}", String::from_utf8_lossy(raw));
+        }
+        for raw in [
+            &b"<body xsid='abc'/>"[..],
+            b"<body sid=abc/>",
+            b"<body sid='abc",
+            b"sid='abc'",
+        ] {
+            assert_eq!(sid_in(raw), None, "{}", String::from_utf8_lossy(raw));
+        }
+    }
 }

@@ -762,3 +762,64 @@ fn a_request_sent_again_after_a_later_one_was_answered_is_answered_empty() {
     request(&mut s, now, 5, &req(13, "", ""));
     assert!(responses(&mut s)[0].1.contains("second"));
 }
+
+#[test]
+fn a_client_mistake_before_the_features_closes_the_server_stream_cleanly() {
+    let now = Instant::now();
+    let mut s = create_with(now, settings(), "").unwrap();
+    commands(&mut s);
+    s.backend_connected(now, S0, backend_settings());
+    backend_text(&mut s);
+    request(
+        &mut s,
+        now,
+        2,
+        &req(
+            11,
+            "xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh' to='localhost'",
+            "",
+        ),
+    );
+    assert!(s.is_ended());
+    assert_eq!(backend_text(&mut s), "</stream:stream>");
+    assert_eq!(
+        commands(&mut s),
+        vec![
+            Command::CloseBackend { stream: S0 },
+            Command::End(End::Client(Mistake::RestartTooEarly))
+        ]
+    );
+}
+
+#[test]
+fn too_much_early_data_on_a_second_stream_closes_that_server_stream_cleanly() {
+    let now = Instant::now();
+    let mut s = idle(now);
+    request(&mut s, now, 2, &req(11, "to='localhost'", ""));
+    commands(&mut s);
+    s.backend_connected(now, S1, backend_settings());
+    backend_text_of(&mut s, S1);
+    let second = s.streams[1].as_ref().unwrap().name.clone();
+    // Two payloads of 40 KiB: more than the 64 KiB kept for a stream not up.
+    let big = format!("<message><body>{}</body></message>", "x".repeat(40 * 1024));
+    for rid in [12, 13] {
+        request(
+            &mut s,
+            now,
+            rid,
+            &req(rid, &format!("stream='{second}'"), &big),
+        );
+    }
+    assert!(!s.is_ended());
+    assert_eq!(backend_text_of(&mut s, S1), "</stream:stream>");
+    assert_eq!(commands(&mut s), vec![Command::CloseBackend { stream: S1 }]);
+    let got = responses(&mut s);
+    assert!(
+        got.iter()
+            .any(|r| r.1.contains("condition='policy-violation'") && r.1.contains(&second)),
+        "{got:?}"
+    );
+    s.backend_released(S1);
+    request(&mut s, now, 14, &req(14, "", "<presence/>"));
+    assert_eq!(backend_text(&mut s), "<presence/>");
+}
