@@ -348,39 +348,49 @@ impl StubServer {
         }
     }
 
-    fn wait_until<T>(
-        &self,
-        timeout: Duration,
-        mut f: impl FnMut(&State) -> Option<T>,
-    ) -> Option<T> {
-        let deadline = Instant::now() + timeout;
-        let mut state = lock(&self.shared.state);
-        loop {
-            if let Some(found) = f(&state) {
-                return Some(found);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
+    fn wait_until<T>(&self, timeout: Duration, f: impl FnMut(&State) -> Option<T>) -> Option<T> {
+        wait_for(&self.shared.state, &self.shared.changed, timeout, f)
+    }
+}
+
+/// Waits on `changed` until `f` finds what it wants in the state behind
+/// `state`, or `timeout` passes.
+pub(super) fn wait_for<S, T>(
+    state: &Mutex<S>,
+    changed: &Condvar,
+    timeout: Duration,
+    mut f: impl FnMut(&S) -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    let mut state = lock(state);
+    loop {
+        if let Some(found) = f(&state) {
+            return Some(found);
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        state = changed
+            .wait_timeout(state, left)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0;
+    }
+}
+
+/// Stops an accept loop blocked in `accept` on `addr`: sets `stop`, wakes
+/// the loop with a connection so that it sees the flag, and joins it.
+pub(super) fn stop_acceptor(addr: SocketAddr, stop: &AtomicBool, acceptor: Option<JoinHandle<()>>) {
+    stop.store(true, Ordering::SeqCst);
+    let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+    if let Some(acceptor) = acceptor {
+        let _ = acceptor.join();
     }
 }
 
 impl Drop for StubServer {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wakes the blocking accept so it sees the stop flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
+        stop_acceptor(self.addr, &self.shared.stop, self.acceptor.take());
         let threads = {
             let mut state = lock(&self.shared.state);
             for r in &state.conns {
