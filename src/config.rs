@@ -220,9 +220,11 @@ pub struct Backend {
     /// Per-direction output cap before the other side stops being read.
     #[serde(deserialize_with = "bytes")]
     pub max_buffer_bytes: usize,
-    /// Static routes: domain → "host:port". A route to a loopback address
-    /// also allows a plaintext backend.
-    pub routes: BTreeMap<String, String>,
+    /// Static routes: domain → "host:port", or a table with the server's
+    /// pinned certificate too. A route to a loopback address also allows a
+    /// plaintext backend, and an unverified certificate unless
+    /// `verify_loopback`.
+    pub routes: BTreeMap<String, Route>,
     /// Whether a server found by DNS may be at a loopback, private or
     /// link-local address. Off: a client's `to` cannot reach the inside of
     /// the network; static routes are always allowed.
@@ -238,6 +240,30 @@ pub struct Backend {
     /// server is at a loopback address: switchboard and the server on one
     /// host, where encryption protects nothing and costs the server CPU.
     pub loopback_plaintext: bool,
+    /// Verify the certificate of a server on a loopback route without a
+    /// pin too. Off: any certificate is taken there, with a WARN at start.
+    pub verify_loopback: bool,
+}
+
+/// A static route (`[backend.routes]`): `"host:port"`, or
+/// `{ address = "host:port", certificate = "FILE.pem" }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Route {
+    /// "host:port"; empty only when a table left it out, which validation
+    /// refuses.
+    pub address: String,
+    /// The server's own certificate (PEM), pinned: the server must present
+    /// exactly it. Empty for none.
+    pub certificate: PathBuf,
+}
+
+impl From<String> for Route {
+    fn from(address: String) -> Route {
+        Route {
+            address,
+            certificate: PathBuf::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -336,12 +362,16 @@ impl Default for Backend {
             ca_file: PathBuf::new(),
             plaintext_domains: Vec::new(),
             max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
-            routes: BTreeMap::from([(DEFAULT_ROUTE.0.to_string(), DEFAULT_ROUTE.1.to_string())]),
+            routes: BTreeMap::from([(
+                DEFAULT_ROUTE.0.to_string(),
+                Route::from(DEFAULT_ROUTE.1.to_string()),
+            )]),
             allow_private_addresses: false,
             allowed_domains: Vec::new(),
             denied_domains: Vec::new(),
             allowed_ports: Vec::new(),
             loopback_plaintext: false,
+            verify_loopback: false,
         }
     }
 }
@@ -846,16 +876,29 @@ impl Config {
                 return Err(self.error("backend.allowed_ports", Some(i), "0", what));
             }
         }
-        for (domain, target) in &self.backend.routes {
+        for (domain, route) in &self.backend.routes {
             let key = key_path(&["backend", "routes", domain]);
             if !valid_domain(domain) {
                 return Err(self.key_error(&key, &format!("{domain:?} {DOMAIN}")));
             }
-            if !valid_route(target) {
+            let address_key = key_path(&["backend", "routes", domain, "address"]);
+            if self.source.is_set(&key) && route.address.is_empty() {
+                let what = format!(
+                    "has no address; give one, such as {{ address = \"10.0.0.5:5222\", certificate = {:?} }}",
+                    route.certificate.display().to_string()
+                );
+                return Err(self.error(&key, None, "{}", &what));
+            }
+            if !valid_route(&route.address) {
+                let key = if self.source.is_set(&address_key) {
+                    &address_key
+                } else {
+                    &key
+                };
                 return Err(self.error(
-                    &key,
+                    key,
                     None,
-                    &format!("{target:?}"),
+                    &format!("{:?}", route.address),
                     "is not a host and port such as \"xmpp.example.org:5222\" or \"127.0.0.1:5222\"",
                 ));
             }

@@ -145,8 +145,10 @@ fn a_backend_that_is_not_there_is_named_with_its_address_cause_and_fix() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
+    // verify_loopback: no start-up warning about the unverified loopback
+    // route among the warnings counted here.
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[backend.routes]\nlocalhost = \"127.0.0.1:{port}\"\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[backend]\nverify_loopback = true\n\n[backend.routes]\nlocalhost = \"127.0.0.1:{port}\"\n"
     );
     let process = Process::start(BIN, &config, &["-s 8192"]);
     for _ in 0..2 {

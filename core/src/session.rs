@@ -377,7 +377,9 @@ impl Session {
             Ok(None) => return self.fail(End::Client(Mistake::NotOneElement)),
             Err(e) => return self.fail(End::Client(Mistake::Xml(e))),
         };
-        let framing = info.namespace(bytes) == Some(NS_FRAMING);
+        // RFC 7395 §3.3.2: `<open/>` and `<close/>` in the framing
+        // namespace by default; a prefixed name is another element.
+        let framing = info.namespace(bytes) == Some(NS_FRAMING) && info.prefix(bytes).is_none();
         match (framing, info.local_name(bytes)) {
             (true, "open") => self.handle_open(now, text),
             (true, "close") => self.handle_close(),

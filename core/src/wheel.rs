@@ -137,7 +137,7 @@ impl<T> Wheel<T> {
     }
 
     /// Move to `now`, pushing the values of every timer due by then.
-    pub fn advance(&mut self, now: Instant, expired: &mut Vec<T>) {
+    pub fn advance(&mut self, now: Instant, expired: &mut impl Extend<T>) {
         let target = self.ticks_at(now);
         if target < self.current {
             return;
@@ -154,7 +154,7 @@ impl<T> Wheel<T> {
                 let index = cursor;
                 cursor = self.entries[index as usize].next;
                 if slot < self.slots() {
-                    expired.push(self.entries.remove(index as usize).value);
+                    expired.extend(Some(self.entries.remove(index as usize).value));
                 } else {
                     self.link(index);
                 }

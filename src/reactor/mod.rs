@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
@@ -159,6 +159,7 @@ impl Server {
         let waker = Arc::new(Waker::new(&registry, WAKER).map_err(|e| format!("poll: {e}"))?);
         let (dns, resolver) = open_dns(config, &registry)?;
         let now = Instant::now();
+        settings.clock.set(SystemTime::now());
         let endpoint = Endpoint::new(settings, resolver, now).map_err(|e| e.to_string())?;
         Ok(Server {
             poll,
@@ -248,6 +249,8 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
+            // Certificate dates are judged by this reading (rustls's clock).
+            self.endpoint.settings().clock.set(SystemTime::now());
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_pending = true,
@@ -348,6 +351,9 @@ impl Server {
                 Err(e) => warn!("SIGHUP: dns: {e}; the resolver stays as it was"),
             }
         }
+        // The new TLS configs read a clock of their own: set it now, not at
+        // the next wake-up.
+        settings.clock.set(SystemTime::now());
         self.endpoint.reload(settings);
         let changed = if changed.is_empty() {
             "nothing".to_string()

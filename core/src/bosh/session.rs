@@ -377,7 +377,14 @@ impl Session {
         if rid == self.next_rid {
             self.next_rid += 1;
             self.take(now, rid, request);
-        } else if !self.queued.iter().any(|(r, _)| *r == rid) {
+        } else if let Some(at) = self.queued.iter().position(|(r, _)| *r == rid) {
+            // Sent again (its connection broke, the client thinks): the new
+            // copy waits for the gap; the old one is let go, answered empty.
+            let old = std::mem::replace(&mut self.queued[at].1, request);
+            let body = self.plain_head(None, rid).finish(&[]);
+            self.responses
+                .push_back((old.handle, Response { status: 200, body }));
+        } else {
             self.queued.push((rid, request));
         }
         while let Some(at) = self.queued.iter().position(|(r, _)| *r == self.next_rid) {
@@ -461,6 +468,9 @@ impl Session {
     }
 
     pub fn backend_connected(&mut self, _now: Instant, id: StreamId, settings: backend::Settings) {
+        if self.ended {
+            return;
+        }
         if let Some(s) = self.stream_mut(id) {
             s.connected(settings);
         }
@@ -553,9 +563,12 @@ impl Session {
             }
         } else {
             self.send(target, &request.payload);
-            if self.ended {
-                return;
-            }
+        }
+        // Its own payload or restart ended the session: `finish` answered
+        // what was held and queued, and this request hears the same.
+        if let Some(end) = self.end.clone() {
+            self.responses.push_back((request.handle, end));
+            return;
         }
         if let Some(pause) = body.pause {
             // §10: answer everything at once; inactivity becomes the pause
@@ -634,12 +647,14 @@ impl Session {
                 // Already closed: say so again, the session goes on.
                 let name = body.stream.as_deref();
                 self.respond(now, rid, handle, terminate_body(None, name, b""));
+                self.note_idle(now);
             }
             Target::One(id) if open > 1 => {
                 // §19.4: one stream closes, the session goes on.
                 let name = self.close_stream(id, payload, max);
                 self.respond(now, rid, handle, terminate_body(None, Some(&name), b""));
                 self.flush(now);
+                self.note_idle(now);
             }
             _ => {
                 // §13: the payload first, then a clean close of each stream.

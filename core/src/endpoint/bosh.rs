@@ -34,7 +34,7 @@ pub(super) struct BoshEntry {
     streams: Vec<Option<StreamLink>>,
     /// The session is over: its last bytes to the servers are flushed by
     /// this deadline, then it goes.
-    pub ending: Option<(String, Instant)>,
+    pub ending: Option<(End, Instant)>,
     pub timer: Option<(TimerId, Instant)>,
     /// Bytes last reported to the accounting.
     pub buffered: usize,
@@ -226,7 +226,7 @@ impl BoshEntry {
                 Command::End(reason) => {
                     shared.log_end(self.core.domain(), &reason);
                     let linger = shared.now + shared.settings.linger;
-                    self.ending = Some((reason.to_string(), linger));
+                    self.ending = Some((reason, linger));
                     for stream in self.streams.iter_mut().flatten() {
                         stream.closing = true;
                     }
@@ -251,7 +251,12 @@ impl BoshEntry {
     pub fn finished(&self, now: Instant) -> Option<String> {
         let (reason, deadline) = self.ending.as_ref()?;
         let flushed = self.streams.iter().all(Option::is_none);
-        (flushed || now >= *deadline).then(|| reason.clone())
+        (flushed || now >= *deadline).then(|| reason.to_string())
+    }
+
+    /// The client ended the session itself.
+    pub fn client_closed(&self) -> bool {
+        matches!(self.ending, Some((End::ClientClosed, _)))
     }
 
     fn link(&self, id: usize) -> Option<&Link> {

@@ -138,9 +138,10 @@ impl Client {
         }
     }
 
-    /// Log the end of a WebSocket session with its reason.
+    /// Log the end of a WebSocket session with its reason (a connection
+    /// that upgraded but never opened a session is not one).
     pub fn log_end(&self, reason: &str, now: Instant) {
-        if let Phase::WebSocket(session) = &self.phase {
+        if let (Phase::WebSocket(session), true) = (&self.phase, self.session_counted) {
             info!(
                 "session {} end: {} (websocket, domain {}, {} ms)",
                 self.number,

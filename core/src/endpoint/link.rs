@@ -32,8 +32,9 @@ pub(super) struct Link {
     /// Socket events and DNS answers for this link go to its owner.
     owner: Owner,
     domain: String,
-    /// Until connected.
-    dial: Option<Dial>,
+    /// Until connected; boxed, since a session keeps its link for life and
+    /// the search state is large.
+    dial: Option<Box<Dial>>,
     socket: Option<SocketId>,
     /// The address of the connect attempt in flight.
     target: Option<SocketAddr>,
@@ -59,7 +60,7 @@ impl Link {
         let mut link = Link {
             owner,
             domain: domain.to_string(),
-            dial: Some(dial),
+            dial: Some(Box::new(dial)),
             socket: None,
             target: None,
             connecting: None,
@@ -97,7 +98,7 @@ impl Link {
         answer: Result<dns::Answer, dns::Error>,
         shared: &mut Shared,
     ) -> Progress {
-        let Some(Dial::Dns(targets)) = self.dial.as_mut() else {
+        let Some(Dial::Dns(targets)) = self.dial.as_deref_mut() else {
             return Progress::Pending;
         };
         targets.handle_answer(answer, shared.srv_weights.next_u64());
@@ -145,7 +146,7 @@ impl Link {
             self.failures.push(format!("{addr}: {why}"));
         }
         self.connecting = None;
-        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
+        if let Some(Dial::Dns(targets)) = self.dial.as_deref_mut() {
             targets.connect_failed();
         }
         self.advance(shared)
@@ -154,7 +155,7 @@ impl Link {
     /// Take the next step: a DNS query, a TCP connect, or giving up.
     fn advance(&mut self, shared: &mut Shared) -> Progress {
         loop {
-            let step = match self.dial.as_mut() {
+            let step = match self.dial.as_deref_mut() {
                 None => return Progress::Pending,
                 Some(Dial::Route(addrs)) => addrs
                     .next()
@@ -169,14 +170,14 @@ impl Link {
                 Step::Connect(addr) => {
                     // Static routes are the operator's own; what DNS found
                     // is whoever controls the domain's.
-                    let refused = match self.dial {
+                    let refused = match self.dial.as_deref() {
                         Some(Dial::Dns(_)) => shared.settings.destinations.refuse(addr),
                         _ => None,
                     };
                     if let Some(why) = refused {
                         debug!("{}: {addr} refused: {why}", self.domain);
                         self.failures.push(format!("{addr}: {why}"));
-                        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
+                        if let Some(Dial::Dns(targets)) = self.dial.as_deref_mut() {
                             targets.connect_failed();
                         }
                         continue;
@@ -190,7 +191,7 @@ impl Link {
                 Step::Wait => return Progress::Pending,
                 Step::Exhausted(why) => {
                     // What an operator can change: the route, or DNS.
-                    let hint = match self.dial.take() {
+                    let hint = match self.dial.take().as_deref() {
                         Some(Dial::Route(_)) => format!(
                             "is the XMPP server listening there? the address is backend.routes.\"{}\"",
                             self.domain

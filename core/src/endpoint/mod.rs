@@ -607,9 +607,7 @@ impl Endpoint {
         self.shared.now = now;
         self.shared.current = None;
         if self.expired.is_empty() {
-            let mut expired = Vec::new();
-            self.wheel.advance(now, &mut expired);
-            self.expired.extend(expired);
+            self.wheel.advance(now, &mut self.expired);
         }
         for _ in 0..TIMERS_PER_CALL {
             let Some(timer) = self.expired.pop_front() else {
@@ -843,6 +841,8 @@ impl Endpoint {
         ];
         rearm(
             &mut self.wheel,
+            &mut self.expired,
+            self.shared.now,
             &mut client.timer,
             wanted,
             Timer::Client(key),
@@ -868,7 +868,14 @@ impl Endpoint {
             self.shared.accounting.buffered(entry.buffered, buffered);
             entry.buffered = buffered;
             let wanted = entry.next_deadline();
-            rearm(&mut self.wheel, &mut entry.timer, wanted, Timer::Bosh(key));
+            rearm(
+                &mut self.wheel,
+                &mut self.expired,
+                self.shared.now,
+                &mut entry.timer,
+                wanted,
+                Timer::Bosh(key),
+            );
             let sockets: Vec<(SocketId, bool)> = entry.sockets().collect();
             for (socket, has_output) in sockets {
                 self.shared.wake(socket, has_output);
@@ -913,7 +920,8 @@ impl Endpoint {
         entry.log_end(reason, self.shared.now);
         entry.close_links(&mut self.shared);
         self.sids.remove(&entry.sid);
-        if let Some(response) = entry.core.end_response() {
+        // A client that terminated knows why; others may not have heard.
+        if let Some(response) = entry.core.end_response().filter(|_| !entry.client_closed()) {
             let until = self.shared.now + 2 * self.shared.settings.bosh.max_wait;
             self.ended
                 .insert(entry.sid.clone(), response.clone(), until);
@@ -980,8 +988,14 @@ fn sid_in(raw: &[u8]) -> Option<&str> {
 }
 
 /// Keep an owner's one wheel entry at its earliest deadline.
+///
+/// The wheel first moves to `now` (queueing whatever is due): an insert into
+/// a wheel left idle since its last advance would otherwise sit in a coarse
+/// slot whose start is long past, and the poll timeout would say so.
 fn rearm(
     wheel: &mut Wheel<Timer>,
+    expired: &mut VecDeque<Timer>,
+    now: Instant,
     current: &mut Option<(crate::wheel::TimerId, Instant)>,
     wanted: Option<Instant>,
     timer: Timer,
@@ -993,6 +1007,7 @@ fn rearm(
         wheel.cancel(id);
     }
     if let Some(at) = wanted {
+        wheel.advance(now, expired);
         *current = Some((wheel.insert(at, timer), at));
     }
 }

@@ -264,11 +264,13 @@ impl RequestReader {
             match parse_head(window, &self.limits) {
                 Ok(parsed) => parsed,
                 Err(e) => {
-                    // A head too large is refused as such however malformed,
-                    // the same answer as when it comes in pieces and is
-                    // only scanned for its end.
-                    self.find_head_end(input)?;
-                    return Err(e);
+                    // Refused once its end or the head limit is in, so the
+                    // answer is the same however the bytes are cut: a head
+                    // too large is refused as such however malformed.
+                    return match self.find_head_end(input)? {
+                        Some(_) => Err(e),
+                        None => Ok(None),
+                    };
                 }
             }
         } else {

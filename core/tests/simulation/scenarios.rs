@@ -331,3 +331,30 @@ fn a_session_told_bad_request_is_released_at_once_with_its_server_stream() {
     assert_eq!((usage.sessions, usage.links), (0, 0), "{usage:?}");
     assert_eq!(s.endpoint.sessions(), 0);
 }
+
+/// A session that ends while no request is held (its server went away)
+/// tells the client's next request why; a session the client terminated
+/// answers later requests `item-not-found`.
+#[test]
+fn the_next_request_hears_why_a_session_ended_unless_the_client_ended_it() {
+    let mut s = Scenario::new();
+    let conn = s.connect();
+    let sid = s.bosh(conn, "");
+    let server = s.servers[0].conn();
+    s.net.close(server);
+    s.advance(Duration::from_millis(10));
+    s.post(conn, &body(RID + 1, &sid, "", ""));
+    let told = s.response(conn).expect("answered at once");
+    assert_eq!(
+        attr(&told, "condition").as_deref(),
+        Some("remote-connection-failed")
+    );
+
+    let conn = s.connect();
+    let sid = s.bosh(conn, "");
+    s.post(conn, &body(RID + 1, &sid, "type='terminate'", ""));
+    assert!(s.response(conn).expect("terminated").contains("terminate"));
+    s.post(conn, &body(RID + 2, &sid, "", ""));
+    let gone = s.response(conn).expect("answered");
+    assert_eq!(attr(&gone, "condition").as_deref(), Some("item-not-found"));
+}

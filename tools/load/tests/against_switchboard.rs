@@ -77,7 +77,7 @@ impl SwitchboardThread {
         config
             .backend
             .routes
-            .insert("localhost".into(), stub.to_string());
+            .insert("localhost".into(), stub.to_string().into());
         let mut server = Server::bind(&config).expect("bind");
         let addr = server.local_addr();
         let handle = server.handle();
