@@ -243,7 +243,7 @@ pub fn silent_route(config: &mut Config, domain: &str) -> RawServer {
     config
         .backend
         .routes
-        .insert(domain.into(), silent.addr().to_string());
+        .insert(domain.into(), silent.addr().to_string().into());
     silent
 }
 
@@ -355,12 +355,16 @@ impl Backend<'_> {
                         e,
                         StubEvent::ClientClosedStream
                             | StubEvent::TcpClosed
-                            | StubEvent::NotWellFormed(_)
+                            | StubEvent::StreamErrorSent(_)
                     )
                 });
                 match ended {
                     Ok(log) if log.contains(&StubEvent::ClientClosedStream) => Server::Closed,
-                    Ok(log) if log.iter().any(|e| matches!(e, StubEvent::NotWellFormed(_))) => {
+                    Ok(log)
+                        if log
+                            .iter()
+                            .any(|e| matches!(e, StubEvent::StreamErrorSent(_))) =>
+                    {
                         Server::Ended
                     }
                     Ok(_) => Server::Dropped,
@@ -995,9 +999,15 @@ pub enum Via {
 
 /// A table whose rows `"name", make(input) => websocket, bosh;` are two
 /// cases, one per transport (`make(input, via)` builds each probe), and
-/// whose rows `"name", make(input) => websocket;` are one.
+/// whose rows `"name", make(input) => websocket;` and
+/// `"name", make(input) => _, bosh;` (the other covered elsewhere) are one.
 macro_rules! over_both {
     (@rows [$($done:expr,)*]) => { &[$($done,)*] };
+    (@rows [$($done:expr,)*] $name:literal, $make:ident($input:expr) => _, $bosh:expr; $($rest:tt)*) => {
+        over_both!(@rows [$($done,)*
+            $crate::corpus::case(concat!($name, ", over BOSH"), $make($input, $crate::corpus::Via::Bosh), $bosh),
+        ] $($rest)*)
+    };
     (@rows [$($done:expr,)*] $name:literal, $make:ident($input:expr) => $ws:expr, $bosh:expr; $($rest:tt)*) => {
         over_both!(@rows [$($done,)*
             $crate::corpus::case(concat!($name, ", over WebSocket"), $make($input, $crate::corpus::Via::WebSocket), $ws),

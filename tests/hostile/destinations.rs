@@ -232,10 +232,10 @@ pub fn run() {
     }
     let dns = DnsStub::start(records);
     let mut config = corpus::config(&stub);
-    config
-        .backend
-        .routes
-        .insert("xn--bcher-kva.example".into(), stub.addr().to_string());
+    config.backend.routes.insert(
+        "xn--bcher-kva.example".into(),
+        stub.addr().to_string().into(),
+    );
     config.backend.allowed_domains = [
         "localhost",
         "*.allowed.test",

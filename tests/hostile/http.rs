@@ -4,9 +4,11 @@
 //! connection of its own (RFC 9112). Limits here: 1 KiB of head, 16 header
 //! fields, 4 KiB of body, 150 ms to send a request and to begin the next.
 //!
-//! Covered elsewhere and not repeated: CL+TE on `/` (tests/websocket.rs
+//! Covered elsewhere and not repeated: `Content-Length` then
+//! `Transfer-Encoding` (tests/websocket.rs
 //! `http_front_door_refuses_what_it_does_not_serve`), an oversize BOSH body
-//! (tests/bosh.rs `oversize_body_is_refused`).
+//! sent whole (tests/bosh.rs `oversize_body_is_refused`), and every
+//! request split at every byte (core/src/http/request.rs).
 
 use std::time::Duration;
 
@@ -26,7 +28,6 @@ const fn seed(bytes: &'static [u8]) -> &'static [u8] {
 #[rustfmt::skip]
 pub const CASES: &[Case<&[Part]>] = &[
     // Ambiguous body framing (RFC 9112 §6.1-6.3).
-    case("content-length and transfer-encoding", &[Bytes(b"POST /http-bind HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")], closing(&[400])),
     case("transfer-encoding before content-length", &[Bytes(b"POST /http-bind HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n")], closing(&[400])),
     case("transfer-encoding with content-length 0", &[Bytes(b"POST /http-bind HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")], closing(&[400])),
     case("two equal content-lengths", &[Bytes(b"POST /http-bind HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello")], closing(&[400])),
@@ -42,7 +43,7 @@ pub const CASES: &[Case<&[Part]>] = &[
     case("transfer-encoding in HTTP/1.0", &[Bytes(b"POST /http-bind HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")], closing(&[400])),
     case("space before the colon", &[Bytes(b"POST /http-bind HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n")], closing(&[400])),
     case("obs-fold continuation line", &[Bytes(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n")], closing(&[400])),
-    case("lone CR line end", &[Bytes(b"GET / HTTP/1.1\rHost: x\r\r")], closing(&[400])),
+    case("lone CR line ends, never a head's end", &[Bytes(b"GET / HTTP/1.1\rHost: x\r\r")], Outcome::Cut),
     case("NUL in a header value", &[Bytes(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n")], closing(&[400])),
     case("header line without a colon", &[Bytes(b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")], closing(&[400])),
     case("non-UTF-8 Origin", &[Bytes(b"GET / HTTP/1.1\r\nHost: x\r\nOrigin: https://\xff\xfe\r\n\r\n")], closing(&[400])),
@@ -90,13 +91,24 @@ pub const CASES: &[Case<&[Part]>] = &[
     // The fuzzers' seeds and finds (fuzz/corpus/http_request), whole.
     case("seed bosh-post-pipelined", &[Bytes(seed(include_bytes!("../../fuzz/corpus/http_request/bosh-post-pipelined")))], answers(&[200, 200], false)),
     case("seed chunked-refused", &[Bytes(seed(include_bytes!("../../fuzz/corpus/http_request/chunked-refused")))], closing(&[501])),
-    case("seed crash-400-or-431-by-split", &[Bytes(seed(include_bytes!("../../fuzz/corpus/http_request/crash-400-or-431-by-split")))], closing(&[400])),
-    case("seed crash-400-or-431-by-split, a byte at a time", &[Dribble(seed(include_bytes!("../../fuzz/corpus/http_request/crash-400-or-431-by-split")), 1)], closing(&[400])),
+    case("seed crash-400-or-431-by-split", &[Bytes(CRASH_BY_SPLIT)], closing(&[400])),
+    case("seed crash-400-or-431-by-split, in three pieces", &[Bytes(piece(CRASH_BY_SPLIT, 0, 30)), Pause(10), Bytes(piece(CRASH_BY_SPLIT, 30, 60)), Pause(10), Bytes(piece(CRASH_BY_SPLIT, 60, CRASH_BY_SPLIT.len()))], closing(&[400])),
+    case("seed head-too-large-whole-malformed-cut", &[Bytes(seed(include_bytes!("../../fuzz/corpus/http_request/head-too-large-whole-malformed-cut")))], closing(&[400])),
     case("seed get-upgrade", &[Bytes(seed(include_bytes!("../../fuzz/corpus/http_request/get-upgrade")))], answers(&[101], false)),
     case("seed options-star-http10", &[Bytes(seed(include_bytes!("../../fuzz/corpus/http_request/options-star-http10")))], closing(&[404, 404])),
     case("seed small-limits (its body never comes)", &[Bytes(seed(include_bytes!("../../fuzz/corpus/http_request/small-limits")))], Outcome::Cut),
     case("seed smuggling (two lengths)", &[Bytes(seed(include_bytes!("../../fuzz/corpus/http_request/smuggling")))], closing(&[400])),
 ];
+
+/// The fuzzers' first find: read whole or in pieces, the same refusal.
+const CRASH_BY_SPLIT: &[u8] = seed(include_bytes!(
+    "../../fuzz/corpus/http_request/crash-400-or-431-by-split"
+));
+
+/// Bytes `from..to` of `bytes`.
+const fn piece(bytes: &'static [u8], from: usize, to: usize) -> &'static [u8] {
+    bytes.split_at(to).0.split_at(from).1
+}
 
 /// A GET with `count` header fields, `Host` one of them.
 fn headers(count: usize) -> Vec<u8> {

@@ -1,12 +1,15 @@
 //! WebSocket framing errors (RFC 6455 §5) on a logged-in session, and
 //! upgrade requests switchboard must refuse (RFC 6455 §4.2.1, RFC 7395
 //! §3.1), origins restricted to one. Limits here: 8 KiB messages, frames
-//! whole within 300 ms.
+//! whole within 500 ms.
 //!
 //! Covered elsewhere and not repeated (tests/websocket.rs): a binary
-//! message, a 10 MB frame, garbage text and a DOCTYPE
-//! (`bad_input_ends_only_its_own_session`), an upgrade offering only
-//! another subprotocol (`http_front_door_refuses_what_it_does_not_serve`),
+//! message, a 10 MB frame, a continuation without a message begun, a text
+//! frame inside a fragmented message, garbage text and a DOCTYPE
+//! (`bad_input_ends_only_its_own_session`), a message in fragments cut
+//! inside a character with a ping between them
+//! (`fragmented_stanza_reaches_the_server_intact`), an upgrade offering
+//! only another subprotocol (`http_front_door_refuses_what_it_does_not_serve`),
 //! a foreign origin and a listed one (`websocket_origins_can_be_restricted`).
 
 use std::time::Duration;
@@ -29,6 +32,10 @@ pub enum Probe {
     Ws(WsProbe),
     /// A raw upgrade request, and the answers to it.
     Upgrade(&'static [u8]),
+    /// A `websocket_codec` fuzz input on a logged-in session, then a
+    /// message to itself: its frames, or (selector bit 2) a text payload
+    /// sent in fragments, with pings between them (bit 3).
+    CodecSeed(&'static [u8]),
 }
 
 const fn frames(steps: &'static [Step<'static>]) -> Probe {
@@ -84,10 +91,10 @@ pub const CASES: &[Case<Probe>] = &[
     case("invalid UTF-8 in a text frame", frames(&[made(|| client_frame(true, OP_TEXT, b"<presence>\xff</presence>"))]), ws_frame(1007, Dropped)),
     case("control frame over 125 bytes", frames(&[made(|| client_frame(true, OP_PING, &[b'p'; 126]))]), ws_frame(1002, Dropped)),
     case("fragmented ping", frames(&[made(|| client_frame(false, OP_PING, b"p"))]), ws_frame(1002, Dropped)),
-    case("continuation without a message begun", frames(&[made(|| client_frame(true, OP_CONTINUATION, PRESENCE))]), ws_frame(1003, Dropped)),
-    case("ping inside a fragmented message", frames(&[made(|| client_frame(false, OP_TEXT, b"<presence xmlns='jabber:client'")), made(|| client_frame(true, OP_PING, b"p")), made(|| client_frame(true, OP_CONTINUATION, b"/>"))]), ws_frame(1003, Dropped)),
-    case("close inside a fragmented message", frames(&[made(|| client_frame(false, OP_TEXT, b"<presence")), made(|| close(1000, b""))]), ws_frame(1003, Dropped)),
-    case("UTF-8 character split between fragments", frames(&[made(|| client_frame(false, OP_TEXT, b"<message xmlns='jabber:client' to='nobody@localhost'><body>caf\xc3")), made(|| client_frame(true, OP_CONTINUATION, b"\xa9</body></message>"))]), ws_frame(1003, Dropped)),
+    // Fragmented messages (RFC 6455 §5.4).
+    case("fragments adding up past max_message_bytes", frames(&[made(|| client_frame(false, OP_TEXT, &[b' '; 5000])), made(|| client_frame(true, OP_CONTINUATION, &[b' '; 5000]))]), ws_frame(1009, Dropped)),
+    case("close inside a fragmented message", frames(&[made(|| client_frame(false, OP_TEXT, b"<presence")), made(|| close(1000, b""))]), ws_frame(1000, Dropped)),
+    case("a fragment cut in the middle of a UTF-8 character, never finished", frames(&[made(|| client_frame(false, OP_TEXT, b"<message>caf\xc3")), made(|| client_frame(true, OP_CONTINUATION, b"</message>"))]), ws_frame(1007, Dropped)),
     // Close frames (RFC 6455 §5.5.1, §7.4).
     case("close with 1000", frames(&[made(|| close(1000, b"bye"))]), ws_frame(1000, Dropped)),
     case("close with no code", frames(&[made(|| client_frame(true, OP_CLOSE, b""))]), ws_frame(1005, Dropped)),
@@ -128,8 +135,59 @@ pub const CASES: &[Case<Probe>] = &[
     case("allowed origin on another port", Probe::Upgrade(b"GET /xmpp-websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\nOrigin: https://chat.example.org:8443\r\n\r\n"), closing(&[403])),
     case("allowed origin over http", Probe::Upgrade(b"GET /xmpp-websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\nOrigin: http://chat.example.org\r\n\r\n"), closing(&[403])),
     case("allowed origin as a suffix of another", Probe::Upgrade(b"GET /xmpp-websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\nOrigin: https://chat.example.org.evil.example\r\n\r\n"), closing(&[403])),
+    case("seed rfc6455-sample, from an origin not allowed", Probe::Upgrade(seed(include_bytes!("../../fuzz/corpus/websocket_handshake/rfc6455-sample"))), closing(&[403])),
     case("upgrade in HTTP/1.0", Probe::Upgrade(b"GET /xmpp-websocket HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n"), answers(&[101], false)),
+    // The fuzzers' frames (fuzz/corpus/websocket_codec), through the whole
+    // server, its limits (8 KiB, not a seed's 16 bytes), then a message to
+    // itself. Their texts are elements (`<a></a>`) the stub ignores.
+    case("seed bad-utf8", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/bad-utf8")), ws_frame(1007, Dropped)),
+    case("seed binary", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/binary")), ws_frame(1003, Dropped)),
+    case("seed binary-inside-fragmented", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/binary-inside-fragmented")), ws_frame(1002, Dropped)),
+    case("seed close-first", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/close-first")), ws_frame(1000, Dropped)),
+    case("seed continuation-without-start", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/continuation-without-start")), ws_frame(1002, Dropped)),
+    case("seed fragmented", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/fragmented")), Outcome::Served),
+    case("seed fragments-over-limit", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/fragments-over-limit")), Outcome::Served),
+    case("seed fragments-pings-between", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/fragments-pings-between")), Outcome::Served),
+    case("seed payload-fragmented", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/payload-fragmented")), Outcome::Served),
+    case("seed payload-fragmented-cut-char", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/payload-fragmented-cut-char")), ws_frame(1007, Dropped)),
+    case("seed payload-fragmented-pings", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/payload-fragmented-pings")), Outcome::Served),
+    case("seed payload-fragmented-too-big", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/payload-fragmented-too-big")), Outcome::Served),
+    case("seed text-inside-fragmented", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/text-inside-fragmented")), ws_frame(1002, Dropped)),
+    case("seed text-ping-close", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/text-ping-close")), corpus::ws_error(1007, "host-unknown", Server::Closed)),
+    case("seed too-big", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/too-big")), Outcome::Served),
+    case("seed unmasked", Probe::CodecSeed(include_bytes!("../../fuzz/corpus/websocket_codec/unmasked")), ws_frame(1002, Dropped)),
 ];
+
+const fn seed(bytes: &'static [u8]) -> &'static [u8] {
+    // The first byte of a fuzz input selects the parser's limits.
+    match bytes.split_first() {
+        Some((_, input)) => input,
+        None => bytes,
+    }
+}
+
+/// A `websocket_codec` input as bytes on the wire: its frames, or its
+/// payload as one text message in fragments of 3 bytes (with a ping after
+/// each but the last when asked).
+fn codec_seed(data: &[u8]) -> Vec<u8> {
+    let Some((&selector, input)) = data.split_first() else {
+        return Vec::new();
+    };
+    if selector & 4 == 0 {
+        return input.to_vec();
+    }
+    let pieces: Vec<&[u8]> = input.chunks(3).collect();
+    let mut wire = Vec::new();
+    for (n, piece) in pieces.iter().enumerate() {
+        let last = n + 1 == pieces.len();
+        let opcode = if n == 0 { OP_TEXT } else { OP_CONTINUATION };
+        wire.extend(client_frame(last, opcode, piece));
+        if selector & 8 != 0 && !last {
+            wire.extend(client_frame(true, OP_PING, b""));
+        }
+    }
+    wire
+}
 
 /// A text frame of 33 bytes whose length is written in 64 bits.
 fn non_minimal_length() -> Vec<u8> {
@@ -146,9 +204,14 @@ pub fn run() {
     let mut config = corpus::config(&stub);
     config.websocket.max_message_bytes = 8192;
     config.websocket.allowed_origins = vec!["https://chat.example.org".into()];
-    config.http.read_timeout = Duration::from_millis(300);
+    config.http.read_timeout = Duration::from_millis(500);
     corpus::run("websocket", config, CASES, |addr, probe| match probe {
         Probe::Ws(p) => corpus::ws_outcome(addr, &[Backend::Stub(&stub)], p.to, p.begin, p.steps),
         Probe::Upgrade(request) => corpus::http_outcome(addr, &[corpus::Part::Bytes(request)]),
+        Probe::CodecSeed(data) => {
+            let wire = codec_seed(data);
+            let steps = [Step::Raw(&wire, 0), Echo];
+            corpus::ws_outcome(addr, &[Backend::Stub(&stub)], "localhost", LoggedIn, &steps)
+        }
     });
 }

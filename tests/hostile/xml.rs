@@ -8,9 +8,10 @@
 //!
 //! Covered elsewhere and not repeated: a DOCTYPE with an entity and
 //! garbage over WebSocket (tests/websocket.rs
-//! `bad_input_ends_only_its_own_session`); every framer refusal split at
-//! every byte (core/src/xml/tests.rs) and the seeds replayed on the framer
-//! alone (core/tests/fuzz_corpus.rs).
+//! `bad_input_ends_only_its_own_session`); a malformed creation body
+//! (tests/bosh.rs `malformed_body_is_bad_request`); every framer refusal
+//! split at every byte (core/src/xml/tests.rs) and the seeds replayed on
+//! the framer alone (core/tests/fuzz_corpus.rs).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -61,7 +62,7 @@ const fn xml(payload: Payload, via: Via) -> XmlProbe {
 #[rustfmt::skip]
 pub const CASES: &[Case<XmlProbe>] = over_both! {
     // DTDs and entities: refused, never expanded.
-    "DOCTYPE with an internal entity", xml(Is(b"<!DOCTYPE message [<!ENTITY a 'b'>]><message xmlns='jabber:client'>&a;</message>")) => RESTRICTED, BAD_REQUEST;
+    "DOCTYPE with an internal entity", xml(Is(b"<!DOCTYPE message [<!ENTITY a 'b'>]><message xmlns='jabber:client'>&a;</message>")) => _, BAD_REQUEST;
     "billion laughs", xml(Is(LAUGHS)) => RESTRICTED, BAD_REQUEST;
     "external entity", xml(Is(b"<!DOCTYPE message [<!ENTITY xxe SYSTEM 'file:///etc/passwd'>]><message xmlns='jabber:client'><body>&xxe;</body></message>")) => RESTRICTED, BAD_REQUEST;
     "parameter entity", xml(Is(b"<!DOCTYPE message [<!ENTITY % p SYSTEM 'http://192.0.2.1/x.dtd'> %p;]><message xmlns='jabber:client'/>")) => RESTRICTED, BAD_REQUEST;

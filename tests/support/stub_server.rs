@@ -112,6 +112,8 @@ pub enum StubEvent {
     OtherElement(String),
     /// The peer sent bytes the stub could not frame; the stub closed.
     NotWellFormed(String),
+    /// The stub sent a stream error with this condition and closed.
+    StreamErrorSent(String),
     /// `</stream:stream>` arrived (RFC 6120 §4.4); the stub answered in kind.
     ClientClosedStream,
     /// The TCP connection ended without `</stream:stream>`.
@@ -491,6 +493,7 @@ impl Shared {
                     | StubEvent::TcpClosed
                     | StubEvent::TlsFailed(_)
                     | StubEvent::NotWellFormed(_)
+                    | StubEvent::StreamErrorSent(_)
             ) {
                 r.open = false;
             }
@@ -685,6 +688,7 @@ impl Handler {
         let _ = self.send(&format!(
             "<stream:error><{condition} xmlns='{NS_STREAMS}'/></stream:error></stream:stream>"
         ));
+        self.log(StubEvent::StreamErrorSent(condition.into()));
     }
 
     fn handle(&mut self, frame: Frame) -> Next {
