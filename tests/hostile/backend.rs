@@ -78,6 +78,9 @@ const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client
 
 const FAILED_WS: Outcome = ws_error(1000, "remote-connection-failed", Dropped);
 const FAILED_BOSH: Outcome = terminate("remote-connection-failed", Dropped);
+/// The same when the server cut the connection itself.
+const CUT_WS: Outcome = ws_error(1000, "remote-connection-failed", Ended);
+const CUT_BOSH: Outcome = terminate("remote-connection-failed", Ended);
 
 #[rustfmt::skip]
 pub const CASES: &[Case<Probe>] = over_both! {
@@ -111,8 +114,8 @@ pub const CASES: &[Case<Probe>] = over_both! {
     "garbage", midway(&[Act::Send(b"garbage<<")]) => FAILED_WS, FAILED_BOSH;
     "a stream error", midway(&[Act::Send(b"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>")]) => ws_error(1000, "conflict", Dropped), terminate("remote-stream-error", Dropped);
     "the stream closed", midway(&[Act::Send(b"</stream:stream>")]) => ws_closed(1000, Dropped), terminated(Dropped);
-    "closed in the middle of a stanza", midway(&[Act::Send(b"<message><bo"), Act::Cut]) => FAILED_WS, FAILED_BOSH;
-    "a killed server", midway(&[Act::Cut]) => FAILED_WS, FAILED_BOSH;
+    "closed in the middle of a stanza", midway(&[Act::Send(b"<message><bo"), Act::Cut]) => CUT_WS, CUT_BOSH;
+    "a killed server", midway(&[Act::Cut]) => CUT_WS, CUT_BOSH;
     "a DTD", midway(&[Act::Send(b"<!DOCTYPE x><message/>")]) => FAILED_WS, FAILED_BOSH;
     "a stanza past max_element_bytes", midway(&[Act::Send(BIG_STANZA)]) => FAILED_WS, FAILED_BOSH;
     "a stanza nested past max_depth", midway(&[Act::Send(b"<message><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a></a></a></a></a></a></a></a></a></a></a></a></a></a></a></a></a></message>")]) => FAILED_WS, FAILED_BOSH;

@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use switchboard::config::Config;
+
 use crate::support::bosh_client::{body, create_body, BoshConn, BoshSession, HttpResponse};
 use crate::support::raw_server::RawServer;
 use crate::support::xmpp::chat_message;
-use switchboard::config::Config;
-
 use crate::support::{
     config_for, xml, RecvError, StubEvent, StubServer, Switchboard, WsClient, WAIT, WS_PATH,
 };
@@ -57,7 +57,8 @@ pub enum Server {
     Dropped,
     /// Still open after the session ended for the client.
     Open,
-    /// The server ended it itself (a stream error, or it closed).
+    /// The server ended it itself (a stream error, or it closed or cut
+    /// the connection).
     Ended,
 }
 
@@ -356,17 +357,14 @@ impl Backend<'_> {
                         StubEvent::ClientClosedStream
                             | StubEvent::TcpClosed
                             | StubEvent::StreamErrorSent(_)
+                            | StubEvent::Dropped
                     )
                 });
+                let by_server =
+                    |e: &StubEvent| matches!(e, StubEvent::StreamErrorSent(_) | StubEvent::Dropped);
                 match ended {
                     Ok(log) if log.contains(&StubEvent::ClientClosedStream) => Server::Closed,
-                    Ok(log)
-                        if log
-                            .iter()
-                            .any(|e| matches!(e, StubEvent::StreamErrorSent(_))) =>
-                    {
-                        Server::Ended
-                    }
+                    Ok(log) if log.iter().any(by_server) => Server::Ended,
                     Ok(_) => Server::Dropped,
                     Err(_) => Server::Open,
                 }

@@ -30,7 +30,7 @@ pub struct RawConn {
     pub received: Vec<u8>,
     /// The client closed its side (end of file or reset).
     pub client_closed: bool,
-    /// The script closed it first.
+    /// The server closed it first (its script, or [`RawServer::drop_connection`]).
     pub server_closed: bool,
 }
 
@@ -130,9 +130,14 @@ impl RawServer {
 
     /// Closes connection `index`, as a crashing server would.
     pub fn drop_connection(&self, index: usize) {
+        // Marked first: the connection's own thread marks the client's end.
+        if let Some(conn) = lock(&self.shared).conns.get_mut(index) {
+            conn.server_closed = true;
+        }
         if let Ok(sock) = self.socket(index) {
             let _ = sock.shutdown(Shutdown::Both);
         }
+        self.shared.changed.notify_all();
     }
 
     /// Writes the repetition of `chunk` on connection `index` from stream

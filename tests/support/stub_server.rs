@@ -114,6 +114,8 @@ pub enum StubEvent {
     NotWellFormed(String),
     /// The stub sent a stream error with this condition and closed.
     StreamErrorSent(String),
+    /// The test dropped the connection ([`StubServer::drop_connection`]).
+    Dropped,
     /// `</stream:stream>` arrived (RFC 6120 §4.4); the stub answered in kind.
     ClientClosedStream,
     /// The TCP connection ended without `</stream:stream>`.
@@ -369,6 +371,8 @@ impl StubServer {
     /// Closes connection `conn`'s TCP socket without `</stream:stream>`, as a
     /// crashing server would.
     pub fn drop_connection(&self, conn: usize) {
+        // Logged first: the connection's own thread logs its end.
+        self.shared.log(conn, StubEvent::Dropped);
         if let Some(r) = lock(&self.shared.state).conns.get(conn) {
             r.conn.shutdown();
         }
@@ -494,6 +498,7 @@ impl Shared {
                     | StubEvent::TlsFailed(_)
                     | StubEvent::NotWellFormed(_)
                     | StubEvent::StreamErrorSent(_)
+                    | StubEvent::Dropped
             ) {
                 r.open = false;
             }
