@@ -24,7 +24,7 @@ use crate::corpus::{
     Outcome, Server, Step, Via,
 };
 use crate::support::raw_server::{RawServer, Script};
-use crate::support::{StubOptions, StubServer};
+use crate::support::StubServer;
 
 use Server::{Dropped, Ended};
 
@@ -191,13 +191,12 @@ fn observe(addr: SocketAddr, stub: &StubServer, hostile: &RawServer, probe: &Pro
 }
 
 pub fn run() {
-    let stub = StubServer::start(StubOptions::plaintext("localhost"));
     let hostile = RawServer::start();
     let nobody = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut config = corpus::config(&stub);
+    let (stub, mut config) = corpus::stub_and_config();
     let routes = &mut config.backend.routes;
     routes.insert("hostile.test".into(), hostile.addr().to_string().into());
     routes.insert("gone.test".into(), nobody.to_string().into());

@@ -20,7 +20,6 @@ use crate::corpus::{
     self, answers, case, post, terminate, terminated, BStep, Backend, Begin, BoshProbe, Case,
     Outcome, Server,
 };
-use crate::support::{StubOptions, StubServer};
 
 use BStep::{Echo, Pause};
 use Begin::{Created, LoggedIn, Nothing};
@@ -141,8 +140,7 @@ const fn seed(bytes: &'static [u8]) -> &'static [u8] {
 }
 
 pub fn run() {
-    let stub = StubServer::start(StubOptions::plaintext("localhost"));
-    let mut config = corpus::config(&stub);
+    let (stub, mut config) = corpus::stub_and_config();
     let silent = corpus::silent_route(&mut config, "slow.test");
     config.backend.max_buffer_bytes = 4096;
     config.bosh.max_wait = Duration::from_secs(1);

@@ -18,7 +18,8 @@ use crate::support::bosh_client::{body, create_body, BoshConn, BoshSession, Http
 use crate::support::raw_server::RawServer;
 use crate::support::xmpp::chat_message;
 use crate::support::{
-    config_for, xml, RecvError, StubEvent, StubServer, Switchboard, WsClient, WAIT, WS_PATH,
+    config_for, xml, RecvError, StubEvent, StubOptions, StubServer, Switchboard, WsClient, WAIT,
+    WS_PATH,
 };
 
 pub const BOSH_PATH: &str = "/http-bind";
@@ -229,13 +230,14 @@ impl Healthy {
     }
 }
 
-/// The configuration of a category's switchboard before its tuning:
-/// `stub` serves `localhost`; no server pings (the healthy WebSocket
-/// session reads only when checked).
-pub fn config(stub: &StubServer) -> Config {
-    let mut config = config_for(stub);
+/// The stub serving `localhost`, and the configuration of a category's
+/// switchboard before its tuning: routed to the stub, no server pings (the
+/// healthy WebSocket session reads only when checked).
+pub fn stub_and_config() -> (StubServer, Config) {
+    let stub = StubServer::start(StubOptions::plaintext("localhost"));
+    let mut config = config_for(&stub);
     config.websocket.ping_interval = None;
-    config
+    (stub, config)
 }
 
 /// A server at a new route for `domain` that accepts and never answers.
@@ -269,6 +271,7 @@ pub fn run_at<P>(
     cases: &[Case<P>],
     mut observe: impl FnMut(&P) -> Outcome,
 ) {
+    capture_log();
     let mut healthy = Healthy::start(addr);
     let started = Instant::now();
     let mut failures = Vec::new();
@@ -943,9 +946,9 @@ fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 /// (the in-process servers of every category).
 static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Keeps switchboard's log lines for [`logged`]; call before starting
-/// servers.
-pub fn capture_log() {
+/// Keeps switchboard's log lines for [`logged_where`], from the first
+/// category on.
+fn capture_log() {
     static LOGGER: Capture = Capture;
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Info);

@@ -23,7 +23,7 @@ use crate::support::bosh_client::{create_body, BoshConn, BoshSession};
 use crate::support::dns_stub::{srv_records, DnsStub, Rr};
 use crate::support::raw_server::RawServer;
 use crate::support::xmpp::chat_message;
-use crate::support::{StubOptions, StubServer, WsClient, WAIT, WS_PATH};
+use crate::support::{StubServer, WsClient, WAIT, WS_PATH};
 
 #[derive(Clone, Copy, Debug)]
 pub enum Probe {
@@ -213,7 +213,6 @@ fn over_bosh(servers: &Servers, to: &str) -> Outcome {
 }
 
 pub fn run() {
-    let stub = StubServer::start(StubOptions::plaintext("localhost"));
     let tripwire = RawServer::start_on("[::]:0");
     let port = tripwire.addr().port();
     let mut records = Vec::new();
@@ -231,7 +230,7 @@ pub fn run() {
         }
     }
     let dns = DnsStub::start(records);
-    let mut config = corpus::config(&stub);
+    let (stub, mut config) = corpus::stub_and_config();
     config.backend.routes.insert(
         "xn--bcher-kva.example".into(),
         stub.addr().to_string().into(),

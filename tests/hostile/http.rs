@@ -13,7 +13,6 @@
 use std::time::Duration;
 
 use crate::corpus::{self, answers, case, closing, Case, Outcome, Part};
-use crate::support::{StubOptions, StubServer};
 
 use Part::{Bytes, Dribble, Make, Pause};
 
@@ -132,8 +131,8 @@ fn body_of(len: usize) -> Vec<u8> {
 }
 
 pub fn run() {
-    let stub = StubServer::start(StubOptions::plaintext("localhost"));
-    let mut config = corpus::config(&stub);
+    // The stub serves the healthy sessions only.
+    let (_stub, mut config) = corpus::stub_and_config();
     config.http.max_head_bytes = 1024;
     config.http.max_headers = 16;
     config.http.max_body_bytes = 4096;

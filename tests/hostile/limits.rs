@@ -22,7 +22,7 @@ use crate::corpus::{
 use crate::support::bosh_client::{body, create_body, BoshConn, BoshSession};
 use crate::support::ws_client::{client_frame, OP_PING};
 use crate::support::xmpp::chat_message;
-use crate::support::{StubOptions, StubServer, WsClient, WAIT, WS_PATH};
+use crate::support::{StubServer, WsClient, WAIT, WS_PATH};
 
 use Via::{Bosh, WebSocket};
 
@@ -258,8 +258,7 @@ fn observe(addr: SocketAddr, stub: &StubServer, probe: &Probe) -> Outcome {
 }
 
 pub fn run() {
-    let stub = StubServer::start(StubOptions::plaintext("localhost"));
-    let mut config = corpus::config(&stub);
+    let (stub, mut config) = corpus::stub_and_config();
     config.server.max_sessions = 12;
     config.server.max_sessions_per_address = 3;
     config.server.new_sessions_per_second_per_address = 2;

@@ -23,55 +23,46 @@ mod xml;
 
 #[test]
 fn http_smuggling_and_limits() {
-    corpus::capture_log();
     http::run();
 }
 
 #[test]
 fn websocket_framing_and_upgrades() {
-    corpus::capture_log();
     websocket::run();
 }
 
 #[test]
 fn xml_bombs_and_limits() {
-    corpus::capture_log();
     xml::run();
 }
 
 #[test]
 fn rfc7395_opening_and_framing() {
-    corpus::capture_log();
     rfc7395::run();
 }
 
 #[test]
 fn bosh_games() {
-    corpus::capture_log();
     bosh::run();
 }
 
 #[test]
 fn backend_garbage_and_floods() {
-    corpus::capture_log();
     backend::run();
 }
 
 #[test]
 fn destinations_by_name_and_by_dns() {
-    corpus::capture_log();
     destinations::run();
 }
 
 #[test]
 fn limits_per_client() {
-    corpus::capture_log();
     limits::run();
 }
 
 #[test]
 fn signals_and_descriptors() {
-    corpus::capture_log();
     signals::run();
 }
 

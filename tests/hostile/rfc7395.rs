@@ -15,7 +15,6 @@ use crate::corpus::{
     WsProbe,
 };
 use crate::support::ws_client::{client_frame, OP_CONTINUATION, OP_TEXT};
-use crate::support::{StubOptions, StubServer};
 
 use Begin::{LoggedIn, Nothing};
 use Step::{Echo, Pause, Text};
@@ -123,8 +122,7 @@ fn early(count: usize) -> Vec<u8> {
 }
 
 pub fn run() {
-    let stub = StubServer::start(StubOptions::plaintext("localhost"));
-    let mut config = corpus::config(&stub);
+    let (stub, mut config) = corpus::stub_and_config();
     let silent = corpus::silent_route(&mut config, "slow.test");
     config.backend.max_buffer_bytes = 4096;
     config.websocket.open_timeout = Duration::from_millis(500);

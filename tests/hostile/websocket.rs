@@ -21,7 +21,6 @@ use crate::corpus::{
 use crate::support::ws_client::{
     client_frame, client_frame_header, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
 };
-use crate::support::{StubOptions, StubServer};
 
 use Begin::LoggedIn;
 use Server::Dropped;
@@ -200,8 +199,7 @@ fn non_minimal_length() -> Vec<u8> {
 }
 
 pub fn run() {
-    let stub = StubServer::start(StubOptions::plaintext("localhost"));
-    let mut config = corpus::config(&stub);
+    let (stub, mut config) = corpus::stub_and_config();
     config.websocket.max_message_bytes = 8192;
     config.websocket.allowed_origins = vec!["https://chat.example.org".into()];
     config.http.read_timeout = Duration::from_millis(500);

@@ -21,7 +21,7 @@ use crate::corpus::{
     Step, Via,
 };
 use crate::support::ws_client::{client_frame, OP_TEXT};
-use crate::support::{StubOptions, StubServer};
+use crate::support::StubServer;
 
 use Outcome::Served;
 use Payload::{Is, Made, Slowly};
@@ -203,8 +203,7 @@ fn observe(addr: SocketAddr, stub: &StubServer, probe: &XmlProbe) -> Outcome {
 }
 
 pub fn run() {
-    let stub = StubServer::start(StubOptions::plaintext("localhost"));
-    let mut config = corpus::config(&stub);
+    let (stub, mut config) = corpus::stub_and_config();
     config.xml.max_depth = 16;
     config.xml.max_attributes = 16;
     config.xml.max_element_bytes = 4096;
