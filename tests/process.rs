@@ -3,106 +3,16 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::bosh_client::{body, BoshConn, NS_HTTPBIND};
+use support::process::Process;
 use support::{StubOptions, StubServer, WAIT};
 
 const PATH: &str = "/http-bind";
-
-/// The binary under `ulimit -s`, its log drained by a thread (a full pipe
-/// would stall it); killed on drop.
-struct Process {
-    child: Child,
-    addr: SocketAddr,
-    config: std::path::PathBuf,
-    /// Every line it logged so far.
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Process {
-    /// Under `ulimit -s STACK_KIB` (and `-n FILES` when given).
-    fn start(config: &str, stack_kib: u32, files: Option<u32>) -> Process {
-        static STARTED: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!("switchboard-process-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let n = STARTED.fetch_add(1, Ordering::SeqCst);
-        let path = dir.join(format!("config-{n}.toml"));
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "ulimit -s {stack_kib} {} && exec \"$0\" --config \"$1\"",
-                files.map_or(String::new(), |n| format!("&& ulimit -n {n}"))
-            ))
-            .arg(env!("CARGO_BIN_EXE_switchboard"))
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchboard");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let addr = addr.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx
-            .recv_timeout(WAIT)
-            .expect("switchboard says where it listens")
-            .parse()
-            .unwrap();
-        Process {
-            child,
-            addr,
-            config: path,
-            log,
-        }
-    }
-
-    /// The first logged line holding `needle`, waiting up to `WAIT`.
-    fn logged(&self, needle: &str) -> Option<String> {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
-                return Some(line.clone());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    fn signal(&self, name: &str) {
-        let sent = Command::new("kill")
-            .args(["-s", name, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -s {name}");
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
 /// Responses counted by their status lines, until `want` or `deadline`.
 fn count_responses(stream: &mut TcpStream, want: usize, deadline: Instant) -> usize {
@@ -140,7 +50,7 @@ fn pipelining_40000_bosh_requests_behind_a_held_one_leaves_the_server_serving() 
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[backend.routes]\nlocalhost = \"{}\"\n",
         stub.addr()
     );
-    let mut process = Process::start(&config, 2048, None);
+    let mut process = Process::start(BIN, &config, &["-s 2048"]);
 
     let mut creator = BoshConn::connect(process.addr, PATH);
     let created = creator.post(
@@ -189,7 +99,7 @@ fn pipelining_40000_bosh_requests_behind_a_held_one_leaves_the_server_serving() 
 fn clients_queued_while_out_of_descriptors_get_in_when_some_free_up() {
     const CLIENTS: usize = 48;
     let config = "[server]\nlisten = \"127.0.0.1:0\"\n\n[dns]\nservers = [\"127.0.0.1:9\"]\n";
-    let mut process = Process::start(config, 8192, Some(32));
+    let mut process = Process::start(BIN, config, &["-s 8192", "-n 32"]);
     let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut clients: Vec<TcpStream> = (0..CLIENTS)
         .map(|_| {
@@ -240,7 +150,7 @@ fn a_backend_that_is_not_there_is_named_with_its_address_cause_and_fix() {
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[backend]\nverify_loopback = true\n\n[backend.routes]\nlocalhost = \"127.0.0.1:{port}\"\n"
     );
-    let process = Process::start(&config, 8192, None);
+    let process = Process::start(BIN, &config, &["-s 8192"]);
     for _ in 0..2 {
         let mut ws = support::WsClient::connect(process.addr, support::WS_PATH, &["xmpp"]).unwrap();
         let (_, error) = ws.open("localhost").unwrap();
@@ -280,7 +190,7 @@ fn sighup_reads_the_configuration_again_for_new_sessions() {
     let config = |route: SocketAddr, extra: &str| {
         format!("[server]\nlisten = \"127.0.0.1:0\"\n{extra}\n[backend.routes]\nlocalhost = \"{route}\"\n")
     };
-    let mut process = Process::start(&config(first.addr(), ""), 8192, None);
+    let mut process = Process::start(BIN, &config(first.addr(), ""), &["-s 8192"]);
     let ws = || support::WsClient::connect(process.addr, support::WS_PATH, &["xmpp"]).unwrap();
     let mut before = ws();
     before.open("localhost").unwrap();
@@ -337,7 +247,11 @@ fn sighup_reads_the_configuration_again_for_new_sessions() {
 /// start says so and how many sessions fit.
 #[test]
 fn a_descriptor_limit_too_low_for_the_limits_is_said_at_start() {
-    let process = Process::start("[server]\nlisten = \"127.0.0.1:0\"\n", 8192, Some(256));
+    let process = Process::start(
+        BIN,
+        "[server]\nlisten = \"127.0.0.1:0\"\n",
+        &["-s 8192", "-n 256"],
+    );
     let warning = process
         .logged("the descriptor limit is 256")
         .expect("a warning at start");

@@ -10,6 +10,9 @@
 
 pub mod bosh_client;
 pub mod certs;
+pub mod dns_stub;
+pub mod process;
+pub mod raw_server;
 pub mod stub_server;
 pub mod switchboard;
 pub mod ws_client;

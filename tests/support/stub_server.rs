@@ -112,6 +112,10 @@ pub enum StubEvent {
     OtherElement(String),
     /// The peer sent bytes the stub could not frame; the stub closed.
     NotWellFormed(String),
+    /// The stub sent a stream error with this condition and closed.
+    StreamErrorSent(String),
+    /// The test dropped the connection ([`StubServer::drop_connection`]).
+    Dropped,
     /// `</stream:stream>` arrived (RFC 6120 §4.4); the stub answered in kind.
     ClientClosedStream,
     /// The TCP connection ended without `</stream:stream>`.
@@ -367,44 +371,56 @@ impl StubServer {
     /// Closes connection `conn`'s TCP socket without `</stream:stream>`, as a
     /// crashing server would.
     pub fn drop_connection(&self, conn: usize) {
+        // Logged first: the connection's own thread logs its end.
+        self.shared.log(conn, StubEvent::Dropped);
         if let Some(r) = lock(&self.shared.state).conns.get(conn) {
             r.conn.shutdown();
         }
     }
 
-    fn wait_until<T>(
-        &self,
-        timeout: Duration,
-        mut f: impl FnMut(&State) -> Option<T>,
-    ) -> Option<T> {
-        let deadline = Instant::now() + timeout;
-        let mut state = lock(&self.shared.state);
-        loop {
-            if let Some(found) = f(&state) {
-                return Some(found);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
+    fn wait_until<T>(&self, timeout: Duration, f: impl FnMut(&State) -> Option<T>) -> Option<T> {
+        wait_for(&self.shared.state, &self.shared.changed, timeout, f)
+    }
+}
+
+/// Waits on `changed` until `f` finds what it wants in the state behind
+/// `state`, or `timeout` passes.
+pub(super) fn wait_for<S, T>(
+    state: &Mutex<S>,
+    changed: &Condvar,
+    timeout: Duration,
+    mut f: impl FnMut(&S) -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    let mut state = lock(state);
+    loop {
+        if let Some(found) = f(&state) {
+            return Some(found);
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        state = changed
+            .wait_timeout(state, left)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0;
+    }
+}
+
+/// Stops an accept loop blocked in `accept` on `addr`: sets `stop`, wakes
+/// the loop with a connection so that it sees the flag, and joins it.
+pub(super) fn stop_acceptor(addr: SocketAddr, stop: &AtomicBool, acceptor: Option<JoinHandle<()>>) {
+    stop.store(true, Ordering::SeqCst);
+    let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+    if let Some(acceptor) = acceptor {
+        let _ = acceptor.join();
     }
 }
 
 impl Drop for StubServer {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wakes the blocking accept so it sees the stop flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
+        stop_acceptor(self.addr, &self.shared.stop, self.acceptor.take());
         let threads = {
             let mut state = lock(&self.shared.state);
             for r in &state.conns {
@@ -481,6 +497,8 @@ impl Shared {
                     | StubEvent::TcpClosed
                     | StubEvent::TlsFailed(_)
                     | StubEvent::NotWellFormed(_)
+                    | StubEvent::StreamErrorSent(_)
+                    | StubEvent::Dropped
             ) {
                 r.open = false;
             }
@@ -675,6 +693,7 @@ impl Handler {
         let _ = self.send(&format!(
             "<stream:error><{condition} xmlns='{NS_STREAMS}'/></stream:error></stream:stream>"
         ));
+        self.log(StubEvent::StreamErrorSent(condition.into()));
     }
 
     fn handle(&mut self, frame: Frame) -> Next {

@@ -66,12 +66,23 @@ impl Framer {
         let mut pos = 0;
         let mut depth = 0usize;
         loop {
+            if self.buf[pos..].starts_with(b"<![CDATA[") {
+                // Character data inside an element (RFC 6120 §11.1 allows it).
+                let Some(len) = find(&self.buf[pos..], b"]]>") else {
+                    return Ok(None);
+                };
+                match self.buf[pos + len..].iter().position(|&b| b == b'<') {
+                    Some(next) => pos += len + next,
+                    None => return Ok(None),
+                }
+                continue;
+            }
             let Some(end) = tag_end(&self.buf, pos) else {
                 return Ok(None);
             };
             let tag = &self.buf[pos..=end];
             if tag.starts_with(b"<!") {
-                return Err("comments, CDATA and DTDs are not allowed in XMPP".into());
+                return Err("comments and DTDs are not allowed in XMPP".into());
             }
             if tag.starts_with(b"</") {
                 if depth == 0 {
