@@ -263,6 +263,15 @@ impl Session {
         self.end.as_ref()
     }
 
+    /// The highest rid answered and its kept response: after a terminate,
+    /// the terminate's own (XEP-0124 §14.3: a client that lost it sends
+    /// it again).
+    pub fn last_reply(&self) -> Option<(u64, Response)> {
+        let rid = self.replies.last_answered()?;
+        let body = self.replies.find(rid)?.to_vec();
+        Some((rid, Response { status: 200, body }))
+    }
+
     pub fn poll_response(&mut self) -> Option<(RequestHandle, Response)> {
         self.responses.pop_front()
     }

@@ -284,10 +284,19 @@ impl BoshEntry {
 /// held to tell the client, so its next request hears why, not just
 /// `item-not-found`. Kept for a grace period, at most `max` of them.
 pub(super) struct Ended {
-    by_sid: HashMap<String, bosh::Response>,
+    by_sid: HashMap<String, Tombstone>,
     /// When each entry goes, oldest first.
     order: VecDeque<(Instant, String)>,
     max: usize,
+}
+
+/// What the next request to an ended session hears.
+struct Tombstone {
+    response: bosh::Response,
+    /// Only a request with this rid hears `response`; others
+    /// item-not-found: the session its client terminated answers only
+    /// the terminate sent again.
+    only_rid: Option<u64>,
 }
 
 impl Ended {
@@ -307,16 +316,25 @@ impl Ended {
         self.max = max;
     }
 
-    pub fn insert(&mut self, sid: String, response: bosh::Response, until: Instant) {
+    pub fn insert(
+        &mut self,
+        sid: String,
+        response: bosh::Response,
+        only_rid: Option<u64>,
+        until: Instant,
+    ) {
         while self.order.len() >= self.max {
             self.pop();
         }
         self.order.push_back((until, sid.clone()));
-        self.by_sid.insert(sid, response);
+        self.by_sid.insert(sid, Tombstone { response, only_rid });
     }
 
-    pub fn get(&self, sid: &str) -> Option<&bosh::Response> {
-        self.by_sid.get(sid)
+    pub fn get(&self, sid: &str, rid: Option<u64>) -> Option<&bosh::Response> {
+        self.by_sid
+            .get(sid)
+            .filter(|t| t.only_rid.is_none() || t.only_rid == rid)
+            .map(|t| &t.response)
     }
 
     pub fn expire(&mut self, now: Instant) {

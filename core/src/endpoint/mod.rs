@@ -730,7 +730,7 @@ impl Endpoint {
             Some(sid) => {
                 let found = self.sids.get(sid).copied();
                 let Some(entry) = found.and_then(|key| live_bosh_mut(&mut self.boshes, key)) else {
-                    let response = self.ended.get(sid).cloned().unwrap_or_else(|| {
+                    let response = self.ended.get(sid, body.rid).cloned().unwrap_or_else(|| {
                         crate::bosh::terminate_response(crate::bosh::Condition::ItemNotFound)
                     });
                     return self.deliver(conn, response);
@@ -920,11 +920,20 @@ impl Endpoint {
         entry.log_end(reason, self.shared.now);
         entry.close_links(&mut self.shared);
         self.sids.remove(&entry.sid);
-        // A client that terminated knows why; others may not have heard.
-        if let Some(response) = entry.core.end_response().filter(|_| !entry.client_closed()) {
+        // A client that terminated knows why, unless the answer to its
+        // terminate was lost; others may not have heard.
+        let tombstone = if entry.client_closed() {
+            entry
+                .core
+                .last_reply()
+                .map(|(rid, reply)| (reply, Some(rid)))
+        } else {
+            entry.core.end_response().map(|r| (r.clone(), None))
+        };
+        if let Some((response, only_rid)) = tombstone {
             let until = self.shared.now + 2 * self.shared.settings.bosh.max_wait;
             self.ended
-                .insert(entry.sid.clone(), response.clone(), until);
+                .insert(entry.sid.clone(), response, only_rid, until);
         }
         if let Some((id, _)) = entry.timer.take() {
             self.wheel.cancel(id);

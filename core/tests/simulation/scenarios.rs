@@ -334,7 +334,9 @@ fn a_session_told_bad_request_is_released_at_once_with_its_server_stream() {
 
 /// A session that ends while no request is held (its server went away)
 /// tells the client's next request why; a session the client terminated
-/// answers later requests `item-not-found`.
+/// answers its terminate sent again with the same response (XEP-0124
+/// §14.3: the first answer may have been lost) and any other request
+/// `item-not-found`.
 #[test]
 fn the_next_request_hears_why_a_session_ended_unless_the_client_ended_it() {
     let mut s = Scenario::new();
@@ -352,8 +354,13 @@ fn the_next_request_hears_why_a_session_ended_unless_the_client_ended_it() {
 
     let conn = s.connect();
     let sid = s.bosh(conn, "");
-    s.post(conn, &body(RID + 1, &sid, "type='terminate'", ""));
-    assert!(s.response(conn).expect("terminated").contains("terminate"));
+    let terminate = body(RID + 1, &sid, "type='terminate'", "");
+    s.post(conn, &terminate);
+    let answered = s.response(conn).expect("terminated");
+    assert!(answered.contains("terminate"), "{answered}");
+    s.advance(Duration::from_millis(300));
+    s.post(conn, &terminate);
+    assert_eq!(s.response(conn).expect("answered again"), answered);
     s.post(conn, &body(RID + 2, &sid, "", ""));
     let gone = s.response(conn).expect("answered");
     assert_eq!(attr(&gone, "condition").as_deref(), Some("item-not-found"));
