@@ -90,6 +90,9 @@ pub struct Session {
     commands: VecDeque<Command>,
     last_input: Instant,
     ping_sent: Option<Instant>,
+    /// Reads stopped at some time since the last judgement of the
+    /// client's silence: what it sent may still wait unread.
+    held_back: bool,
     handshake_deadline: Option<Instant>,
     /// Until the first `<open/>`.
     open_deadline: Option<Instant>,
@@ -115,6 +118,7 @@ impl Session {
             commands: VecDeque::new(),
             last_input: now,
             ping_sent: None,
+            held_back: false,
             handshake_deadline: None,
             frame_deadline: None,
         }
@@ -202,7 +206,12 @@ impl Session {
         .min()
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    /// Time passed. `reading`: the client's socket is read now, and was
+    /// not refused a read since the last call (neither this session's
+    /// back-pressure nor the endpoint's buffer budget stopped it); while it
+    /// is not, what the client sent may wait unread, so its silence is not
+    /// judged until reads have gone on for a whole wait.
+    pub fn handle_timeout(&mut self, now: Instant, reading: bool) {
         if self.state == State::Ended {
             return;
         }
@@ -215,28 +224,37 @@ impl Session {
         if self.open_deadline.is_some_and(|d| now >= d) {
             return self.fail(End::ClientTimeout("<open/>"));
         }
+        let held_back = self.held_back || !reading;
+        let mut judged = false;
         if self.frame_deadline.is_some_and(|d| now >= d) {
-            if !self.wants_client_input() {
-                // Not the client's slowness: switchboard stopped reading.
-                self.frame_deadline = Some(now + self.settings.read_timeout);
-            } else {
+            if !held_back {
                 return self.fail(End::ClientTimeout("whole frame"));
             }
+            // Not the client's slowness: switchboard stopped reading.
+            self.frame_deadline = Some(now + self.settings.read_timeout);
+            judged = true;
         }
-        let Some(interval) = self.settings.ping_interval else {
-            return;
-        };
-        match self.ping_sent {
-            Some(sent) if now >= sent + self.settings.pong_timeout => {
-                self.end(Command::Drop(End::PingTimeout));
+        if let Some(interval) = self.settings.ping_interval {
+            match self.ping_sent {
+                Some(sent) if now >= sent + self.settings.pong_timeout => {
+                    if !held_back {
+                        return self.end(Command::Drop(End::PingTimeout));
+                    }
+                    // A pong may be among the bytes left unread.
+                    self.ping_sent = Some(now);
+                    judged = true;
+                }
+                Some(_) => {}
+                None if now >= self.last_input + interval => {
+                    self.codec.send_ping();
+                    self.ping_sent = Some(now);
+                    judged = true;
+                }
+                None => {}
             }
-            Some(_) => {}
-            None if now >= self.last_input + interval => {
-                self.codec.send_ping();
-                self.ping_sent = Some(now);
-            }
-            None => {}
         }
+        // A new wait starts from what is known now.
+        self.held_back = if judged { !reading } else { held_back };
     }
 
     /// Bytes read from the client socket.
@@ -812,7 +830,7 @@ mod tests {
         s.backend_connected(now, backend_settings());
         client_texts(&mut s);
         assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
-        s.handle_timeout(now + Duration::from_secs(5));
+        s.handle_timeout(now + Duration::from_secs(5), true);
         assert!(client_texts(&mut s)[0].contains("remote-connection-failed"));
         assert_eq!(
             s.poll_command(),
@@ -826,15 +844,45 @@ mod tests {
         let mut s = ready_session(now);
         client_texts(&mut s);
         let ping_at = now + Duration::from_secs(30);
-        s.handle_timeout(ping_at - Duration::from_millis(1));
+        s.handle_timeout(ping_at - Duration::from_millis(1), true);
         assert!(s.client_output().is_empty());
-        s.handle_timeout(ping_at);
+        s.handle_timeout(ping_at, true);
         let out = s.client_output().to_vec();
         s.consume_client_output(out.len());
         assert_eq!(frames(&out)[0].0, 9, "a ping frame");
         assert_eq!(s.poll_timeout(), Some(ping_at + Duration::from_secs(10)));
-        s.handle_timeout(ping_at + Duration::from_secs(10));
+        s.handle_timeout(ping_at + Duration::from_secs(10), true);
         assert_eq!(s.poll_command(), Some(Command::Drop(End::PingTimeout)));
+    }
+
+    /// Whether the client's socket is read at each due time (the ping at
+    /// 30 s, then every 10 s): the pong's wait ends the session only once
+    /// reads went on for the whole of it.
+    #[test]
+    fn no_pong_is_not_the_clients_fault_while_switchboard_does_not_read_it() {
+        let cases: [&[bool]; 3] = [
+            &[true, true],
+            // Reads stop as the pong is due (the buffer budget): it may
+            // wait unread, so a new wait begins, then one more whole one.
+            &[true, false, true, true],
+            // The ping goes out while reads are stopped; they resume
+            // before the pong is due, the pong not yet read.
+            &[false, true, true],
+        ];
+        for reading in cases {
+            let now = Instant::now();
+            let mut s = ready_session(now);
+            client_texts(&mut s);
+            for (i, &reading_now) in reading.iter().enumerate() {
+                let at = now + Duration::from_secs(30 + 10 * i as u64);
+                assert_eq!(s.poll_timeout(), Some(at), "{reading:?} at {i}");
+                s.handle_timeout(at, reading_now);
+                let out = s.client_output().to_vec();
+                s.consume_client_output(out.len());
+                let expected = (i + 1 == reading.len()).then_some(Command::Drop(End::PingTimeout));
+                assert_eq!(s.poll_command(), expected, "{reading:?} at {i}");
+            }
+        }
     }
 
     #[test]
@@ -874,7 +922,7 @@ mod tests {
             s.handle_client_input(now + Duration::from_secs(second), &pong);
         }
         assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(10)));
-        s.handle_timeout(now + Duration::from_secs(10));
+        s.handle_timeout(now + Duration::from_secs(10), true);
         assert!(client_texts(&mut s)[0].contains("connection-timeout"));
         assert!(matches!(
             s.poll_command(),
@@ -894,7 +942,7 @@ mod tests {
             s.handle_client_input(now + Duration::from_secs(i as u64), &[*byte]);
         }
         assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(10)));
-        s.handle_timeout(now + Duration::from_secs(10));
+        s.handle_timeout(now + Duration::from_secs(10), true);
         assert!(client_texts(&mut s)[0].contains("connection-timeout"));
         // A frame that completes in time clears the deadline.
         let mut s = ready_session(now);
@@ -914,7 +962,8 @@ mod tests {
         assert!(!s.wants_client_input(), "the backend output is full");
         let frame = text_frame("<presence/>");
         s.handle_client_input(now, &frame[..3]);
-        s.handle_timeout(now + Duration::from_secs(10));
+        let reading = s.wants_client_input();
+        s.handle_timeout(now + Duration::from_secs(10), reading);
         assert!(s.poll_command().is_none(), "not cut while back-pressured");
         backend_text(&mut s);
         s.handle_client_input(now + Duration::from_secs(11), &frame[3..]);

@@ -356,7 +356,10 @@ impl Client {
             }
             Phase::Http(_) => None,
             Phase::WebSocket(session) => {
-                session.handle_timeout(now);
+                let reading = !shared.sockets.take_held_back(self.socket)
+                    && shared.accounting.within_budget()
+                    && session.wants_client_input();
+                session.handle_timeout(now, reading);
                 None
             }
         }

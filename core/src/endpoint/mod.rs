@@ -144,6 +144,9 @@ struct Slot {
     /// The shell was told not to read: it must be given a turn once it
     /// may (edge-triggered readiness brings no new event).
     refused: Cell<bool>,
+    /// A read was refused since the owner last judged the peer's silence:
+    /// what the peer sent may still wait unread.
+    held_back: Cell<bool>,
 }
 
 /// The socket table: who owns each socket the shell holds.
@@ -157,6 +160,14 @@ impl Sockets {
             .get(id.index())
             .filter(|s| s.generation == id.generation)
             .map(|s| s.owner)
+    }
+
+    /// Whether a read on `id` was refused since the last call.
+    fn take_held_back(&self, id: SocketId) -> bool {
+        self.slots
+            .get(id.index())
+            .filter(|s| s.generation == id.generation)
+            .is_some_and(|s| s.held_back.take())
     }
 }
 
@@ -198,6 +209,7 @@ impl Shared {
             generation,
             owner,
             refused: Cell::new(false),
+            held_back: Cell::new(false),
         });
         SocketId::from_parts(index, generation)
     }
@@ -421,6 +433,7 @@ impl Endpoint {
         };
         if !wanted {
             slot.refused.set(true);
+            slot.held_back.set(true);
         }
         wanted
     }

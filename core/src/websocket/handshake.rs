@@ -371,8 +371,9 @@ mod tests {
             ..request()
         };
         assert_eq!(accept(&req), Err(Refusal::BadVersion));
+        let padded_key = format!("\t{SAMPLE_KEY} ");
         let req = UpgradeRequest {
-            key: Some(&format!("\t{SAMPLE_KEY} ")),
+            key: Some(&padded_key),
             protocols: Some("\txmpp ,chat"),
             version: Some(" 13\t"),
             ..request()
