@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::client::driver::Outcome;
+use crate::client::driver::{Ends, Outcome};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
@@ -25,10 +25,18 @@ pub struct Report {
     pub received: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<u64>,
+    /// Probes and echoes that arrived a second time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicated: Option<u64>,
     /// Connections the client had to open again during the message phase.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconnects: Option<u64>,
     pub errors: BTreeMap<String, u64>,
+    /// The errors with the wall-clock time of the first and the last.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ends: BTreeMap<String, EndTimes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faults: Option<Faults>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throughput_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,6 +82,42 @@ pub struct Tick {
     pub p99_ms: f64,
 }
 
+/// When sessions ended with one error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct EndTimes {
+    pub count: u64,
+    pub first_unix_ms: u64,
+    pub last_unix_ms: u64,
+}
+
+impl From<Ends> for EndTimes {
+    fn from(e: Ends) -> Self {
+        EndTimes {
+            count: e.count,
+            first_unix_ms: e.first_unix_ms,
+            last_unix_ms: e.last_unix_ms,
+        }
+    }
+}
+
+/// `--cut-connections`: what was cut, and how the clients recovered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Faults {
+    pub cut_share: f64,
+    pub seed: u64,
+    pub cuts: u64,
+    pub cut_before_request: u64,
+    pub cut_mid_request: u64,
+    pub cut_held: u64,
+    pub cut_mid_response: u64,
+    /// Requests sent again with the same rid.
+    pub resent: u64,
+    /// Connections the server closed or reset under a request.
+    pub server_closed: u64,
+    /// Responses that reported a missing one (XEP-0124 §9.2).
+    pub reports: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Memory {
     pub pids: Vec<u32>,
@@ -110,8 +154,29 @@ impl Report {
             sent: Some(totals.sent),
             received: Some(totals.echoed),
             lost: Some(totals.lost()),
+            duplicated: Some(totals.duplicate),
             reconnects: Some(outcome.reconnects),
             errors: outcome.errors.clone(),
+            ends: outcome
+                .ends
+                .iter()
+                .map(|(k, e)| (k.clone(), EndTimes::from(*e)))
+                .collect(),
+            faults: outcome.cuts.map(|cuts| {
+                let f = outcome.faults;
+                Faults {
+                    cut_share: cuts.share,
+                    seed: cuts.seed,
+                    cuts: f.cuts(),
+                    cut_before_request: f.cut_before_request,
+                    cut_mid_request: f.cut_mid_request,
+                    cut_held: f.cut_held,
+                    cut_mid_response: f.cut_mid_response,
+                    resent: f.resent,
+                    server_closed: f.server_closed,
+                    reports: f.reports,
+                }
+            }),
             throughput_per_s: Some(throughput),
             latency_ms: (!outcome.latency_us.is_empty())
                 .then(|| Latency::from_histogram(&outcome.latency_us)),
@@ -160,7 +225,29 @@ impl Report {
             self.sessions_established, self.sessions_requested, self.setup_per_s
         );
         if let (Some(sent), Some(received), Some(lost)) = (self.sent, self.received, self.lost) {
-            let _ = writeln!(s, "messages   sent {sent}, echoed {received}, lost {lost}");
+            let duplicated = self.duplicated.unwrap_or(0);
+            let _ = writeln!(
+                s,
+                "messages   sent {sent}, echoed {received}, lost {lost}, duplicated {duplicated}"
+            );
+        }
+        if let Some(f) = &self.faults {
+            let _ = writeln!(
+                s,
+                "faults     {} connections cut ({:.0}% of requests, seed {}): {} before the \
+                 request, {} mid-request, {} held, {} mid-response; {} requests sent again, \
+                 {} connections closed by the server, {} reports",
+                f.cuts,
+                f.cut_share * 100.0,
+                f.seed,
+                f.cut_before_request,
+                f.cut_mid_request,
+                f.cut_held,
+                f.cut_mid_response,
+                f.resent,
+                f.server_closed,
+                f.reports
+            );
         }
         if let Some(n) = self.reconnects.filter(|&n| n > 0) {
             let _ = writeln!(

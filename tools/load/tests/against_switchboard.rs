@@ -388,3 +388,98 @@ fn memory_mode_keeps_idle_websocket_and_bosh_sessions_and_reads_rss() {
         assert!(report.sent.is_none() && report.latency_ms.is_none());
     }
 }
+
+#[test]
+fn bosh_connections_cut_at_random_points_lose_and_duplicate_nothing() {
+    // Every kind of cut, each request sent again with its rid on a new
+    // connection: switchboard's kept responses and held-again requests
+    // (XEP-0124 §14.3) and the client's rid order make every stanza
+    // arrive once.
+    let stub = StubThread::start();
+    let sb = SwitchboardThread::start(stub.addr);
+    let bosh = format!("http://{}/http-bind", sb.addr);
+    let args = [
+        "--sessions",
+        "10",
+        "--ramp",
+        "500",
+        "--bosh-acks",
+        "--cut-connections",
+        "0.2",
+        "--seed",
+        "7",
+    ];
+    let result = run_bosh(&bosh, &args);
+    assert_clean(&result, 10);
+    let r = &result.report;
+    assert_eq!(r.duplicated, Some(0), "{}", r.summary());
+    let f = r.faults.expect("fault counts");
+    assert_eq!((f.cut_share, f.seed), (0.2, 7));
+    for (kind, n) in [
+        ("before the request", f.cut_before_request),
+        ("mid-request", f.cut_mid_request),
+        ("held", f.cut_held),
+        ("mid-response", f.cut_mid_response),
+    ] {
+        assert!(n > 0, "no cut {kind}: {}", r.summary());
+    }
+    assert!(f.resent >= f.cuts, "{}", r.summary());
+}
+
+#[test]
+fn when_the_server_goes_every_session_ends_with_remote_connection_failed_at_once() {
+    // BOSH hears a terminate with the condition, WebSocket the stream
+    // error and then the close frame; the end times come in the report.
+    let stub = StubThread::start();
+    let sb = SwitchboardThread::start(stub.addr);
+    let ws = format!("ws://{}/xmpp-websocket", sb.addr);
+    let bosh = format!("http://{}/http-bind", sb.addr);
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let gone = std::time::SystemTime::now();
+        drop(stub);
+        gone
+    });
+    let result = run(&[
+        "--transport",
+        "mix",
+        "--url",
+        &ws,
+        "--bosh-url",
+        &bosh,
+        "--sessions",
+        "10",
+        "--ramp",
+        "500",
+        "--rate",
+        "20",
+        "--duration",
+        "3s",
+    ]);
+    let gone = stopper.join().unwrap();
+    let gone_ms = gone
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let r = &result.report;
+    assert_eq!(r.sessions_established, 10, "{}", r.summary());
+    for kind in [
+        "bosh_terminate:remote-connection-failed",
+        "stream_error:remote-connection-failed",
+    ] {
+        assert_eq!(r.errors.get(kind), Some(&5), "{}", r.summary());
+        let ends = r.ends[kind];
+        assert_eq!(ends.count, 5);
+        // The stub notices its stop flag within 100 ms.
+        assert!(
+            ends.first_unix_ms >= gone_ms,
+            "{kind} ended before the server went"
+        );
+        assert!(
+            ends.last_unix_ms < gone_ms + 1000,
+            "{kind}: last end {} ms after the server went",
+            ends.last_unix_ms - gone_ms
+        );
+    }
+    assert_eq!(r.errors.len(), 2, "{}", r.summary());
+}

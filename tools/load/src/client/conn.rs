@@ -4,6 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -27,6 +28,38 @@ pub struct Net {
     pub hangup: bool,
     /// Connections opened so far.
     pub opened: u64,
+    /// Faults made and repaired by the BOSH transport.
+    pub faults: FaultCounts,
+    /// Wake-ups asked for by transports: (session, after how long). The
+    /// driver moves them onto its timers after each call.
+    pub wakes: Vec<(usize, Duration)>,
+}
+
+/// What `--cut-connections` did, and how the BOSH clients recovered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Connections cut before the request was written.
+    pub cut_before_request: u64,
+    /// Connections cut with part of the request written.
+    pub cut_mid_request: u64,
+    /// Connections cut with the request written and no response begun.
+    pub cut_held: u64,
+    /// Connections cut with part of the response read.
+    pub cut_mid_response: u64,
+    /// Requests sent again with the same rid (XEP-0124 §14.3), after a cut
+    /// or after the server closed or reset their connection.
+    pub resent: u64,
+    /// Connections the server closed or reset with a request on them.
+    pub server_closed: u64,
+    /// Responses that reported a missing one (`report`, XEP-0124 §9.2).
+    pub reports: u64,
+}
+
+impl FaultCounts {
+    /// Connections cut on purpose.
+    pub fn cuts(&self) -> u64 {
+        self.cut_before_request + self.cut_mid_request + self.cut_held + self.cut_mid_response
+    }
 }
 
 impl Net {
@@ -39,7 +72,15 @@ impl Net {
             scratch: Vec::new(),
             hangup: false,
             opened: 0,
+            faults: FaultCounts::default(),
+            wakes: Vec::new(),
         }
+    }
+
+    /// Ask the driver to call the transport of `session` again after
+    /// `after` (`Transport::on_wake`).
+    pub fn wake_after(&mut self, session: usize, after: Duration) {
+        self.wakes.push((session, after));
     }
 }
 
@@ -83,6 +124,11 @@ impl Conn {
 
     pub fn is_open(&self) -> bool {
         self.stream.is_some()
+    }
+
+    /// Whether everything queued has gone into the socket.
+    pub fn all_written(&self) -> bool {
+        self.connected && self.output.is_empty()
     }
 
     /// Drop the socket (it leaves the poll with it) and the buffers.

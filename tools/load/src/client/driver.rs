@@ -19,14 +19,14 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
 use mio::{Events, Poll};
 use switchboard_core::xml::ElementInfo;
 
-use super::bosh::Bosh;
-use super::conn::Net;
+use super::bosh::{Bosh, Cutter};
+use super::conn::{FaultCounts, Net};
 use super::tcp::Tcp;
 use super::timeline::{Second, Timeline};
 use super::ws::Ws;
@@ -86,12 +86,35 @@ pub struct Plan {
     pub ramp: f64,
     pub login_timeout: Duration,
     pub bosh_wait: u32,
+    /// BOSH clients acknowledge responses (XEP-0124 §9).
+    pub bosh_acks: bool,
+    /// Cut this share of BOSH requests' connections, seeded.
+    pub cuts: Option<Cuts>,
     /// `Some` for `run`, `None` for `memory`.
     pub traffic: Option<Traffic>,
     /// How long idle sessions stay open after setup (memory).
     pub settle: Duration,
     /// Print a progress line on stderr each second.
     pub progress: bool,
+}
+
+/// `--cut-connections`: the share of BOSH requests whose connection is
+/// cut, and the seed that picks them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cuts {
+    pub share: f64,
+    pub seed: u64,
+}
+
+/// When sessions ended, by what ended them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ends {
+    pub count: u64,
+    /// Wall-clock milliseconds since the Unix epoch of the first and the
+    /// last, so that a script can set them against the moment it made a
+    /// fault.
+    pub first_unix_ms: u64,
+    pub last_unix_ms: u64,
 }
 
 /// What a finished run counted.
@@ -110,6 +133,11 @@ pub struct Outcome {
     /// Echoes received during the message phase.
     pub on_time: u64,
     pub errors: BTreeMap<String, u64>,
+    /// The errors again, with when they happened.
+    pub ends: BTreeMap<String, Ends>,
+    /// Connection cuts and how the BOSH clients recovered.
+    pub faults: FaultCounts,
+    pub cuts: Option<Cuts>,
     /// Round-trip latency in microseconds.
     pub latency_us: Histogram<u64>,
     /// Echoes and p99 per second of the message phase.
@@ -146,6 +174,8 @@ enum Timer {
     LoginDeadline,
     Warmup,
     PairSend,
+    /// A wake-up a session's transport asked for.
+    Wake,
 }
 
 /// Counters the handlers update, kept apart from the sessions so that a
@@ -154,6 +184,7 @@ struct Tally {
     ledger: Ledger,
     latency_us: Histogram<u64>,
     errors: BTreeMap<String, u64>,
+    ends: BTreeMap<String, Ends>,
     timeline: Timeline,
     on_time: u64,
     echoes: u64,
@@ -203,6 +234,7 @@ impl Driver {
                 ledger: Ledger::new(plan.sessions / 2),
                 latency_us,
                 errors: BTreeMap::new(),
+                ends: BTreeMap::new(),
                 timeline,
                 on_time: 0,
                 echoes: 0,
@@ -243,6 +275,7 @@ impl Driver {
             self.fire_timers(now);
             self.advance(now);
             self.flush_dirty();
+            self.schedule_wakes(now);
             if self.phase == Phase::Done {
                 return Ok(());
             }
@@ -276,6 +309,9 @@ impl Driver {
             totals: self.tally.ledger.totals(),
             on_time: self.tally.on_time,
             errors: self.tally.errors.clone(),
+            ends: self.tally.ends.clone(),
+            faults: self.net.faults,
+            cuts: self.plan.cuts,
             latency_us: self.tally.latency_us.clone(),
             timeline: self.tally.timeline.seconds(),
         }
@@ -322,6 +358,14 @@ impl Driver {
                     self.warmup_unsent -= 1;
                     if let Phase::Warmup { .. } = self.phase {
                         self.send_from(index, now);
+                    }
+                }
+                Timer::Wake => {
+                    let session = &mut self.sessions[index];
+                    if matches!(session.state, State::LoggingIn | State::Ready) {
+                        if let Err(kind) = session.transport.on_wake(&mut self.net, index) {
+                            self.fail(index, kind);
+                        }
                     }
                 }
                 Timer::PairSend => {
@@ -482,6 +526,14 @@ impl Driver {
         }
     }
 
+    /// Move the wake-ups transports asked for onto the timers.
+    fn schedule_wakes(&mut self, now: u64) {
+        for (session, after) in self.net.wakes.drain(..) {
+            let at = now + after.as_nanos() as u64;
+            self.timers.push(Reverse((at, Timer::Wake, session)));
+        }
+    }
+
     fn mark_dirty(&mut self, s: usize) {
         if !self.sessions[s].dirty {
             self.sessions[s].dirty = true;
@@ -515,6 +567,16 @@ impl Driver {
         session.state = State::Failed;
         session.transport.close();
         self.jids[s] = None;
+        let unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let ends = self.tally.ends.entry(kind.to_string()).or_insert(Ends {
+            count: 0,
+            first_unix_ms: unix_ms,
+            last_unix_ms: unix_ms,
+        });
+        ends.count += 1;
+        ends.last_unix_ms = unix_ms;
         *self.tally.errors.entry(kind.into_owned()).or_default() += 1;
     }
 
@@ -584,7 +646,18 @@ fn new_session(plan: &Plan, i: usize) -> io::Result<Session> {
         Transport::Tcp(Box::new(Tcp::new(tcp, domain)))
     } else if bosh {
         let bosh = plan.bosh.clone().ok_or_else(|| missing("bosh"))?;
-        Transport::Bosh(Box::new(Bosh::new(bosh, domain, plan.bosh_wait, seed)))
+        // Each session its own cuts, all from the run's one seed.
+        let cutter = plan
+            .cuts
+            .map(|c| Cutter::new(c.share, c.seed ^ seed.wrapping_mul(0xD6E8_FEB8_6659_FD93)));
+        Transport::Bosh(Box::new(Bosh::new(
+            bosh,
+            domain,
+            plan.bosh_wait,
+            seed,
+            plan.bosh_acks,
+            cutter,
+        )))
     } else {
         let ws = plan.ws.clone().ok_or_else(|| missing("websocket"))?;
         Transport::Ws(Box::new(Ws::new(ws, domain, seed)))
@@ -630,7 +703,10 @@ fn traffic(
             let partner = s ^ 1;
             match kind {
                 b'p' => {
-                    if let Some(to) = jids[partner].as_deref() {
+                    // A probe that came twice is counted, not echoed: each
+                    // hop's duplicates are then counted once.
+                    let first = tally.ledger.probed(pair, seq) == Echo::OnTime;
+                    if let (true, Some(to)) = (first, jids[partner].as_deref()) {
                         out.push(|buf| write_message(buf, to, b'e', sent_at, seq));
                     }
                 }

@@ -128,6 +128,14 @@ impl Transport {
         }
     }
 
+    /// A wake-up the transport asked for (`Net::wake_after`).
+    pub fn on_wake(&mut self, net: &mut Net, session: usize) -> Result<(), ErrorKind> {
+        match self {
+            Transport::Bosh(t) => t.on_wake(net, session),
+            Transport::Ws(_) | Transport::Tcp(_) => Ok(()),
+        }
+    }
+
     /// Close every socket.
     pub fn close(&mut self) {
         match self {

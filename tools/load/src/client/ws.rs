@@ -27,6 +27,9 @@ pub struct Ws {
     upgraded: bool,
     key: String,
     framer: Framer,
+    /// Why the session is ending (a stream error, `<close/>`): it ends with
+    /// this once the server's close frame comes, as RFC 7395 §3.6 has it.
+    ending: Option<ErrorKind>,
     /// xorshift state for masking keys (RFC 6455 §5.3 wants them
     /// unpredictable to proxies; any varying key serves a load tool).
     rng: u64,
@@ -41,6 +44,7 @@ impl Ws {
             upgraded: false,
             key: String::new(),
             framer: Framer::new(Mode::Fragments, Limits::default()),
+            ending: None,
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
         }
     }
@@ -125,7 +129,10 @@ impl Ws {
                         .input
                         .get(start..start + 2)
                         .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
-                    result = Err(format!("ws_close:{code}").into());
+                    result = Err(match self.ending.take() {
+                        Some(why) => why,
+                        None => format!("ws_close:{code}").into(),
+                    });
                 }
                 OP_CONTINUATION | OP_BINARY => result = Err("ws_bad_frame".into()),
                 _ => result = Err("ws_bad_opcode".into()),
@@ -135,7 +142,13 @@ impl Ws {
         result?;
         outbox.drain(|el| self.send(el));
         self.conn.flush()?;
-        eof(state)
+        match (state, self.ending.take()) {
+            (ReadState::Eof, Some(why)) => Err(format!("{why}:no_close_frame").into()),
+            (state, ending) => {
+                self.ending = ending;
+                eof(state)
+            }
+        }
     }
 
     /// One text message: one element (RFC 7395 §3.3.3).
@@ -148,7 +161,7 @@ impl Ws {
         handle: &mut Handler,
     ) -> Result<(), ErrorKind> {
         let mut at = start;
-        while at < end {
+        while at < end && self.ending.is_none() {
             let payload = &self.conn.input[at..end];
             let frame = match self.framer.next(payload) {
                 Ok(Some(frame)) => frame,
@@ -163,7 +176,8 @@ impl Ws {
                         outbox.drain(|el| put_text(&mut self.conn.output, &mut self.rng, el));
                         self.send_open(net);
                     }
-                    Flow::Fail(kind) => return Err(kind),
+                    // What follows the end, `<close/>` among it, says no more.
+                    Flow::Fail(kind) => self.ending = Some(kind),
                 }
             }
         }
