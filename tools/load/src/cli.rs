@@ -204,6 +204,11 @@ pub struct RunArgs {
     /// After the message phase, wait this long for echoes still on their way
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "T")]
     pub drain: Duration,
+    /// After the drain, end every session cleanly (WebSocket `<close/>`,
+    /// BOSH `type='terminate'`, TCP `</stream:stream>`); one the server has
+    /// not closed within 5 s counts as a logout_timeout error
+    #[arg(long)]
+    pub logout: bool,
     /// Fault: cut this share (0 to 1) of BOSH requests' connections at a
     /// random point (before the request is written, mid-request, while
     /// held, or mid-response); each request then goes out again with its

@@ -146,6 +146,7 @@ pub fn run(args: &RunArgs, progress: bool) -> Result<RunResult, String> {
         rate: args.rate,
         window: args.window,
         drain: args.drain,
+        logout: args.logout,
     });
     let mut driver = Driver::new(plan).map_err(|e| e.to_string())?;
     driver.run().map_err(|e| format!("poll: {e}"))?;

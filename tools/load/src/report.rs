@@ -16,6 +16,9 @@ pub struct Report {
     pub target: String,
     pub sessions_requested: usize,
     pub sessions_established: usize,
+    /// Sessions closed cleanly by `--logout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions_closed: Option<usize>,
     pub setup_per_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
@@ -149,6 +152,7 @@ impl Report {
             target: target.into(),
             sessions_requested: outcome.sessions_requested,
             sessions_established: outcome.sessions_established,
+            sessions_closed: outcome.logout.then_some(outcome.sessions_closed),
             setup_per_s: setup_rate(outcome),
             duration_s: Some(outcome.message_secs),
             sent: Some(totals.sent),
@@ -224,6 +228,9 @@ impl Report {
             "sessions   {}/{} established, setup {:.0}/s",
             self.sessions_established, self.sessions_requested, self.setup_per_s
         );
+        if let Some(closed) = self.sessions_closed {
+            let _ = writeln!(s, "logout     {closed} sessions closed cleanly");
+        }
         if let (Some(sent), Some(received), Some(lost)) = (self.sent, self.received, self.lost) {
             let duplicated = self.duplicated.unwrap_or(0);
             let _ = writeln!(

@@ -143,6 +143,8 @@ pub struct Bosh {
     /// Stanzas for the next request.
     pending: Vec<u8>,
     restart: bool,
+    /// The next request ends the session (XEP-0124 §13).
+    terminate: bool,
     framer: Framer,
     cutter: Option<Cutter>,
 }
@@ -172,6 +174,7 @@ impl Bosh {
             early: Vec::new(),
             pending: Vec::new(),
             restart: false,
+            terminate: false,
             framer: Framer::new(Mode::Fragments, Limits::default()),
             cutter,
         }
@@ -342,6 +345,15 @@ impl Bosh {
                     self.domain
                 );
                 self.restart = false;
+            } else if self.terminate {
+                // With what waits, then unavailable presence (§13).
+                let _ = write!(net.scratch, " type='terminate' xmlns='{NS_HTTPBIND}'>");
+                net.scratch.extend_from_slice(&self.pending);
+                net.scratch
+                    .extend_from_slice(b"<presence type='unavailable' xmlns='jabber:client'/>");
+                net.scratch.extend_from_slice(b"</body>");
+                self.pending.clear();
+                self.terminate = false;
             } else if !self.pending.is_empty() {
                 let _ = write!(net.scratch, " xmlns='{NS_HTTPBIND}'>");
                 net.scratch.extend_from_slice(&self.pending);
@@ -505,6 +517,12 @@ impl Bosh {
 
     pub fn send(&mut self, element: &[u8]) {
         self.pending.extend_from_slice(element);
+    }
+
+    /// End the session with the next request; the server answers it with
+    /// a terminate body.
+    pub fn logout(&mut self) {
+        self.terminate = true;
     }
 
     pub fn flush(&mut self, net: &mut Net, session: usize) -> Result<(), ErrorKind> {

@@ -3,7 +3,8 @@
 //!
 //! Phases: setup (every session logged in, failed or timed out) → warm-up
 //! (one round trip per pair) → messages (`duration`) → drain (until every
-//! echo is back or the grace ends) → done; or, without traffic (memory
+//! echo is back or the grace ends) → logout, if asked (until every session
+//! is closed, or `LOGOUT_TIMEOUT`) → done; or, without traffic (memory
 //! mode), setup → settle → done. Session `2p` sends to session `2p+1`,
 //! which echoes; only the sender records latency, and only for messages
 //! sent in the message phase.
@@ -48,6 +49,13 @@ const WARMUP_SPREAD: Duration = Duration::from_secs(1);
 /// The message phase starts when every warm-up echo is back, or this long
 /// after the warm-up started (a missing echo then shows as lost).
 const WARMUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A session not closed this long after its logout began counts as a
+/// `logout_timeout` error.
+const LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a session ends with when the server answers its logout: the
+/// server's `<close/>` (then its close frame) or `</stream:stream>`, or a
+/// BOSH terminate without a condition.
+const CLEAN_ENDS: [&str; 2] = ["stream_closed", "bosh_terminate:none"];
 
 /// Which transport each session uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +76,8 @@ pub struct Traffic {
     /// Messages in flight per pair in closed loop.
     pub window: u32,
     pub drain: Duration,
+    /// After the drain, close every session cleanly.
+    pub logout: bool,
 }
 
 /// Everything a run needs, checked.
@@ -122,6 +132,9 @@ pub struct Ends {
 pub struct Outcome {
     pub sessions_requested: usize,
     pub sessions_established: usize,
+    /// Sessions closed cleanly by the logout, if there was one.
+    pub sessions_closed: usize,
+    pub logout: bool,
     /// From the first start to the last session logged in.
     pub setup_secs: f64,
     pub message_secs: f64,
@@ -149,6 +162,8 @@ enum State {
     NotStarted,
     LoggingIn,
     Ready,
+    /// Logged out cleanly.
+    Closed,
     Failed,
 }
 
@@ -165,6 +180,7 @@ enum Phase {
     Warmup { until: u64 },
     Messages { start: u64, until: u64 },
     Drain { start: u64, until: u64 },
+    Logout { start: u64, until: u64 },
     Settle { until: u64 },
     Done,
 }
@@ -189,6 +205,7 @@ struct Tally {
     on_time: u64,
     echoes: u64,
     established: usize,
+    closed: usize,
     resolved: usize,
     up: usize,
     last_ready_ns: u64,
@@ -239,6 +256,7 @@ impl Driver {
                 on_time: 0,
                 echoes: 0,
                 established: 0,
+                closed: 0,
                 resolved: 0,
                 up: 0,
                 last_ready_ns: 0,
@@ -303,6 +321,8 @@ impl Driver {
         Outcome {
             sessions_requested: self.plan.sessions,
             sessions_established: self.tally.established,
+            sessions_closed: self.tally.closed,
+            logout: self.plan.traffic.is_some_and(|t| t.logout),
             setup_secs: (self.tally.last_ready_ns - setup_start) as f64 / 1e9,
             message_secs,
             reconnects: self.tally.reconnects,
@@ -432,9 +452,30 @@ impl Driver {
                     until: now + drain,
                 };
             }
-            Phase::Drain { until, .. }
+            Phase::Drain { start, until }
                 if now >= until || self.tally.ledger.total_in_flight() == 0 =>
             {
+                if self.plan.traffic.is_some_and(|t| t.logout) {
+                    self.phase = Phase::Logout {
+                        start,
+                        until: now + LOGOUT_TIMEOUT.as_nanos() as u64,
+                    };
+                    for s in 0..self.sessions.len() {
+                        if self.sessions[s].state == State::Ready {
+                            self.sessions[s].transport.logout();
+                            self.mark_dirty(s);
+                        }
+                    }
+                } else {
+                    self.phase = Phase::Done;
+                }
+            }
+            Phase::Logout { until, .. } if self.tally.up == 0 || now >= until => {
+                for s in 0..self.sessions.len() {
+                    if self.sessions[s].state == State::Ready {
+                        self.fail(s, "logout_timeout".into());
+                    }
+                }
                 self.phase = Phase::Done;
             }
             Phase::Settle { until } if now >= until => self.phase = Phase::Done,
@@ -562,11 +603,16 @@ impl Driver {
         match session.state {
             State::Ready => self.tally.up -= 1,
             State::LoggingIn | State::NotStarted => self.tally.resolved += 1,
-            State::Failed => return,
+            State::Closed | State::Failed => return,
         }
-        session.state = State::Failed;
         session.transport.close();
         self.jids[s] = None;
+        if matches!(self.phase, Phase::Logout { .. }) && CLEAN_ENDS.contains(&kind.as_ref()) {
+            session.state = State::Closed;
+            self.tally.closed += 1;
+            return;
+        }
+        session.state = State::Failed;
         let unix_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -593,6 +639,7 @@ impl Driver {
             Phase::Warmup { until }
             | Phase::Messages { until, .. }
             | Phase::Drain { until, .. }
+            | Phase::Logout { until, .. }
             | Phase::Settle { until } => {
                 wake = wake.min(until);
             }
@@ -614,6 +661,7 @@ impl Driver {
             Phase::Warmup { .. } => "warm-up",
             Phase::Messages { .. } => "messages",
             Phase::Drain { .. } => "drain",
+            Phase::Logout { .. } => "logout",
             Phase::Settle { .. } => "settle",
             Phase::Done => "done",
         };
@@ -712,7 +760,9 @@ fn traffic(
                 }
                 b'e' => {
                     let warmup = match phase {
-                        Phase::Messages { start, .. } | Phase::Drain { start, .. } => {
+                        Phase::Messages { start, .. }
+                        | Phase::Drain { start, .. }
+                        | Phase::Logout { start, .. } => {
                             sent_at < start
                         }
                         Phase::Setup

@@ -128,6 +128,16 @@ impl Transport {
         }
     }
 
+    /// Close the session cleanly: RFC 7395 `<close/>`, a BOSH terminate
+    /// (XEP-0124 §13), or `</stream:stream>`.
+    pub fn logout(&mut self) {
+        match self {
+            Transport::Ws(t) => t.logout(),
+            Transport::Bosh(t) => t.logout(),
+            Transport::Tcp(t) => t.send(b"</stream:stream>"),
+        }
+    }
+
     /// A wake-up the transport asked for (`Net::wake_after`).
     pub fn on_wake(&mut self, net: &mut Net, session: usize) -> Result<(), ErrorKind> {
         match self {

@@ -214,6 +214,12 @@ impl Ws {
         Ok(used)
     }
 
+    /// RFC 7395 §3.6: `<close/>`; the server answers with its own, then
+    /// its close frame.
+    pub fn logout(&mut self) {
+        self.send(format!("<close xmlns='{NS_FRAMING}'/>").as_bytes());
+    }
+
     pub fn send(&mut self, element: &[u8]) {
         put_text(&mut self.conn.output, &mut self.rng, element);
     }
