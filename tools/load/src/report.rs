@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::client::conn::FaultCounts;
 use crate::client::driver::{Ends, Outcome};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -108,17 +109,10 @@ impl From<Ends> for EndTimes {
 pub struct Faults {
     pub cut_share: f64,
     pub seed: u64,
+    /// Connections cut, every kind together.
     pub cuts: u64,
-    pub cut_before_request: u64,
-    pub cut_mid_request: u64,
-    pub cut_held: u64,
-    pub cut_mid_response: u64,
-    /// Requests sent again with the same rid.
-    pub resent: u64,
-    /// Connections the server closed or reset under a request.
-    pub server_closed: u64,
-    /// Responses that reported a missing one (XEP-0124 §9.2).
-    pub reports: u64,
+    #[serde(flatten)]
+    pub counts: FaultCounts,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -166,20 +160,11 @@ impl Report {
                 .iter()
                 .map(|(k, e)| (k.clone(), EndTimes::from(*e)))
                 .collect(),
-            faults: outcome.cuts.map(|cuts| {
-                let f = outcome.faults;
-                Faults {
-                    cut_share: cuts.share,
-                    seed: cuts.seed,
-                    cuts: f.cuts(),
-                    cut_before_request: f.cut_before_request,
-                    cut_mid_request: f.cut_mid_request,
-                    cut_held: f.cut_held,
-                    cut_mid_response: f.cut_mid_response,
-                    resent: f.resent,
-                    server_closed: f.server_closed,
-                    reports: f.reports,
-                }
+            faults: outcome.cuts.map(|cuts| Faults {
+                cut_share: cuts.share,
+                seed: cuts.seed,
+                cuts: outcome.faults.cuts(),
+                counts: outcome.faults,
             }),
             throughput_per_s: Some(throughput),
             latency_ms: (!outcome.latency_us.is_empty())
@@ -238,15 +223,16 @@ impl Report {
                 "messages   sent {sent}, echoed {received}, lost {lost}, duplicated {duplicated}"
             );
         }
-        if let Some(f) = &self.faults {
+        if let Some(faults) = &self.faults {
+            let f = &faults.counts;
             let _ = writeln!(
                 s,
                 "faults     {} connections cut ({:.0}% of requests, seed {}): {} before the \
                  request, {} mid-request, {} held, {} mid-response; {} requests sent again, \
                  {} connections closed by the server, {} reports",
-                f.cuts,
-                f.cut_share * 100.0,
-                f.seed,
+                faults.cuts,
+                faults.cut_share * 100.0,
+                faults.seed,
                 f.cut_before_request,
                 f.cut_mid_request,
                 f.cut_held,

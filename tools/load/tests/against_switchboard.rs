@@ -90,6 +90,35 @@ impl SwitchboardThread {
     }
 }
 
+impl SwitchboardThread {
+    fn ws_url(&self) -> String {
+        format!("ws://{}/xmpp-websocket", self.addr)
+    }
+
+    fn bosh_url(&self) -> String {
+        format!("http://{}/http-bind", self.addr)
+    }
+
+    /// A run of 10 sessions over `transport` through this switchboard.
+    fn run(&self, transport: &str, args: &[&str]) -> RunResult {
+        let (ws, bosh) = (self.ws_url(), self.bosh_url());
+        let mut all = vec![
+            "--transport",
+            transport,
+            "--url",
+            &ws,
+            "--bosh-url",
+            &bosh,
+            "--sessions",
+            "10",
+            "--ramp",
+            "500",
+        ];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+}
+
 impl Drop for SwitchboardThread {
     fn drop(&mut self) {
         self.handle.shutdown();
@@ -211,27 +240,16 @@ fn assert_clean(result: &RunResult, sessions: usize) {
 fn websocket_bosh_and_mixed_sessions_echo_through_switchboard() {
     let stub = StubThread::start();
     let sb = SwitchboardThread::start(stub.addr);
-    let ws = format!("ws://{}/xmpp-websocket", sb.addr);
-    let bosh = format!("http://{}/http-bind", sb.addr);
     for transport in ["ws", "bosh", "mix"] {
-        let result = run(&[
-            "--transport",
-            transport,
-            "--url",
-            &ws,
-            "--bosh-url",
-            &bosh,
-            "--sessions",
-            "10",
-            "--ramp",
-            "500",
-            "--duration",
-            "2s",
-            "--drain",
-            "2s",
-        ]);
+        let args = ["--duration", "2s", "--drain", "2s", "--logout"];
+        let result = sb.run(transport, &args);
         assert_clean(&result, 10);
         assert_eq!(result.report.transport, transport);
+        assert_eq!(
+            result.report.sessions_closed,
+            Some(10),
+            "every session logged out"
+        );
     }
 }
 
@@ -243,7 +261,7 @@ fn keep_alive_connections_closed_during_a_long_ramp_are_reopened_before_the_mess
     // measured round trip pays a connect.
     let stub = StubThread::start();
     let sb = SwitchboardThread::start(stub.addr);
-    let bosh = format!("http://{}/http-bind", sb.addr);
+    let bosh = sb.bosh_url();
     let result = run_bosh(&bosh, &["--sessions", "6", "--ramp", "1", "--rate", "5"]);
     assert_clean(&result, 6);
     assert_eq!(
@@ -276,7 +294,7 @@ fn a_request_on_a_connection_the_server_closed_is_sent_again() {
 fn fixed_rate_sends_about_the_rate_asked() {
     let stub = StubThread::start();
     let sb = SwitchboardThread::start(stub.addr);
-    let ws = format!("ws://{}/xmpp-websocket", sb.addr);
+    let ws = sb.ws_url();
     // 5 pairs × 20/s × 2 s = 200 messages.
     let result = run(&[
         "--url",
@@ -315,8 +333,14 @@ fn the_stub_alone_over_tcp_with_and_without_sasl() {
             "1s",
             "--window",
             "4",
+            "--logout",
         ]);
         assert_clean(&result, 10);
+        assert_eq!(
+            result.report.sessions_closed,
+            Some(10),
+            "</stream:stream> answered"
+        );
     }
 }
 
@@ -349,8 +373,7 @@ fn a_refused_connection_is_counted_and_nothing_is_established() {
 fn memory_mode_keeps_idle_websocket_and_bosh_sessions_and_reads_rss() {
     let stub = StubThread::start();
     let sb = SwitchboardThread::start(stub.addr);
-    let ws = format!("ws://{}/xmpp-websocket", sb.addr);
-    let bosh = format!("http://{}/http-bind", sb.addr);
+    let (ws, bosh) = (sb.ws_url(), sb.bosh_url());
     let pid = std::process::id().to_string();
     for transport in ["ws", "bosh"] {
         let cli = Cli::try_parse_from([
@@ -397,7 +420,7 @@ fn bosh_connections_cut_at_random_points_lose_and_duplicate_nothing() {
     // arrive once.
     let stub = StubThread::start();
     let sb = SwitchboardThread::start(stub.addr);
-    let bosh = format!("http://{}/http-bind", sb.addr);
+    let bosh = sb.bosh_url();
     let args = [
         "--sessions",
         "10",
@@ -413,8 +436,9 @@ fn bosh_connections_cut_at_random_points_lose_and_duplicate_nothing() {
     assert_clean(&result, 10);
     let r = &result.report;
     assert_eq!(r.duplicated, Some(0), "{}", r.summary());
-    let f = r.faults.expect("fault counts");
-    assert_eq!((f.cut_share, f.seed), (0.2, 7));
+    let faults = r.faults.expect("fault counts");
+    assert_eq!((faults.cut_share, faults.seed), (0.2, 7));
+    let f = faults.counts;
     for (kind, n) in [
         ("before the request", f.cut_before_request),
         ("mid-request", f.cut_mid_request),
@@ -423,7 +447,7 @@ fn bosh_connections_cut_at_random_points_lose_and_duplicate_nothing() {
     ] {
         assert!(n > 0, "no cut {kind}: {}", r.summary());
     }
-    assert!(f.resent >= f.cuts, "{}", r.summary());
+    assert!(f.resent >= faults.cuts, "{}", r.summary());
 }
 
 #[test]
@@ -432,30 +456,13 @@ fn when_the_server_goes_every_session_ends_with_remote_connection_failed_at_once
     // error and then the close frame; the end times come in the report.
     let stub = StubThread::start();
     let sb = SwitchboardThread::start(stub.addr);
-    let ws = format!("ws://{}/xmpp-websocket", sb.addr);
-    let bosh = format!("http://{}/http-bind", sb.addr);
     let stopper = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(1500));
         let gone = std::time::SystemTime::now();
         drop(stub);
         gone
     });
-    let result = run(&[
-        "--transport",
-        "mix",
-        "--url",
-        &ws,
-        "--bosh-url",
-        &bosh,
-        "--sessions",
-        "10",
-        "--ramp",
-        "500",
-        "--rate",
-        "20",
-        "--duration",
-        "3s",
-    ]);
+    let result = sb.run("mix", &["--rate", "20", "--duration", "3s"]);
     let gone = stopper.join().unwrap();
     let gone_ms = gone
         .duration_since(std::time::UNIX_EPOCH)

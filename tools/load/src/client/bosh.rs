@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use switchboard_core::xml::{FrameKind, Framer, Limits, Mode};
 
 use super::conn::{Conn, Net, ReadState};
-use super::{token, Flow, Handler, Outbox};
+use super::{token, Flow, Handler, Outbox, Rng};
 use crate::net::Endpoint;
 use crate::xmpp::{attr, start_tag_end, ErrorKind};
 
@@ -66,7 +66,7 @@ enum CutAt {
 #[derive(Clone, Debug)]
 pub struct Cutter {
     share: f64,
-    rng: u64,
+    rng: Rng,
 }
 
 impl Cutter {
@@ -74,38 +74,24 @@ impl Cutter {
     pub fn new(share: f64, seed: u64) -> Self {
         Cutter {
             share,
-            // xorshift needs a non-zero state.
-            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            rng: Rng::new(seed),
         }
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Whether and where to cut a request of `len` bytes.
     fn plan(&mut self, len: usize) -> Option<CutAt> {
-        if self.unit() >= self.share {
+        let rng = &mut self.rng;
+        if rng.unit() >= self.share {
             return None;
         }
-        Some(match self.next() % 4 {
+        Some(match rng.next_u64() % 4 {
             0 => CutAt::BeforeRequest,
-            1 if len > 1 => CutAt::MidRequest(1 + (self.next() % (len as u64 - 1)) as usize),
+            1 if len > 1 => CutAt::MidRequest(1 + (rng.next_u64() % (len as u64 - 1)) as usize),
             1 => CutAt::BeforeRequest,
             2 => {
                 let (low, high) = HELD_CUT_RANGE;
                 let ratio = high.as_secs_f64() / low.as_secs_f64();
-                CutAt::Held(low.mul_f64(ratio.powf(self.unit())))
+                CutAt::Held(low.mul_f64(ratio.powf(rng.unit())))
             }
             _ => CutAt::MidResponse,
         })
@@ -620,6 +606,7 @@ fn response(input: &[u8]) -> Result<Option<(usize, &[u8])>, ErrorKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::conn::Loopback;
     use mio::Poll;
     use switchboard_core::xml::ElementInfo;
 
@@ -634,15 +621,12 @@ mod tests {
 
     impl Rig {
         fn new(acks: bool) -> Rig {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = listener.local_addr().unwrap();
-            let endpoint = Rc::new(Endpoint {
-                addr,
-                host: addr.to_string(),
-                path: "/http-bind".into(),
-            });
-            let poll = Poll::new().unwrap();
-            let net = Net::new(poll.registry().try_clone().unwrap(), Vec::new());
+            let Loopback {
+                endpoint,
+                net,
+                poll,
+                listener,
+            } = Loopback::new("/http-bind");
             Rig {
                 bosh: Bosh::new(endpoint, "localhost".into(), 60, 1, acks, None),
                 net,
@@ -769,6 +753,36 @@ mod tests {
         assert_eq!(faults.cuts(), u64::from(MAX_CUTS_IN_A_ROW), "{faults:?}");
         assert_eq!(faults.resent, faults.cuts());
         assert!(faults.cut_mid_response > 0, "{faults:?}");
+    }
+
+    #[test]
+    fn a_reported_response_has_its_request_sent_again_on_a_new_connection() {
+        let mut rig = Rig::new(true);
+        rig.bosh.start(&mut rig.net, 0).unwrap();
+        rig.answer(0, SESSION);
+        rig.send("<message id='a'/>");
+        rig.send("<message id='b'/>");
+        let missing = rig.bosh.out[0].as_ref().unwrap().rid;
+        let http = rig.bosh.out[0].as_ref().unwrap().http.clone();
+        let opened = rig.net.opened;
+        // XEP-0124 §9.2: the response to the other request says the first
+        // one's has not been acknowledged for a while.
+        let out = rig.bosh.out[1].take().unwrap();
+        let body = format!(
+            "<body xmlns='http://jabber.org/protocol/httpbind' report='{missing}' time='2500'/>"
+        );
+        let mut outbox = Outbox::default();
+        let mut handle = |_: &[u8], _: &ElementInfo, _: &mut Outbox| Flow::Continue;
+        let reported = rig
+            .bosh
+            .arrived(out.rid, body.into_bytes(), &mut outbox, &mut handle)
+            .unwrap();
+        assert_eq!(reported, Some(missing));
+        rig.bosh.report(&mut rig.net, 0, missing).unwrap();
+        let again = rig.bosh.out[0].as_ref().unwrap();
+        assert_eq!((again.rid, &again.http), (missing, &http));
+        assert_eq!(rig.net.opened, opened + 1, "on a new connection");
+        assert_eq!((rig.net.faults.reports, rig.net.faults.resent), (1, 1));
     }
 
     #[test]

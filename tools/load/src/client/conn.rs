@@ -36,7 +36,7 @@ pub struct Net {
 }
 
 /// What `--cut-connections` did, and how the BOSH clients recovered.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FaultCounts {
     /// Connections cut before the request was written.
     pub cut_before_request: u64,
@@ -207,6 +207,36 @@ impl Conn {
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
             Err(e) => Err(error_kind(&e).into()),
+        }
+    }
+}
+
+/// For the transports' tests: a listener nobody serves, the endpoint that
+/// names it, and the `Net` to connect there (with its poll); the test
+/// plays the server by hand.
+#[cfg(test)]
+pub struct Loopback {
+    pub endpoint: std::rc::Rc<crate::net::Endpoint>,
+    pub net: Net,
+    pub poll: mio::Poll,
+    pub listener: std::net::TcpListener,
+}
+
+#[cfg(test)]
+impl Loopback {
+    pub fn new(path: &str) -> Loopback {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let poll = mio::Poll::new().unwrap();
+        Loopback {
+            endpoint: std::rc::Rc::new(crate::net::Endpoint {
+                addr,
+                host: addr.to_string(),
+                path: path.into(),
+            }),
+            net: Net::new(poll.registry().try_clone().unwrap(), Vec::new()),
+            poll,
+            listener,
         }
     }
 }

@@ -762,9 +762,7 @@ fn traffic(
                     let warmup = match phase {
                         Phase::Messages { start, .. }
                         | Phase::Drain { start, .. }
-                        | Phase::Logout { start, .. } => {
-                            sent_at < start
-                        }
+                        | Phase::Logout { start, .. } => sent_at < start,
                         Phase::Setup
                         | Phase::Warmup { .. }
                         | Phase::Settle { .. }

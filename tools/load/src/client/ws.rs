@@ -9,7 +9,7 @@ use base64::Engine;
 use switchboard_core::xml::{FrameKind, Framer, Limits, Mode, NS_FRAMING};
 
 use super::conn::{Conn, Net, ReadState};
-use super::{token, Flow, Handler, Outbox};
+use super::{token, Flow, Handler, Outbox, Rng};
 use crate::net::Endpoint;
 use crate::xmpp::ErrorKind;
 
@@ -30,9 +30,9 @@ pub struct Ws {
     /// Why the session is ending (a stream error, `<close/>`): it ends with
     /// this once the server's close frame comes, as RFC 7395 §3.6 has it.
     ending: Option<ErrorKind>,
-    /// xorshift state for masking keys (RFC 6455 §5.3 wants them
-    /// unpredictable to proxies; any varying key serves a load tool).
-    rng: u64,
+    /// Masking keys (RFC 6455 §5.3 wants them unpredictable to proxies;
+    /// any varying key serves a load tool).
+    rng: Rng,
 }
 
 impl Ws {
@@ -45,15 +45,15 @@ impl Ws {
             key: String::new(),
             framer: Framer::new(Mode::Fragments, Limits::default()),
             ending: None,
-            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            rng: Rng::new(seed),
         }
     }
 
     pub fn start(&mut self, net: &mut Net, session: usize) -> Result<(), ErrorKind> {
         self.conn.open(net, self.endpoint.addr, token(session, 0))?;
         let mut nonce = [0u8; 16];
-        nonce[..8].copy_from_slice(&self.next_random().to_le_bytes());
-        nonce[8..].copy_from_slice(&self.next_random().to_le_bytes());
+        nonce[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        nonce[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes());
         self.key = base64::engine::general_purpose::STANDARD.encode(nonce);
         let _ = write!(
             self.conn.output,
@@ -63,15 +63,6 @@ impl Ws {
             self.endpoint.path, self.endpoint.host, self.key
         );
         Ok(())
-    }
-
-    fn next_random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x
     }
 
     fn send_open(&mut self, net: &mut Net) {
@@ -244,18 +235,13 @@ fn eof(state: ReadState) -> Result<(), ErrorKind> {
     }
 }
 
-fn put_text(out: &mut Vec<u8>, rng: &mut u64, element: &[u8]) {
+fn put_text(out: &mut Vec<u8>, rng: &mut Rng, element: &[u8]) {
     put_masked(out, rng, OP_TEXT, element);
 }
 
 /// Append one final, masked client frame (RFC 6455 §5.2, §5.3).
-pub fn put_masked(out: &mut Vec<u8>, rng: &mut u64, opcode: u8, payload: &[u8]) {
-    let mut x = *rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *rng = x;
-    let mask = (x as u32).to_le_bytes();
+pub fn put_masked(out: &mut Vec<u8>, rng: &mut Rng, opcode: u8, payload: &[u8]) {
+    let mask = (rng.next_u64() as u32).to_le_bytes();
     out.push(0x80 | opcode);
     let len = payload.len();
     if len < 126 {
@@ -321,7 +307,7 @@ mod tests {
     fn masked_client_frames_decode_on_the_server_codec() {
         use switchboard_core::websocket::{Codec, Limits, Message};
         let mut out = Vec::new();
-        let mut rng = 7;
+        let mut rng = Rng::new(7);
         let long = "x".repeat(70_000);
         put_text(&mut out, &mut rng, b"<message/>");
         put_text(&mut out, &mut rng, long.as_bytes());
@@ -335,6 +321,101 @@ mod tests {
         );
         assert_eq!(codec.poll_message(), Ok(Some(Message::Text(long))));
         assert_eq!(codec.poll_message(), Ok(None));
+    }
+
+    /// A client session upgraded on a real loopback connection whose
+    /// server side the test writes by hand; the server's answer to `<open/>`
+    /// is the stream error of a failed backend.
+    fn failed_backend() -> (Ws, Net, mio::Poll, std::net::TcpStream) {
+        use std::io::{Read, Write as _};
+        let crate::client::conn::Loopback {
+            endpoint,
+            mut net,
+            poll,
+            listener,
+        } = crate::client::conn::Loopback::new("/xmpp-websocket");
+        let mut ws = Ws::new(endpoint, "localhost".into(), 3);
+        ws.start(&mut net, 0).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        while !request.ends_with(b"\r\n\r\n") {
+            ws.flush().unwrap();
+            let mut byte = [0u8; 1];
+            server
+                .set_read_timeout(Some(std::time::Duration::from_millis(10)))
+                .unwrap();
+            if let Ok(1) = server.read(&mut byte) {
+                request.push(byte[0]);
+            }
+        }
+        let accept = tungstenite::handshake::derive_accept_key(ws.key.as_bytes());
+        let mut answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n"
+        )
+        .into_bytes();
+        for element in [
+            "<stream:error xmlns:stream='http://etherx.jabber.org/streams'>\
+             <remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+            "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+        ] {
+            let len = element.len() as u16;
+            answer.extend_from_slice(&[0x81, 126]);
+            answer.extend_from_slice(&len.to_be_bytes());
+            answer.extend_from_slice(element.as_bytes());
+        }
+        server.write_all(&answer).unwrap();
+        (ws, net, poll, server)
+    }
+
+    /// Read until the session ends or `wait` passes: its error, if it ended.
+    fn ends(ws: &mut Ws, net: &mut Net, wait: std::time::Duration) -> Option<ErrorKind> {
+        let mut handle = |el: &[u8], info: &switchboard_core::xml::ElementInfo, _: &mut Outbox| {
+            if crate::xmpp::is_stream_error(el, info) {
+                Flow::Fail(
+                    format!("stream_error:{}", crate::xmpp::stream_error_condition(el)).into(),
+                )
+            } else if info.local_name(el) == "close" {
+                Flow::Fail("stream_closed".into())
+            } else {
+                Flow::Continue
+            }
+        };
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until {
+            net.hangup = true;
+            if let Err(kind) = ws.on_ready(net, &mut Outbox::default(), &mut handle) {
+                return Some(kind);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        None
+    }
+
+    #[test]
+    fn a_stream_error_ends_the_session_with_the_close_frame_that_follows_it() {
+        use std::io::Write as _;
+        let (mut ws, mut net, _poll, mut server) = failed_backend();
+        let short = std::time::Duration::from_millis(200);
+        assert_eq!(
+            ends(&mut ws, &mut net, short),
+            None,
+            "not before the close frame"
+        );
+        server.write_all(&[0x88, 2, 0x03, 0xE8]).unwrap();
+        let end = ends(&mut ws, &mut net, std::time::Duration::from_secs(5));
+        assert_eq!(
+            end.as_deref(),
+            Some("stream_error:remote-connection-failed")
+        );
+
+        let (mut ws, mut net, _poll, server) = failed_backend();
+        drop(server);
+        let end = ends(&mut ws, &mut net, std::time::Duration::from_secs(5));
+        assert_eq!(
+            end.as_deref(),
+            Some("stream_error:remote-connection-failed:no_close_frame")
+        );
     }
 
     #[test]
