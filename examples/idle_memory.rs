@@ -316,8 +316,9 @@ fn config_toml(
         2 * sessions + 100
     );
     if let Some(ca) = ca_file {
+        // The stub stands for a server elsewhere: verify it as one.
         text.push_str(&format!(
-            "ca_file = \"{}\"\n",
+            "ca_file = \"{}\"\nverify_loopback = true\n",
             toml_escape(&ca.display().to_string())
         ));
     }

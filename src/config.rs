@@ -18,20 +18,29 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use switchboard_core::destinations::Pattern;
 
 pub(crate) use source::key_path;
 use source::Source;
-use values::{bytes, count, dns_servers, duration, listen, optional_duration, show_duration};
+use values::{
+    bytes, count, dns_servers, duration, listen, optional_duration, proxies, show_duration,
+};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5280";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 500;
+pub const DEFAULT_MAX_SESSIONS_PER_ADDRESS: usize = 250;
+pub const DEFAULT_NEW_SESSIONS_PER_SECOND: usize = 10;
+pub const DEFAULT_TRUSTED_PROXIES: [&str; 2] = ["127.0.0.1", "::1"];
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 8 * 1024;
 pub const DEFAULT_MAX_HEADERS: usize = 64;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_HTTP_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_HTTP_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_WEBSOCKET_PATH: &str = "/xmpp-websocket";
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -96,6 +105,14 @@ pub struct Server {
     /// Live sessions started from one address.
     #[serde(deserialize_with = "count")]
     pub max_sessions_per_address: usize,
+    /// New sessions one address may start per second, in bursts of five
+    /// times as many.
+    #[serde(deserialize_with = "count")]
+    pub new_sessions_per_second_per_address: usize,
+    /// Proxies in front (nginx, HAProxy) whose `X-Forwarded-For` names
+    /// the client; they are limited as a whole only.
+    #[serde(deserialize_with = "proxies")]
+    pub trusted_proxies: Vec<IpAddr>,
     /// Bytes buffered by all sessions together: above it reading pauses
     /// and new sessions are refused.
     #[serde(deserialize_with = "bytes")]
@@ -115,6 +132,10 @@ pub struct Http {
     pub read_timeout: Duration,
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// A client whose socket takes none of its pending output for this
+    /// long is cut (nginx's `send_timeout`).
+    #[serde(deserialize_with = "duration")]
+    pub write_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -128,6 +149,9 @@ pub struct WebSocket {
     pub ping_interval: Option<Duration>,
     #[serde(deserialize_with = "duration")]
     pub pong_timeout: Duration,
+    /// An upgraded connection must send `<open/>` within this.
+    #[serde(deserialize_with = "duration")]
+    pub open_timeout: Duration,
     /// Browser origins allowed to upgrade (RFC 6455 §10.2), compared
     /// exactly, e.g. "https://chat.example.org"; empty allows any, like
     /// Prosody's default `cross_domain_websocket`.
@@ -196,17 +220,50 @@ pub struct Backend {
     /// Per-direction output cap before the other side stops being read.
     #[serde(deserialize_with = "bytes")]
     pub max_buffer_bytes: usize,
-    /// Static routes: domain → "host:port". A route to a loopback address
-    /// also allows a plaintext backend.
-    pub routes: BTreeMap<String, String>,
+    /// Static routes: domain → "host:port", or a table with the server's
+    /// pinned certificate too. A route to a loopback address also allows a
+    /// plaintext backend, and an unverified certificate unless
+    /// `verify_loopback`.
+    pub routes: BTreeMap<String, Route>,
     /// Whether a server found by DNS may be at a loopback, private or
     /// link-local address. Off: a client's `to` cannot reach the inside of
     /// the network; static routes are always allowed.
     pub allow_private_addresses: bool,
+    /// Domains served (exact, or `*.suffix` for the names below it);
+    /// empty serves any domain not denied. Routed domains are served.
+    pub allowed_domains: Vec<String>,
+    /// Domains never served, even when allowed or routed.
+    pub denied_domains: Vec<String>,
+    /// Ports a server found by DNS may be at; empty allows any.
+    pub allowed_ports: Vec<u16>,
     /// Skip a STARTTLS the server offers without requiring it when the
     /// server is at a loopback address: switchboard and the server on one
     /// host, where encryption protects nothing and costs the server CPU.
     pub loopback_plaintext: bool,
+    /// Verify the certificate of a server on a loopback route without a
+    /// pin too. Off: any certificate is taken there, with a WARN at start.
+    pub verify_loopback: bool,
+}
+
+/// A static route (`[backend.routes]`): `"host:port"`, or
+/// `{ address = "host:port", certificate = "FILE.pem" }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Route {
+    /// "host:port"; empty only when a table left it out, which validation
+    /// refuses.
+    pub address: String,
+    /// The server's own certificate (PEM), pinned: the server must present
+    /// exactly it. Empty for none.
+    pub certificate: PathBuf,
+}
+
+impl From<String> for Route {
+    fn from(address: String) -> Route {
+        Route {
+            address,
+            certificate: PathBuf::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -230,9 +287,14 @@ impl Default for Server {
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 5280))),
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_connections_per_address: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             max_sessions: DEFAULT_MAX_SESSIONS,
-            max_sessions_per_address: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_address: DEFAULT_MAX_SESSIONS_PER_ADDRESS,
+            new_sessions_per_second_per_address: DEFAULT_NEW_SESSIONS_PER_SECOND,
+            trusted_proxies: DEFAULT_TRUSTED_PROXIES
+                .iter()
+                .filter_map(|ip| ip.parse().ok())
+                .collect(),
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
         }
     }
@@ -246,6 +308,7 @@ impl Default for Http {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             read_timeout: DEFAULT_HTTP_READ_TIMEOUT,
             idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
+            write_timeout: DEFAULT_HTTP_WRITE_TIMEOUT,
         }
     }
 }
@@ -256,6 +319,7 @@ impl Default for WebSocket {
             path: DEFAULT_WEBSOCKET_PATH.into(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             ping_interval: Some(DEFAULT_PING_INTERVAL),
+            open_timeout: DEFAULT_OPEN_TIMEOUT,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             allowed_origins: Vec::new(),
         }
@@ -298,9 +362,16 @@ impl Default for Backend {
             ca_file: PathBuf::new(),
             plaintext_domains: Vec::new(),
             max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
-            routes: BTreeMap::from([(DEFAULT_ROUTE.0.to_string(), DEFAULT_ROUTE.1.to_string())]),
+            routes: BTreeMap::from([(
+                DEFAULT_ROUTE.0.to_string(),
+                Route::from(DEFAULT_ROUTE.1.to_string()),
+            )]),
             allow_private_addresses: false,
+            allowed_domains: Vec::new(),
+            denied_domains: Vec::new(),
+            allowed_ports: Vec::new(),
             loopback_plaintext: false,
+            verify_loopback: false,
         }
     }
 }
@@ -432,7 +503,7 @@ impl Config {
     }
 
     fn check_counts(&self) -> Result<(), ConfigError> {
-        let counts: [(&str, usize, usize, usize, usize); 11] = [
+        let counts: [(&str, usize, usize, usize, usize); 12] = [
             (
                 "server.max_connections",
                 self.server.max_connections,
@@ -445,7 +516,7 @@ impl Config {
                 self.server.max_connections_per_address,
                 1,
                 MAX_CONNECTIONS_BOUND,
-                DEFAULT_MAX_CONNECTIONS,
+                DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             ),
             (
                 "server.max_sessions",
@@ -459,7 +530,14 @@ impl Config {
                 self.server.max_sessions_per_address,
                 1,
                 MAX_CONNECTIONS_BOUND,
-                DEFAULT_MAX_SESSIONS,
+                DEFAULT_MAX_SESSIONS_PER_ADDRESS,
+            ),
+            (
+                "server.new_sessions_per_second_per_address",
+                self.server.new_sessions_per_second_per_address,
+                1,
+                MAX_CONNECTIONS_BOUND,
+                DEFAULT_NEW_SESSIONS_PER_SECOND,
             ),
             (
                 "http.max_headers",
@@ -578,6 +656,16 @@ impl Config {
                 "http.idle_timeout",
                 self.http.idle_timeout,
                 DEFAULT_HTTP_IDLE_TIMEOUT,
+            ),
+            (
+                "http.write_timeout",
+                self.http.write_timeout,
+                DEFAULT_HTTP_WRITE_TIMEOUT,
+            ),
+            (
+                "websocket.open_timeout",
+                self.websocket.open_timeout,
+                DEFAULT_OPEN_TIMEOUT,
             ),
             (
                 "websocket.pong_timeout",
@@ -771,16 +859,46 @@ impl Config {
                 return Err(self.error("backend.plaintext_domains", Some(i), &value, DOMAIN));
             }
         }
-        for (domain, target) in &self.backend.routes {
+        const PATTERN: &str = "is not a domain such as \"example.org\" or a pattern such as \"*.example.org\" (every name below it)";
+        for (key, list) in [
+            ("backend.allowed_domains", &self.backend.allowed_domains),
+            ("backend.denied_domains", &self.backend.denied_domains),
+        ] {
+            for (i, pattern) in list.iter().enumerate() {
+                if Pattern::parse(pattern).is_none() {
+                    return Err(self.error(key, Some(i), &format!("{pattern:?}"), PATTERN));
+                }
+            }
+        }
+        for (i, port) in self.backend.allowed_ports.iter().enumerate() {
+            if *port == 0 {
+                let what = "is not a port from 1 to 65535, such as 5222";
+                return Err(self.error("backend.allowed_ports", Some(i), "0", what));
+            }
+        }
+        for (domain, route) in &self.backend.routes {
             let key = key_path(&["backend", "routes", domain]);
             if !valid_domain(domain) {
                 return Err(self.key_error(&key, &format!("{domain:?} {DOMAIN}")));
             }
-            if !valid_route(target) {
+            let address_key = key_path(&["backend", "routes", domain, "address"]);
+            if self.source.is_set(&key) && route.address.is_empty() {
+                let what = format!(
+                    "has no address; give one, such as {{ address = \"10.0.0.5:5222\", certificate = {:?} }}",
+                    route.certificate.display().to_string()
+                );
+                return Err(self.error(&key, None, "{}", &what));
+            }
+            if !valid_route(&route.address) {
+                let key = if self.source.is_set(&address_key) {
+                    &address_key
+                } else {
+                    &key
+                };
                 return Err(self.error(
-                    &key,
+                    key,
                     None,
-                    &format!("{target:?}"),
+                    &format!("{:?}", route.address),
                     "is not a host and port such as \"xmpp.example.org:5222\" or \"127.0.0.1:5222\"",
                 ));
             }

@@ -12,8 +12,10 @@ usage: switchboard [--config FILE] [--check-config] [--help] [--version]
   --config FILE    read the TOML configuration from FILE (default: built-in
                    defaults, serving 127.0.0.1:5280)
   --check-config   run every check start-up runs short of listening (bounds,
-                   route host names resolved, ca_file read), print `config
-                   ok` or the wrong line, key and value, and exit (0 or 2)
+                   route host names resolved, ca_file and pinned route
+                   certificates read), print start-up's warnings and
+                   `config ok`, or the wrong line, key and value, and exit
+                   (0 or 2)
   --help           print this help
   --version        print the version
 
@@ -65,6 +67,9 @@ fn main() -> ExitCode {
         Parsed::Run(args) => args,
         Parsed::Exit(code) => return code,
     };
+    // Before the check: start-up's warnings (a loopback route whose
+    // certificate is not verified) are printed by --check-config too.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = match &args.config {
         Some(path) => Config::load(path),
         None => Ok(Config::default()),
@@ -88,8 +93,7 @@ fn main() -> ExitCode {
         println!("config ok");
         return ExitCode::SUCCESS;
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match switchboard::reactor::run(&config) {
+    match switchboard::reactor::run(&config, args.config.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

@@ -593,3 +593,25 @@ fn draining_tells_every_client_system_shutdown() {
     });
     assert!(matches!(refused, Ok(0) | Err(_)), "{refused:?}");
 }
+
+/// A request sent with `Connection: close` (HTTP/1.0 clients, some
+/// proxies) that a session holds is still answered before the close.
+#[test]
+fn a_held_request_with_connection_close_is_answered_before_the_close() {
+    use std::io::{Read, Write};
+    let stub = tls_stub();
+    let sb = Switchboard::start(config_for(&stub));
+    let body = create_body(RID, "localhost", "");
+    let mut stream = std::net::TcpStream::connect(sb.addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "POST {PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("sid="), "{answer}");
+}

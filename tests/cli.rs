@@ -3,8 +3,10 @@
 use std::process::Command;
 
 fn switchboard(args: &[&str]) -> (i32, String, String) {
+    // The default log filter: warnings are part of what is checked.
     let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(args)
+        .env_remove("RUST_LOG")
         .output()
         .expect("run switchboard");
     (
@@ -60,6 +62,23 @@ fn check_config_accepts_a_good_file_and_the_defaults() {
     assert_eq!((code, out.as_str()), (0, "config ok"));
     let (code, out, _) = switchboard(&["--check-config"]);
     assert_eq!((code, out.trim()), (0, "config ok"));
+}
+
+/// The default route is on this host: its certificate is not verified,
+/// and start-up (here `--check-config`) says so once, with how to verify.
+#[test]
+fn check_config_warns_of_an_unverified_loopback_route_once() {
+    let (code, out, err) = switchboard(&["--check-config"]);
+    assert_eq!((code, out.trim()), (0, "config ok"));
+    let warning = "WARN  switchboard::reactor::settings] backend.routes.localhost: the server's certificate is not verified: every address of this route (127.0.0.1:5222) is on this host, so the stream never leaves it; to verify it, pin it (localhost = { address = \"127.0.0.1:5222\", certificate = \"FILE.pem\" }) or set backend.verify_loopback = true";
+    assert_eq!(
+        err.lines().filter(|l| l.ends_with(warning)).count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (code, _, err) = check_config("verify.toml", "[backend]\nverify_loopback = true\n");
+    assert_eq!((code, err.as_str()), (0, ""));
 }
 
 /// The configuration sample under README.md's "Configuration" heading.
@@ -127,7 +146,7 @@ fn check_config_names_the_line_key_and_value_in_words() {
         ),
         (
             "[backend]\nconect_timeout = \"1s\"\n",
-            "line 2: backend.conect_timeout: is not a key of [backend]; its keys are connect_timeout, handshake_timeout, ca_file, plaintext_domains, max_buffer_bytes, routes, allow_private_addresses, loopback_plaintext",
+            "line 2: backend.conect_timeout: is not a key of [backend]; its keys are connect_timeout, handshake_timeout, ca_file, plaintext_domains, max_buffer_bytes, routes, allow_private_addresses, allowed_domains, denied_domains, allowed_ports, loopback_plaintext, verify_loopback",
         ),
     ];
     for (text, expected) in cases {

@@ -154,3 +154,22 @@ fn dns_answers_pointing_inside_are_refused_by_default() {
     );
     assert_eq!(stub.connection_count(), 0, "no connection reached the stub");
 }
+
+/// SRV records may name any port: with `backend.allowed_ports` only those
+/// ports are connected to, whatever a domain's DNS says.
+#[test]
+fn a_port_outside_the_allowed_ones_is_not_connected() {
+    let stub = StubServer::start(StubOptions::starttls("srv.test", TlsMode::Required));
+    let dns = DnsStub::start("srv.test", stub.addr().port());
+    let mut config = config_for(&stub);
+    config.backend.routes.clear();
+    config.dns.servers = vec![dns.addr];
+    config.backend.allow_private_addresses = true;
+    config.backend.allowed_ports = vec![5222];
+    let sb = Switchboard::start(config);
+
+    let mut ws = sb.ws();
+    let (_open, error) = ws.open("srv.test").unwrap();
+    assert!(error.contains("remote-connection-failed"), "{error}");
+    assert_eq!(stub.connection_count(), 0, "no connection reached the stub");
+}

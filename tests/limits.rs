@@ -19,23 +19,41 @@ fn stub() -> StubServer {
     StubServer::start(StubOptions::plaintext("localhost"))
 }
 
-/// A logged-in BOSH session, to stay healthy beside an attack.
-fn healthy_bosh(sb: &Switchboard, rid: u64) -> BoshSession {
-    let (mut bosh, _) = BoshSession::create(sb.addr, PATH, "localhost", rid, "").unwrap();
-    bosh.login("alice", "localhost").unwrap();
-    bosh
+/// The test config, loopback limited per address like any other (by
+/// default it is a trusted proxy's address).
+fn limited(stub: &StubServer) -> switchboard::config::Config {
+    let mut config = config_for(stub);
+    config.server.trusted_proxies.clear();
+    config
 }
 
-/// The healthy session beside an attack still relays.
-fn still_relays(bosh: &mut BoshSession) {
-    let reply = bosh
-        .request("", "<presence xmlns='jabber:client'/>")
+/// A logged-in BOSH session, to stay healthy beside an attack, and its JID.
+fn healthy_bosh(sb: &Switchboard, rid: u64) -> (BoshSession, String) {
+    let (mut bosh, _) = BoshSession::create(sb.addr, PATH, "localhost", rid, "").unwrap();
+    let jid = bosh.login("alice", "localhost").unwrap();
+    (bosh, jid)
+}
+
+/// The healthy session beside an attack still relays: a message to
+/// itself comes back (the stub routes it).
+fn still_relays((bosh, jid): &mut (BoshSession, String)) {
+    let message =
+        format!("<message xmlns='jabber:client' to='{jid}'><body>still here</body></message>");
+    let mut reply = bosh
+        .request("", &message)
         .expect("the healthy session answers");
-    assert_ne!(
-        reply.attr("type").as_deref(),
-        Some("terminate"),
-        "{reply:?}"
-    );
+    for _ in 0..3 {
+        assert_ne!(
+            reply.attr("type").as_deref(),
+            Some("terminate"),
+            "{reply:?}"
+        );
+        if reply.body.contains("still here") {
+            return;
+        }
+        reply = bosh.request("", "").expect("the healthy session answers");
+    }
+    panic!("the message never came back: {reply:?}");
 }
 
 /// An HTTP exchange on a fresh connection; the whole answer.
@@ -51,7 +69,7 @@ fn raw(sb: &Switchboard, request: &str) -> String {
 #[test]
 fn connections_beyond_the_per_address_limit_are_answered_503() {
     let stub = stub();
-    let mut config = config_for(&stub);
+    let mut config = limited(&stub);
     config.server.max_connections_per_address = 4;
     let sb = Switchboard::start(config);
     let mut healthy = healthy_bosh(&sb, 1_000);
@@ -97,7 +115,7 @@ fn bosh_sessions_beyond_the_limit_are_refused_with_policy_violation() {
 #[test]
 fn websocket_sessions_beyond_the_per_address_limit_hear_resource_constraint() {
     let stub = stub();
-    let mut config = config_for(&stub);
+    let mut config = limited(&stub);
     config.server.max_sessions_per_address = 1;
     let sb = Switchboard::start(config);
     let mut healthy = sb.ws();
@@ -159,4 +177,61 @@ fn no_session_starts_over_the_buffer_budget() {
         Some("policy-violation"),
         "{refused:?}"
     );
+}
+
+/// Behind a trusted proxy, sessions are counted by the address the proxy
+/// forwards, not by the proxy's own.
+#[test]
+fn behind_a_trusted_proxy_sessions_count_by_the_forwarded_address() {
+    let stub = stub();
+    let mut config = config_for(&stub);
+    config.server.max_sessions_per_address = 1;
+    let sb = Switchboard::start(config);
+    let create = |forwarded_for: &str| {
+        let body = create_body(1_000, "localhost", "");
+        raw(
+            &sb,
+            &format!(
+                "POST {PATH} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {forwarded_for}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let first = create("198.51.100.1, 203.0.113.5");
+    assert!(first.contains("sid="), "{first}");
+    let second = create("203.0.113.5");
+    assert!(
+        second.contains("policy-violation"),
+        "the same client: {second}"
+    );
+    let other = create("203.0.113.6");
+    assert!(
+        other.contains("sid="),
+        "another client behind the proxy: {other}"
+    );
+}
+
+/// One address starting sessions back to back is held to its rate: the
+/// burst goes through, the rest is refused, others are not affected.
+#[test]
+fn new_sessions_from_one_address_are_rate_limited() {
+    let stub = stub();
+    let mut config = limited(&stub);
+    config.server.new_sessions_per_second_per_address = 2;
+    let sb = Switchboard::start(config);
+    let mut conn = BoshConn::connect(sb.addr, PATH);
+    let mut created = 0;
+    let mut refused = 0;
+    for rid in 0..20u64 {
+        let reply = conn.post(&create_body(1_000 + rid * 10, "localhost", ""), WAIT);
+        match reply.attr("condition").as_deref() {
+            Some("policy-violation") => refused += 1,
+            _ => created += 1,
+        }
+    }
+    assert!(
+        (10..=11).contains(&created),
+        "{created} created, {refused} refused"
+    );
+    assert_eq!(created + refused, 20);
 }

@@ -20,6 +20,7 @@ const PATH: &str = "/http-bind";
 struct Process {
     child: Child,
     addr: SocketAddr,
+    config: std::path::PathBuf,
     /// Every line it logged so far.
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -63,7 +64,12 @@ impl Process {
             .expect("switchboard says where it listens")
             .parse()
             .unwrap();
-        Process { child, addr, log }
+        Process {
+            child,
+            addr,
+            config: path,
+            log,
+        }
     }
 
     /// The first logged line holding `needle`, waiting up to `WAIT`.
@@ -76,6 +82,14 @@ impl Process {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -s {name}");
     }
 
     fn running(&mut self) -> bool {
@@ -221,8 +235,10 @@ fn a_backend_that_is_not_there_is_named_with_its_address_cause_and_fix() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
+    // verify_loopback: no start-up warning about the unverified loopback
+    // route among the warnings counted here.
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[backend.routes]\nlocalhost = \"127.0.0.1:{port}\"\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[backend]\nverify_loopback = true\n\n[backend.routes]\nlocalhost = \"127.0.0.1:{port}\"\n"
     );
     let process = Process::start(&config, 8192, None);
     for _ in 0..2 {
@@ -231,8 +247,9 @@ fn a_backend_that_is_not_there_is_named_with_its_address_cause_and_fix() {
         assert!(error.contains("remote-connection-failed"), "{error}");
     }
     let warning = process
-        .logged("WARN")
+        .logged("backend failed")
         .expect("a warning for the failed backend");
+    assert!(warning.contains("WARN"), "{warning}");
     for part in [
         "localhost: backend failed: could not connect to any address",
         &format!("127.0.0.1:{port}: connection refused"),
@@ -246,7 +263,87 @@ fn a_backend_that_is_not_there_is_named_with_its_address_cause_and_fix() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|l| l.contains("WARN"))
+        .filter(|l| l.contains("WARN") && l.contains("backend failed"))
         .count();
     assert_eq!(warnings, 1, "the second failure is not logged again");
+}
+
+/// SIGHUP reads the configuration file again: a new route serves new
+/// sessions while the session already there keeps its server; a file that
+/// does not check out is refused with the reason and the running
+/// configuration stays; what cannot change without a restart is said;
+/// SIGQUIT does not kill.
+#[test]
+fn sighup_reads_the_configuration_again_for_new_sessions() {
+    let first = StubServer::start(StubOptions::plaintext("localhost"));
+    let second = StubServer::start(StubOptions::plaintext("localhost"));
+    let config = |route: SocketAddr, extra: &str| {
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n{extra}\n[backend.routes]\nlocalhost = \"{route}\"\n")
+    };
+    let mut process = Process::start(&config(first.addr(), ""), 8192, None);
+    let ws = || support::WsClient::connect(process.addr, support::WS_PATH, &["xmpp"]).unwrap();
+    let mut before = ws();
+    before.open("localhost").unwrap();
+    assert_eq!(first.connection_count(), 1);
+
+    std::fs::write(&process.config, config(second.addr(), "")).unwrap();
+    process.signal("HUP");
+    let line = process.logged("read again").expect("the reload is logged");
+    assert!(
+        line.contains("changed for new sessions: backend.routes.localhost"),
+        "{line}"
+    );
+    let mut after = ws();
+    after.open("localhost").unwrap();
+    assert_eq!(
+        second.connection_count(),
+        1,
+        "new sessions take the new route"
+    );
+    assert!(
+        before.close_stream().unwrap().contains("close"),
+        "the old session goes on"
+    );
+
+    std::fs::write(&process.config, config(first.addr(), "max_sessions = 0")).unwrap();
+    process.signal("HUP");
+    let refused = process
+        .logged("running configuration stays")
+        .expect("refused");
+    assert!(
+        refused.contains("server.max_sessions: 0 is not"),
+        "{refused}"
+    );
+    let mut again = ws();
+    again.open("localhost").unwrap();
+    assert_eq!(
+        second.connection_count(),
+        2,
+        "the refused file changed nothing"
+    );
+
+    let moved = config(second.addr(), "").replace("127.0.0.1:0", "127.0.0.1:1");
+    std::fs::write(&process.config, moved).unwrap();
+    process.signal("HUP");
+    assert!(process.logged("cannot change without a restart").is_some());
+
+    process.signal("QUIT");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(process.running(), "SIGQUIT does not kill");
+    assert!(process.logged("SIGQUIT ignored").is_some());
+}
+
+/// Under a descriptor limit that cannot hold the configured limits, the
+/// start says so and how many sessions fit.
+#[test]
+fn a_descriptor_limit_too_low_for_the_limits_is_said_at_start() {
+    let process = Process::start("[server]\nlisten = \"127.0.0.1:0\"\n", 8192, Some(256));
+    let warning = process
+        .logged("the descriptor limit is 256")
+        .expect("a warning at start");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains("about 112 WebSocket sessions"),
+        "{warning}"
+    );
 }

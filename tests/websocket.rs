@@ -6,16 +6,29 @@ mod support;
 
 use std::time::Duration;
 
-use support::ws_client::{client_frame, client_frame_header, OP_CONTINUATION, OP_TEXT};
+use support::ws_client::{client_frame, client_frame_header, OP_CONTINUATION, OP_PING, OP_TEXT};
 use support::{
     config_for, RecvError, StubEvent, StubOptions, StubServer, Switchboard, TlsMode, WsClient,
     WAIT, WS_PATH as PATH,
 };
+use tungstenite::Message;
 
 const CLOSE: &str = "<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" />";
 
 fn tls_stub() -> StubServer {
     StubServer::start(StubOptions::starttls("localhost", TlsMode::Required))
+}
+
+/// A switchboard in front of `stub` and a WebSocket client logged in as
+/// alice: the server (keep it alive), the client, its JID and its
+/// connection at the stub.
+fn alice_logged_in(stub: &StubServer) -> (Switchboard, WsClient, String, usize) {
+    let sb = Switchboard::start(config_for(stub));
+    let mut ws = sb.ws();
+    ws.open("localhost").unwrap();
+    let jid = ws.login_plain("alice", "pw", "localhost").unwrap();
+    let conn = stub.connection_of(&jid).unwrap();
+    (sb, ws, jid, conn)
 }
 
 /// Both users log in over WebSocket through STARTTLS on the backend and
@@ -100,11 +113,7 @@ fn optional_starttls_is_skipped_on_loopback_only_when_configured() {
 #[test]
 fn clean_close_answers_close_and_ends_the_server_stream() {
     let stub = tls_stub();
-    let sb = Switchboard::start(config_for(&stub));
-    let mut ws = sb.ws();
-    ws.open("localhost").unwrap();
-    let jid = ws.login_plain("alice", "pw", "localhost").unwrap();
-    let conn = stub.connection_of(&jid).unwrap();
+    let (_sb, mut ws, _, conn) = alice_logged_in(&stub);
     assert_eq!(ws.close_stream().unwrap(), CLOSE);
     stub.wait_event(conn, WAIT, |e| *e == StubEvent::ClientClosedStream)
         .unwrap();
@@ -115,11 +124,7 @@ fn clean_close_answers_close_and_ends_the_server_stream() {
 #[test]
 fn vanished_client_drops_backend_without_stream_close() {
     let stub = tls_stub();
-    let sb = Switchboard::start(config_for(&stub));
-    let mut ws = sb.ws();
-    ws.open("localhost").unwrap();
-    let jid = ws.login_plain("alice", "pw", "localhost").unwrap();
-    let conn = stub.connection_of(&jid).unwrap();
+    let (_sb, ws, _, conn) = alice_logged_in(&stub);
     ws.drop_tcp();
     let log = stub
         .wait_event(conn, WAIT, |e| *e == StubEvent::TcpClosed)
@@ -163,14 +168,23 @@ fn bad_input_ends_only_its_own_session() {
             None,
         ),
         (
-            "continuation",
+            "continuation without a message",
+            Box::new(|ws| {
+                ws.send_raw_frame(&client_frame(true, OP_CONTINUATION, b"<message/>"))
+                    .unwrap();
+            }),
+            1002,
+            None,
+        ),
+        (
+            "text frame inside a fragmented message",
             Box::new(|ws| {
                 ws.send_raw_frame(&client_frame(false, OP_TEXT, b"<message"))
                     .unwrap();
-                ws.send_raw_frame(&client_frame(true, OP_CONTINUATION, b"/>"))
+                ws.send_raw_frame(&client_frame(true, OP_TEXT, b"<message/>"))
                     .unwrap();
             }),
-            1003,
+            1002,
             None,
         ),
         (
@@ -213,6 +227,40 @@ fn bad_input_ends_only_its_own_session() {
         ))
         .unwrap();
     assert!(bystander.recv_text(WAIT).unwrap().contains("still here"));
+}
+
+/// RFC 6455 §5.4: a stanza sent in fragments, cut inside a multi-byte
+/// character and with a ping between two fragments, reaches the server as
+/// one element, byte for byte, and comes back routed.
+#[test]
+fn fragmented_stanza_reaches_the_server_intact() {
+    let stub = tls_stub();
+    let (_sb, mut ws, jid, conn) = alice_logged_in(&stub);
+    let stanza = format!(
+        "<message xmlns='jabber:client' to='{jid}' type='chat'><body>in pièces €</body></message>"
+    );
+    let bytes = stanza.as_bytes();
+    let inside_euro = stanza.find('€').unwrap() + 1;
+    ws.send_raw_frame(&client_frame(false, OP_TEXT, &bytes[..10]))
+        .unwrap();
+    ws.send_raw_frame(&client_frame(true, OP_PING, b"hb"))
+        .unwrap();
+    ws.send_raw_frame(&client_frame(
+        false,
+        OP_CONTINUATION,
+        &bytes[10..inside_euro],
+    ))
+    .unwrap();
+    ws.send_raw_frame(&client_frame(true, OP_CONTINUATION, &bytes[inside_euro..]))
+        .unwrap();
+    stub.wait_event(conn, WAIT, |e| {
+        *e == StubEvent::StanzaReceived(stanza.clone())
+    })
+    .unwrap();
+    let pong = ws.recv_message(WAIT).unwrap();
+    assert_eq!(pong, Message::Pong(b"hb".to_vec().into()));
+    let echo = ws.recv_text(WAIT).unwrap();
+    assert!(echo.contains("<body>in pièces €</body>"), "{echo}");
 }
 
 /// A server stream error reaches the client, followed by `<close/>`.
@@ -258,7 +306,7 @@ fn unreachable_backend_fails_the_session() {
     config
         .backend
         .routes
-        .insert("localhost".into(), free.to_string());
+        .insert("localhost".into(), free.to_string().into());
     let sb = Switchboard::start(config);
     let mut ws = sb.ws();
     let (_open, error) = ws.open("localhost").unwrap();

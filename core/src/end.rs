@@ -40,10 +40,19 @@ pub enum End {
     HandshakeTimeout,
     /// The WebSocket client did not answer a ping.
     PingTimeout,
+    /// The client was too slow to send something it had to: `<open/>`
+    /// after the upgrade, or the rest of a frame it began.
+    ClientTimeout(&'static str),
+    /// The client's socket took none of the bytes waiting for it for the
+    /// write timeout.
+    WriteTimeout,
     /// The client broke the protocol.
     Client(Mistake),
     /// A limit refused the session; the limit's configuration key.
     Refused(&'static str),
+    /// The domain is not one switchboard serves (`backend.allowed_domains`,
+    /// `backend.denied_domains`).
+    NotServed(String),
     /// switchboard could not go on (no random id).
     Internal(&'static str),
     /// switchboard is going down.
@@ -84,6 +93,8 @@ pub enum Mistake {
     RouteNotAllowed,
     /// A `stream_attrs` that cannot go into a stream header.
     BadStreamAttrs(String),
+    /// A request body that is not a well-formed `<body/>`.
+    BadBody,
 }
 
 /// What a WebSocket client hears.
@@ -112,7 +123,10 @@ impl End {
                 (None, CLOSE_NORMAL)
             }
             // Nobody hears these: the socket is gone or never read.
-            End::ClientVanished | End::Inactive | End::PingTimeout => (None, CLOSE_POLICY),
+            End::ClientVanished | End::Inactive | End::PingTimeout | End::WriteTimeout => {
+                (None, CLOSE_POLICY)
+            }
+            End::ClientTimeout(_) => (Some(Condition::ConnectionTimeout), CLOSE_POLICY),
             End::WebSocketClosed(code) => (None, *code),
             End::WebSocketProtocol(_) => (None, CLOSE_INVALID_PAYLOAD),
             End::BackendFailed(_) | End::HandshakeTimeout => {
@@ -127,6 +141,7 @@ impl End {
                 (Some(condition), code)
             }
             End::Refused(_) => (Some(Condition::ResourceConstraint), CLOSE_POLICY),
+            End::NotServed(_) => (Some(Condition::HostUnknown), CLOSE_POLICY),
             End::Internal(_) => (Some(Condition::InternalServerError), CLOSE_INTERNAL),
             End::Shutdown => (Some(Condition::SystemShutdown), CLOSE_GOING_AWAY),
         };
@@ -145,6 +160,8 @@ impl End {
             | End::ClientVanished
             | End::Inactive
             | End::PingTimeout
+            | End::ClientTimeout(_)
+            | End::WriteTimeout
             | End::WebSocketClosed(_)
             | End::WebSocketProtocol(_) => None,
             End::ServerStreamError(_) => Some(BoshCondition::RemoteStreamError),
@@ -153,6 +170,7 @@ impl End {
             }
             End::Client(mistake) => Some(mistake.bosh_condition()),
             End::Refused(_) => Some(BoshCondition::PolicyViolation),
+            End::NotServed(_) => Some(BoshCondition::HostUnknown),
             End::Internal(_) => Some(BoshCondition::InternalServerError),
             End::Shutdown => Some(BoshCondition::SystemShutdown),
         }
@@ -161,9 +179,12 @@ impl End {
     /// The server column.
     pub fn server_side(&self) -> ServerSide {
         match self {
-            End::ClientClosed | End::Client(_) | End::Refused(_) | End::Internal(_) => {
-                ServerSide::Close
-            }
+            End::ClientClosed
+            | End::Client(_)
+            | End::ClientTimeout(_)
+            | End::Refused(_)
+            | End::NotServed(_)
+            | End::Internal(_) => ServerSide::Close,
             _ => ServerSide::Drop,
         }
     }
@@ -186,7 +207,8 @@ impl Mistake {
             Mistake::NoRid
             | Mistake::BadRid(_)
             | Mistake::UnknownStream
-            | Mistake::BadStreamAttrs(_) => Condition::BadFormat,
+            | Mistake::BadStreamAttrs(_)
+            | Mistake::BadBody => Condition::BadFormat,
         }
     }
 
@@ -207,7 +229,8 @@ impl Mistake {
             | Mistake::BeforeOpen
             | Mistake::RestartTooEarly
             | Mistake::NoRid
-            | Mistake::BadStreamAttrs(_) => BoshCondition::BadRequest,
+            | Mistake::BadStreamAttrs(_)
+            | Mistake::BadBody => BoshCondition::BadRequest,
         }
     }
 }
@@ -227,8 +250,11 @@ impl fmt::Display for End {
             End::BackendFailed(why) => write!(f, "backend failed: {why}"),
             End::HandshakeTimeout => f.write_str("backend handshake timed out"),
             End::PingTimeout => f.write_str("client did not answer ping"),
+            End::ClientTimeout(what) => write!(f, "client too slow: no {what} in time"),
+            End::WriteTimeout => f.write_str("client read nothing for the write timeout"),
             End::Client(mistake) => write!(f, "client protocol error: {mistake}"),
             End::Refused(limit) => write!(f, "refused: {limit} reached"),
+            End::NotServed(domain) => write!(f, "domain not served: {domain}"),
             End::Internal(why) => write!(f, "internal error: {why}"),
             End::Shutdown => f.write_str("system shutdown"),
         }
@@ -256,6 +282,7 @@ impl fmt::Display for Mistake {
             Mistake::TooManyStreams => f.write_str("too many streams"),
             Mistake::RouteNotAllowed => f.write_str("route not allowed"),
             Mistake::BadStreamAttrs(why) => f.write_str(why),
+            Mistake::BadBody => f.write_str("a body that is not a well-formed <body/>"),
         }
     }
 }
@@ -297,6 +324,11 @@ mod tests {
                 End::Client(Mistake::TooMuchEarlyData),
                 Some(Condition::PolicyViolation),
                 Some(BoshCondition::PolicyViolation),
+            ),
+            (
+                End::NotServed("example.org".into()),
+                Some(Condition::HostUnknown),
+                Some(BoshCondition::HostUnknown),
             ),
             (End::ClientClosed, None, None),
         ];

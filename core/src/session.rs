@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::backend;
+use crate::destinations;
 pub use crate::end::End;
 use crate::end::{Mistake, ServerSide};
 use crate::stream_error::Condition;
@@ -33,8 +34,14 @@ pub struct Settings {
     pub pong_timeout: Duration,
     /// Stream open, STARTTLS and restart must finish within this.
     pub handshake_timeout: Duration,
-    /// Bytes of client stanzas held while the backend is not ready yet.
-    pub max_pending_bytes: usize,
+    /// Output held for one side before the other stops being read
+    /// (back-pressure); also the client stanzas held while the backend is
+    /// not ready yet.
+    pub max_buffer_bytes: usize,
+    /// `<open/>` must come within this after the upgrade.
+    pub open_timeout: Duration,
+    /// A frame once begun must be complete within this.
+    pub read_timeout: Duration,
 }
 
 /// What the reactor must do for the session.
@@ -84,6 +91,10 @@ pub struct Session {
     last_input: Instant,
     ping_sent: Option<Instant>,
     handshake_deadline: Option<Instant>,
+    /// Until the first `<open/>`.
+    open_deadline: Option<Instant>,
+    /// While a frame is begun and not complete.
+    frame_deadline: Option<Instant>,
 }
 
 impl Session {
@@ -93,6 +104,7 @@ impl Session {
         Session {
             codec: Codec::new(settings.websocket),
             framer: Framer::new(xml::Mode::Fragments, settings.xml),
+            open_deadline: Some(now + settings.open_timeout),
             settings,
             state: State::AwaitOpen,
             stream_id,
@@ -104,6 +116,7 @@ impl Session {
             last_input: now,
             ping_sent: None,
             handshake_deadline: None,
+            frame_deadline: None,
         }
     }
 
@@ -127,6 +140,16 @@ impl Session {
         if self.state != State::Ended {
             self.fail(end);
         }
+    }
+
+    /// Back-pressure: a full backend output stops reading the client.
+    pub fn wants_client_input(&self) -> bool {
+        self.backend_output().len() < self.settings.max_buffer_bytes
+    }
+
+    /// Back-pressure: a client that does not read stops the server's reads.
+    pub fn wants_backend_input(&self) -> bool {
+        self.client_output().len() < self.settings.max_buffer_bytes
     }
 
     /// Bytes held for either side, for the endpoint's accounting.
@@ -168,10 +191,15 @@ impl Session {
                 Some(sent) => sent + self.settings.pong_timeout,
                 None => self.last_input + interval,
             });
-        match (ping, self.handshake_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            ping,
+            self.handshake_deadline,
+            self.open_deadline,
+            self.frame_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -181,6 +209,19 @@ impl Session {
         if self.handshake_deadline.is_some_and(|d| now >= d) {
             self.fail(End::HandshakeTimeout);
             return;
+        }
+        // Pings alone keep a client that never opens, or that dribbles a
+        // frame a byte at a time, alive: these deadlines do not move.
+        if self.open_deadline.is_some_and(|d| now >= d) {
+            return self.fail(End::ClientTimeout("<open/>"));
+        }
+        if self.frame_deadline.is_some_and(|d| now >= d) {
+            if !self.wants_client_input() {
+                // Not the client's slowness: switchboard stopped reading.
+                self.frame_deadline = Some(now + self.settings.read_timeout);
+            } else {
+                return self.fail(End::ClientTimeout("whole frame"));
+            }
         }
         let Some(interval) = self.settings.ping_interval else {
             return;
@@ -222,6 +263,11 @@ impl Session {
                 ))),
             }
         }
+        self.frame_deadline = match self.frame_deadline {
+            _ if !self.codec.has_partial_input() => None,
+            Some(deadline) => Some(deadline),
+            None => Some(now + self.settings.read_timeout),
+        };
     }
 
     /// The client's socket reached end of file or failed.
@@ -331,7 +377,9 @@ impl Session {
             Ok(None) => return self.fail(End::Client(Mistake::NotOneElement)),
             Err(e) => return self.fail(End::Client(Mistake::Xml(e))),
         };
-        let framing = info.namespace(bytes) == Some(NS_FRAMING);
+        // RFC 7395 §3.3.2: `<open/>` and `<close/>` in the framing
+        // namespace by default; a prefixed name is another element.
+        let framing = info.namespace(bytes) == Some(NS_FRAMING) && info.prefix(bytes).is_none();
         match (framing, info.local_name(bytes)) {
             (true, "open") => self.handle_open(now, text),
             (true, "close") => self.handle_close(),
@@ -350,10 +398,11 @@ impl Session {
         }
         match self.state {
             State::AwaitOpen => {
-                let Some(to) = open.to.filter(|to| !to.is_empty()) else {
+                let Some(to) = open.to.as_deref().and_then(destinations::normalize) else {
                     return self.fail(End::Client(Mistake::NoDomain));
                 };
                 self.domain = to;
+                self.open_deadline = None;
                 self.reply_open();
                 self.state = State::Connecting;
                 self.commands.push_back(Command::Connect {
@@ -361,7 +410,8 @@ impl Session {
                 });
             }
             State::Open => {
-                if open.to.is_some_and(|to| to != self.domain) {
+                let to = open.to.as_deref().map(destinations::normalize);
+                if to.is_some_and(|to| to.as_deref() != Some(self.domain.as_str())) {
                     return self.fail(End::Client(Mistake::OtherDomain));
                 }
                 self.reply_open();
@@ -396,7 +446,7 @@ impl Session {
                     self.fail(End::BackendFailed(e.to_string()));
                 }
             }
-            None if self.pending.len() + bytes.len() <= self.settings.max_pending_bytes => {
+            None if self.pending.len() + bytes.len() <= self.settings.max_buffer_bytes => {
                 self.pending.extend_from_slice(bytes);
             }
             None => self.fail(End::Client(Mistake::TooMuchEarlyData)),
@@ -438,6 +488,8 @@ impl Session {
     fn end(&mut self, command: Command) {
         self.state = State::Ended;
         self.handshake_deadline = None;
+        self.open_deadline = None;
+        self.frame_deadline = None;
         self.commands.push_back(command);
     }
 }
@@ -504,7 +556,9 @@ mod tests {
             ping_interval: Some(Duration::from_secs(30)),
             pong_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(5),
-            max_pending_bytes: 1024,
+            max_buffer_bytes: 1024,
+            open_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(10),
         }
     }
 
@@ -803,5 +857,67 @@ mod tests {
         let texts = client_texts(&mut s);
         assert!(texts[0].contains("remote-connection-failed"), "{texts:?}");
         assert_eq!(texts[1], websocket::CLOSE_ELEMENT);
+    }
+
+    /// A client that upgrades and never opens is let go after
+    /// `open_timeout`, even if it answers every ping.
+    #[test]
+    fn no_open_within_the_open_timeout_is_connection_timeout() {
+        let now = Instant::now();
+        let mut s = Session::new(settings(), now, "id1".into());
+        let pong = {
+            let mut frame = text_frame("");
+            frame[0] = 0x8a;
+            frame
+        };
+        for second in 1..10 {
+            s.handle_client_input(now + Duration::from_secs(second), &pong);
+        }
+        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(10)));
+        s.handle_timeout(now + Duration::from_secs(10));
+        assert!(client_texts(&mut s)[0].contains("connection-timeout"));
+        assert!(matches!(
+            s.poll_command(),
+            Some(Command::Close(End::ClientTimeout(_)))
+        ));
+    }
+
+    /// A frame dribbled a byte at a time must still be whole within the
+    /// read timeout counted from its first byte.
+    #[test]
+    fn a_frame_begun_must_be_whole_within_the_read_timeout() {
+        let now = Instant::now();
+        let mut s = ready_session(now);
+        client_texts(&mut s);
+        let frame = text_frame("<presence/>");
+        for (i, byte) in frame[..frame.len() - 1].iter().enumerate() {
+            s.handle_client_input(now + Duration::from_secs(i as u64), &[*byte]);
+        }
+        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(10)));
+        s.handle_timeout(now + Duration::from_secs(10));
+        assert!(client_texts(&mut s)[0].contains("connection-timeout"));
+        // A frame that completes in time clears the deadline.
+        let mut s = ready_session(now);
+        s.handle_client_input(now, &frame[..3]);
+        s.handle_client_input(now + Duration::from_secs(1), &frame[3..]);
+        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(31)));
+    }
+
+    /// A frame left half read because switchboard stopped reading (a full
+    /// backend output) is not the client's slowness.
+    #[test]
+    fn back_pressure_does_not_count_against_a_frame_begun() {
+        let now = Instant::now();
+        let mut s = ready_session(now);
+        let big = format!("<message><body>{}</body></message>", "x".repeat(1200));
+        s.handle_client_input(now, &text_frame(&big));
+        assert!(!s.wants_client_input(), "the backend output is full");
+        let frame = text_frame("<presence/>");
+        s.handle_client_input(now, &frame[..3]);
+        s.handle_timeout(now + Duration::from_secs(10));
+        assert!(s.poll_command().is_none(), "not cut while back-pressured");
+        backend_text(&mut s);
+        s.handle_client_input(now + Duration::from_secs(11), &frame[3..]);
+        assert_eq!(backend_text(&mut s), "<presence/>");
     }
 }

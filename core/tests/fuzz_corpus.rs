@@ -1,6 +1,6 @@
 //! Replays every seed in `fuzz/corpus/<target>/` through the same check its
-//! cargo-fuzz target runs, so stable CI covers the corpus
-//! and a committed crash reproducer fails here by name.
+//! cargo-fuzz target runs, so stable CI covers the corpus and a committed
+//! crash reproducer fails here by name.
 
 #[path = "../../fuzz/checks/mod.rs"]
 mod checks;
@@ -9,24 +9,40 @@ use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
-fn replay(target: &str, check: fn(&[u8])) {
+/// A target's check: panics when an invariant breaks.
+type Check = fn(&[u8]);
+
+fn replay(target: &str, check: Check) {
+    let (passed, failed) = run_seeds("corpus", target, check);
+    assert!(
+        !passed.is_empty() || !failed.is_empty(),
+        "no seeds for {target}"
+    );
+    assert!(failed.is_empty(), "{target}: failing seeds {failed:?}");
+}
+
+/// The names of the seeds in `fuzz/<folder>/<target>/` that pass and that
+/// fail `check`.
+fn run_seeds(folder: &str, target: &str, check: Check) -> (Vec<String>, Vec<String>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
+        .join("../fuzz")
+        .join(folder)
         .join(target);
     let mut files: Vec<_> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no seeds in {}", dir.display());
-    let mut failed = Vec::new();
+    let (mut passed, mut failed) = (Vec::new(), Vec::new());
     for file in &files {
         let data = fs::read(file).unwrap();
-        if panic::catch_unwind(AssertUnwindSafe(|| check(&data))).is_err() {
-            failed.push(file.file_name().unwrap().to_string_lossy().into_owned());
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        match panic::catch_unwind(AssertUnwindSafe(|| check(&data))) {
+            Ok(()) => passed.push(name),
+            Err(_) => failed.push(name),
         }
     }
-    assert!(failed.is_empty(), "{target}: failing seeds {failed:?}");
+    (passed, failed)
 }
 
 #[test]
@@ -52,4 +68,29 @@ fn dns_answer_seeds_hold_the_invariants() {
 #[test]
 fn backend_stream_seeds_hold_the_invariants() {
     replay("backend_stream", checks::backend_stream::check);
+}
+
+#[test]
+fn bosh_body_seeds_hold_the_invariants() {
+    replay("bosh_body", checks::bosh_body::check);
+}
+
+#[test]
+fn bosh_session_seeds_hold_the_invariants() {
+    replay("bosh_session", checks::bosh_session::check);
+}
+
+#[test]
+fn websocket_handshake_seeds_hold_the_invariants() {
+    replay("websocket_handshake", checks::websocket_handshake::check);
+}
+
+#[test]
+fn websocket_open_seeds_hold_the_invariants() {
+    replay("websocket_open", checks::websocket_open::check);
+}
+
+#[test]
+fn endpoint_seeds_hold_the_invariants() {
+    replay("endpoint", checks::endpoint::check);
 }

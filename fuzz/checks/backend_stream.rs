@@ -6,9 +6,8 @@
 //! server offers STARTTLS this is the plaintext negotiation; after a
 //! `<proceed/>` the bytes go to rustls.
 //!
-//! The TLS configuration trusts no root at all: `config_with_roots`
-//! refuses an empty store, so it is built here the same way, and no
-//! handshake can succeed (none can with fuzzed bytes anyway).
+//! The TLS configuration trusts no root (`common::tls`): no handshake can
+//! succeed.
 //!
 //! Invariants: no panic; the bytes in one read or in two cut at a point
 //! derived from the data give the same events; events
@@ -20,10 +19,7 @@
 //! as such only when they came in the same read (a real server waits for
 //! our ClientHello), otherwise they fail in TLS.
 
-use std::sync::{Arc, OnceLock};
-
 use super::common;
-use rustls::{ClientConfig, RootCertStore};
 use switchboard_core::backend::{Error, Event, Settings, Stream};
 use switchboard_core::xml::{ElementInfo, Limits};
 
@@ -43,21 +39,6 @@ struct Run {
     ready: bool,
 }
 
-fn tls() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default versions")
-                .with_root_certificates(RootCertStore::empty())
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
-}
-
 pub fn check(data: &[u8]) {
     let Some((&selector, input)) = data.split_first() else {
         return;
@@ -65,17 +46,13 @@ pub fn check(data: &[u8]) {
     let settings = Settings {
         domain: "example.com".to_owned(),
         lang: "en".to_owned(),
-        tls: tls(),
+        tls: common::tls(),
         plaintext_allowed: selector & 1 == 0,
         skip_optional_tls: selector & 4 != 0,
         xml: if selector & 2 == 0 {
             Limits::default()
         } else {
-            Limits {
-                max_depth: 3,
-                max_attributes: 3,
-                max_element_bytes: 128,
-            }
+            common::TINY_XML
         },
     };
     let whole = run(settings.clone(), &[input]);

@@ -34,15 +34,7 @@ pub fn check(data: &[u8]) {
     let Some((&selector, input)) = data.split_first() else {
         return;
     };
-    let limits = if selector % 2 == 0 {
-        Limits::default()
-    } else {
-        Limits {
-            max_head_bytes: 32 + usize::from(selector),
-            max_headers: usize::from(selector >> 5),
-            max_body_bytes: usize::from(selector >> 1),
-        }
-    };
+    let limits = common::http_limits(selector);
     let whole = run(limits, &[input, END]);
     let (a, b) = input.split_at(common::point(input));
     let two = run(limits, &[a, b, END]);

@@ -3,8 +3,13 @@
 //! corpus under plain stable `cargo test`.
 
 pub mod backend_stream;
+pub mod bosh_body;
+pub mod bosh_session;
 pub mod common;
 pub mod dns_answer;
+pub mod endpoint;
 pub mod http_request;
 pub mod websocket_codec;
+pub mod websocket_handshake;
+pub mod websocket_open;
 pub mod xml_framer;

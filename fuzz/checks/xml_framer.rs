@@ -37,11 +37,7 @@ pub fn check(data: &[u8]) {
     let limits = if selector & 2 == 0 {
         Limits::default()
     } else {
-        Limits {
-            max_depth: 3,
-            max_attributes: 3,
-            max_element_bytes: 128,
-        }
+        common::TINY_XML
     };
     let whole = coalesce(run(mode, limits, &[input]));
     let chunked = coalesce(run(mode, limits, &common::chunks(input)));

@@ -44,8 +44,8 @@ fn empty_file_gives_the_documented_defaults() {
     assert_eq!(c.bosh.path, DEFAULT_BOSH_PATH);
     assert_eq!(c.websocket.ping_interval, Some(DEFAULT_PING_INTERVAL));
     assert_eq!(
-        c.backend.routes.get("localhost").map(String::as_str),
-        Some("127.0.0.1:5222")
+        c.backend.routes.get("localhost"),
+        Some(&Route::from("127.0.0.1:5222".to_string()))
     );
     assert_eq!(c.http.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
     assert!(Config::default().validate().is_ok());
@@ -72,8 +72,10 @@ headers = { X-Frame-Options = "DENY" }
 ca_file = "/tmp/ca.pem"
 plaintext_domains = ["internal.test", "bücher.example", "[::1]"]
 loopback_plaintext = true
+verify_loopback = true
 [backend.routes]
 "example.org" = "xmpp.example.org:5222"
+"self-signed.example" = { address = "10.0.0.5:5222", certificate = "/etc/switchboard/self-signed.pem" }
 [dns]
 servers = ["127.0.0.1:53"]
 timeout = "2m"
@@ -86,9 +88,17 @@ cache_entries = 0
     assert_eq!(c.http.read_timeout, Duration::from_millis(250));
     assert_eq!(c.websocket.ping_interval, None);
     assert_eq!(c.dns.timeout, Duration::from_secs(120));
+    assert!(c.backend.verify_loopback && !Config::default().backend.verify_loopback);
     assert_eq!(
-        c.backend.routes.get("example.org").map(String::as_str),
-        Some("xmpp.example.org:5222")
+        c.backend.routes.get("example.org"),
+        Some(&Route::from("xmpp.example.org:5222".to_string()))
+    );
+    assert_eq!(
+        c.backend.routes.get("self-signed.example"),
+        Some(&Route {
+            address: "10.0.0.5:5222".into(),
+            certificate: "/etc/switchboard/self-signed.pem".into(),
+        })
     );
     assert!(
         !c.backend.routes.contains_key("localhost"),
@@ -198,7 +208,8 @@ fn values_of_the_wrong_kind_are_named_in_words() {
         ("[websocket]\nallowed_origins = { a = 1 }\n", r#"line 2: websocket.allowed_origins: { a = 1 } is not a list such as ["…"]"#),
         ("server = 5\n", "line 1: server: 5 is not a table: write [server] on a line of its own, its keys below it"),
         ("[backend]\nroutes = 5\n", "line 2: backend.routes: 5 is not a table: write [backend.routes] on a line of its own, its keys below it"),
-        ("[backend.routes]\n\"example.org\" = 5\n", r#"line 2: backend.routes."example.org": 5 is not a string in double quotes"#),
+        ("[backend.routes]\n\"example.org\" = 5\n", r#"line 2: backend.routes."example.org": 5 is not a host and port such as "10.0.0.5:5222", or a table such as { address = "10.0.0.5:5222", certificate = "/etc/switchboard/example.org.pem" }"#),
+        ("[backend.routes]\n\"example.org\" = { address = \"10.0.0.5:5222\", certificate = 5 }\n", r#"line 2: backend.routes."example.org".certificate: 5 is not a string in double quotes"#),
     ]);
 }
 
@@ -236,6 +247,82 @@ fn routes_need_a_domain_and_a_host_and_port() {
         ("[backend]\nplaintext_domains = [\"ok.test\", \"https://x.test\"]\n", r#"line 2: backend.plaintext_domains: "https://x.test" is not a domain name such as "example.org" (lower-case letters, digits and -, between dots)"#),
         ("[bosh]\nallowed_routes = [\"example.org:5222\"]\n", r#"line 2: bosh.allowed_routes: "example.org:5222" is not a route such as "xmpp:example.org:5222" (xmpp:, a host, a colon and a port)"#),
     ]);
+}
+
+#[test]
+fn a_route_table_has_an_address_and_a_certificate_only() {
+    assert_refused(&[
+        ("[backend.routes]\n\"example.org\" = { adress = \"10.0.0.5:5222\" }\n", r#"line 2: backend.routes."example.org".adress: is not a key of [backend.routes."example.org"]; its keys are address, certificate"#),
+        ("[backend.routes]\n\"example.org\" = { certificate = \"/etc/x.pem\" }\n", r#"line 2: backend.routes."example.org": { certificate = "/etc/x.pem" } has no address; give one, such as { address = "10.0.0.5:5222", certificate = "/etc/x.pem" }"#),
+        ("[backend.routes]\n\"example.org\" = { address = \"nohost\" }\n", r#"line 2: backend.routes."example.org".address: "nohost" is not a host and port such as "xmpp.example.org:5222" or "127.0.0.1:5222""#),
+        ("[backend.routes.\"example.org\"]\naddress = \"10.0.0.5:5222\"\ncertificat = \"/etc/x.pem\"\n", r#"line 3: backend.routes."example.org".certificat: is not a key of [backend.routes."example.org"]; its keys are address, certificate"#),
+    ]);
+}
+
+/// A self-signed certificate for `localhost`, `CA:TRUE` as `openssl req
+/// -x509` makes it, in PEM.
+fn self_signed_pem() -> String {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    params.self_signed(&key).unwrap().pem()
+}
+
+#[test]
+fn a_pinned_certificate_must_be_one_readable_pem_certificate() {
+    let missing = std::env::temp_dir().join("switchboard-config-no-such-cert.pem");
+    let shown = format!("{:?}", missing.display().to_string());
+    let message = refused_at_start(&format!(
+        "[backend.routes]\n\"example.org\" = {{ address = \"127.0.0.1:5222\", certificate = {shown} }}\n"
+    ));
+    assert_eq!(
+        message,
+        format!("line 2: backend.routes.\"example.org\".certificate: {shown} cannot be read (No such file or directory (os error 2)); give the PEM file of the server's own certificate, as it serves it")
+    );
+    let one = self_signed_pem();
+    let cases = [
+        ("pin-none.pem", "not a certificate\n".to_string(), r#"holds no certificate; give the server's own certificate, one "-----BEGIN CERTIFICATE-----" section"#),
+        ("pin-cut.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n".to_string(), "is not a PEM file (missing section end marker"),
+        ("pin-two.pem", format!("{one}{}", self_signed_pem()), "holds 2 certificates; give the server's own certificate alone, the one it presents first (it is compared byte for byte)"),
+        ("pin-junk.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_string(), "holds something that is not an X.509 certificate ("),
+    ];
+    for (name, contents, what) in cases {
+        let path = temp_file(name, &contents);
+        let shown = format!("{:?}", path.display().to_string());
+        let message = refused_at_start(&format!(
+            "[backend.routes]\n\"example.org\" = {{ address = \"127.0.0.1:5222\", certificate = {shown} }}\n"
+        ));
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "line 2: backend.routes.\"example.org\".certificate: {shown} {what}"
+            )),
+            "{message}"
+        );
+    }
+    let path = temp_file("pin-one.pem", &one);
+    let text = format!(
+        "[backend.routes]\n\"example.org\" = {{ address = \"127.0.0.1:5222\", certificate = {:?} }}\n",
+        path.display().to_string()
+    );
+    let settings = settings_from_config(&Config::from_toml(&text).unwrap());
+    std::fs::remove_file(&path).unwrap();
+    assert!(settings.unwrap().route_tls.contains_key("example.org"));
+}
+
+/// Which routes get a TLS configuration of their own: a pinned one
+/// anywhere; a loopback one without a pin unless `verify_loopback`; none
+/// that leaves the host.
+#[test]
+fn loopback_routes_are_trusted_apart_unless_verify_loopback() {
+    let text = "[backend.routes]\nlocalhost = \"127.0.0.1:5222\"\n\"v6.test\" = \"[::1]:5222\"\n\"remote.test\" = \"192.0.2.1:5222\"\n";
+    let settings = settings_from_config(&Config::from_toml(text).unwrap()).unwrap();
+    let mut own: Vec<&str> = settings.route_tls.keys().map(String::as_str).collect();
+    own.sort_unstable();
+    assert_eq!(own, ["localhost", "v6.test"]);
+    let verified = format!("[backend]\nverify_loopback = true\n{text}");
+    let settings = settings_from_config(&Config::from_toml(&verified).unwrap()).unwrap();
+    assert!(settings.route_tls.is_empty());
 }
 
 #[test]

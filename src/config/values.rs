@@ -5,18 +5,23 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::{self, Deserialize, Deserializer, Unexpected, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Unexpected, Visitor};
+
+use super::Route;
 
 const DURATION: &str = "a duration such as \"10s\" (a whole number, then ms, s, m or h)";
 const DURATION_OR_OFF: &str =
     "a duration such as \"30s\" (a whole number, then ms, s, m or h), or \"off\"";
 const LISTEN: &str = "an IP address and port such as \"127.0.0.1:5280\"";
 const DNS_SERVER: &str = "an IP address and port such as \"127.0.0.1:53\"";
+const PROXY: &str = "an IP address such as \"127.0.0.1\"";
 const COUNT: &str = "a whole number written as digits, such as 4";
 const BYTES: &str = "a number of bytes written as digits, such as 65536";
+const ROUTE: &str = "a host and port such as \"10.0.0.5:5222\", or a table such as { address = \"10.0.0.5:5222\", certificate = \"/etc/switchboard/example.org.pem\" }";
 
 /// Durations are strings with a unit: "250ms", "10s", "2m", "1h".
 pub(super) fn parse_duration(text: &str) -> Option<Duration> {
@@ -101,9 +106,66 @@ impl<'de> Deserialize<'de> for DnsServer {
     }
 }
 
+/// One proxy address, its own type for the same reason.
+struct Proxy(IpAddr);
+
+impl<'de> Deserialize<'de> for Proxy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(Parsed {
+            expecting: PROXY,
+            parse: |text| text.parse().ok().map(Proxy),
+        })
+    }
+}
+
+pub(super) fn proxies<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    let proxies = Vec::<Proxy>::deserialize(d)?;
+    Ok(proxies.into_iter().map(|proxy| proxy.0).collect())
+}
+
 pub(super) fn dns_servers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
     let servers = Vec::<DnsServer>::deserialize(d)?;
     Ok(servers.into_iter().map(|server| server.0).collect())
+}
+
+/// A route is a string, or a table of the keys below. Both stay strings
+/// here; `Config::validate` checks the address, start-up reads the file.
+impl<'de> Deserialize<'de> for Route {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The table form; its unknown keys are refused by name.
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            #[serde(default)]
+            address: String,
+            #[serde(default)]
+            certificate: PathBuf,
+        }
+
+        struct RouteVisitor;
+
+        impl<'de> Visitor<'de> for RouteVisitor {
+            type Value = Route;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(ROUTE)
+            }
+
+            fn visit_str<E: de::Error>(self, address: &str) -> Result<Route, E> {
+                Ok(Route::from(address.to_string()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Route, A::Error> {
+                let table = Table::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Route {
+                    address: table.address,
+                    certificate: table.certificate,
+                })
+            }
+        }
+
+        d.deserialize_any(RouteVisitor)
+    }
 }
 
 /// A non-negative TOML integer that fits `T`.

@@ -16,6 +16,7 @@
 //! reports `WouldBlock`.
 
 mod io;
+mod reload;
 mod settings;
 mod token;
 
@@ -23,12 +24,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use switchboard_core::dns;
 use switchboard_core::endpoint::{Command, Endpoint, SocketId};
@@ -114,14 +115,25 @@ pub struct Server {
     /// Set once draining: when to stop even if clients are still there.
     drain_deadline: Option<Instant>,
     signals: Option<Signals>,
+    /// The configuration file SIGHUP reads again, if the process has one.
+    reload: Option<reload::Reload>,
+    /// The address configured (not the one bound, which may be port 0's).
+    listen: SocketAddr,
     waker: Arc<Waker>,
 }
 
 /// Run a server from a configuration until SIGTERM or SIGINT, which drain
 /// it: every client is told `system-shutdown` before the process ends.
-pub fn run(config: &Config) -> Result<(), String> {
+/// SIGHUP reads `path` again; SIGQUIT is ignored.
+pub fn run(config: &Config, path: Option<&std::path::Path>) -> Result<(), String> {
+    // The handlers go in before the port opens: a SIGTERM sent as soon as
+    // the port answers must drain, not kill.
+    let signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP, SIGQUIT]).map_err(|e| format!("signals: {e}"))?;
+    check_descriptors(config);
     let mut server = Server::bind(config)?;
-    server.stop_on_signals()?;
+    server.reload = path.map(reload::Reload::new);
+    server.stop_on_signals(signals)?;
     info!("{}", server.describe());
     server.run().map_err(|e| format!("reactor failed: {e}"))
 }
@@ -147,6 +159,7 @@ impl Server {
         let waker = Arc::new(Waker::new(&registry, WAKER).map_err(|e| format!("poll: {e}"))?);
         let (dns, resolver) = open_dns(config, &registry)?;
         let now = Instant::now();
+        settings.clock.set(SystemTime::now());
         let endpoint = Endpoint::new(settings, resolver, now).map_err(|e| e.to_string())?;
         Ok(Server {
             poll,
@@ -165,14 +178,15 @@ impl Server {
             drain: Arc::new(AtomicBool::new(false)),
             drain_deadline: None,
             signals: None,
+            reload: None,
+            listen: config.server.listen,
             waker,
         })
     }
 
-    /// Drain on SIGTERM and SIGINT (for the process, not for servers that
-    /// tests run side by side).
-    pub fn stop_on_signals(&mut self) -> Result<(), String> {
-        let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signals: {e}"))?;
+    /// Drain on SIGTERM and SIGINT, read the configuration again on SIGHUP
+    /// (for the process, not for servers that tests run side by side).
+    pub fn stop_on_signals(&mut self, mut signals: Signals) -> Result<(), String> {
         self.registry
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| format!("poll: {e}"))?;
@@ -235,18 +249,14 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
+            // Certificate dates are judged by this reading (rustls's clock).
+            self.endpoint.settings().clock.set(SystemTime::now());
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_pending = true,
                     DNS => self.read_dns(),
                     WAKER => {}
-                    SIGNALS => {
-                        let caught = self.signals.as_mut().map(|s| s.pending().next());
-                        if let Some(Some(signal)) = caught {
-                            info!("signal {signal}: draining");
-                            self.drain.store(true, Ordering::SeqCst);
-                        }
-                    }
+                    SIGNALS => self.signals(),
                     token => {
                         // Errors and hang-ups surface through the next read.
                         let closed = event.is_read_closed() || event.is_error();
@@ -281,6 +291,76 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    fn signals(&mut self) {
+        let caught: Vec<i32> = match self.signals.as_mut() {
+            Some(signals) => signals.pending().collect(),
+            None => return,
+        };
+        for signal in caught {
+            match signal {
+                SIGHUP => self.reload(),
+                SIGQUIT => info!("SIGQUIT ignored: SIGTERM or SIGINT stop switchboard"),
+                _ => {
+                    info!("signal {signal}: draining");
+                    self.drain.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// SIGHUP: the configuration file again, for new sessions; refused
+    /// whole, with the reason, when it does not check out.
+    fn reload(&mut self) {
+        let Some(reload) = self.reload.as_mut() else {
+            info!("SIGHUP: no configuration file to read again (built-in defaults)");
+            return;
+        };
+        let path = reload.path().display().to_string();
+        let read = reload.read().and_then(|(config, text, changed)| {
+            let settings = settings::from_config(&config).map_err(|e| e.to_string())?;
+            Ok((config, text, changed, settings))
+        });
+        let (config, text, changed, settings) = match read {
+            Ok(read) => read,
+            Err(why) => {
+                log::error!("SIGHUP: {path}: {why}; the running configuration stays");
+                return;
+            }
+        };
+        reload.applied(text);
+        if config.server.listen != self.listen {
+            warn!(
+                "SIGHUP: server.listen cannot change without a restart: still listening on {}",
+                self.local_addr
+            );
+        }
+        if changed
+            .iter()
+            .any(|key| key == "dns" || key.starts_with("dns."))
+        {
+            match open_dns(&config, &self.registry) {
+                Ok((socket, resolver)) => {
+                    if let Some(mut old) = self.dns.take() {
+                        let _ = self.registry.deregister(&mut old);
+                    }
+                    self.dns = socket;
+                    self.endpoint.reconfigure_dns(resolver);
+                }
+                Err(e) => warn!("SIGHUP: dns: {e}; the resolver stays as it was"),
+            }
+        }
+        // The new TLS configs read a clock of their own: set it now, not at
+        // the next wake-up.
+        settings.clock.set(SystemTime::now());
+        self.endpoint.reload(settings);
+        let changed = if changed.is_empty() {
+            "nothing".to_string()
+        } else {
+            changed.join(", ")
+        };
+        info!("SIGHUP: {path} read again; changed for new sessions: {changed}");
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -591,6 +671,51 @@ fn socket_in(sockets: &mut [Option<Socket>], id: SocketId) -> Option<&mut Socket
         .get_mut(id.index())
         .and_then(Option::as_mut)
         .filter(|s| s.generation == id.generation())
+}
+
+/// Descriptors the process holds besides its clients' and backends': the
+/// listener, the poll, the waker, signals, DNS, the standard streams.
+const FIXED_DESCRIPTORS: u64 = 32;
+
+/// Raise the soft descriptor limit to the hard one, and say at start when
+/// it still cannot hold the configured connections and sessions with their
+/// backend sockets, and how many it can.
+fn check_descriptors(config: &Config) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read or write the struct given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let soft = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            info!("descriptor limit raised from {soft} to {}", limit.rlim_max);
+        }
+    }
+    let have = limit.rlim_cur;
+    // Every session holds a backend socket beside its client connections.
+    let need = config.server.max_connections as u64
+        + config.server.max_sessions as u64
+        + FIXED_DESCRIPTORS;
+    if have < need {
+        let room = have.saturating_sub(FIXED_DESCRIPTORS);
+        warn!(
+            "the descriptor limit is {have}: server.max_connections ({}) and server.max_sessions ({}) need about {need} with their backend sockets; this limit holds about {} WebSocket sessions (2 descriptors each) or {} BOSH sessions (up to 3); raise it (ulimit -n, systemd LimitNOFILE=) or lower the limits",
+            config.server.max_connections,
+            config.server.max_sessions,
+            room / 2,
+            room / 3
+        );
+    }
 }
 
 /// An OS error as a log line says it: "connection refused", without the

@@ -1,7 +1,6 @@
 //! A test certificate authority made at test time with rcgen, and the rustls
 //! configurations built from it (ring provider, as the product uses).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -36,11 +35,6 @@ impl TestCa {
         &self.cert_pem
     }
 
-    /// Writes the CA certificate as PEM to `path`.
-    pub fn write_pem(&self, path: &Path) -> std::io::Result<()> {
-        std::fs::write(path, &self.cert_pem)
-    }
-
     /// A leaf certificate for `domain` (DNS subjectAltName) and its key.
     pub fn issue(&self, domain: &str) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
         let mut params = CertificateParams::new(vec![domain.to_string()]).expect("leaf params");
@@ -61,15 +55,7 @@ impl TestCa {
     /// A rustls server configuration presenting a certificate for `domain`.
     pub fn server_config(&self, domain: &str) -> Arc<rustls::ServerConfig> {
         let (cert, key) = self.issue(domain);
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert, self.cert_der.clone()], key)
-        .expect("server certificate");
-        Arc::new(config)
+        server_config(vec![cert, self.cert_der.clone()], key)
     }
 
     /// A rustls client configuration trusting only this CA.
@@ -87,6 +73,37 @@ impl TestCa {
         .with_no_client_auth();
         Arc::new(config)
     }
+}
+
+/// A self-signed certificate for `domain` with `CA:TRUE`, as `openssl req
+/// -x509` (and so Debian's Prosody) makes it: a server configuration
+/// presenting it, and the certificate in PEM (what a route pins).
+pub fn self_signed(domain: &str) -> (Arc<rustls::ServerConfig>, String) {
+    let mut params = CertificateParams::new(vec![domain.to_string()]).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, domain);
+    let key = KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    (server_config(vec![cert.der().clone()], key), cert.pem())
+}
+
+/// A rustls server configuration presenting `chain`.
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Arc<rustls::ServerConfig> {
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server certificate");
+    Arc::new(config)
 }
 
 /// The rustls server name for an XMPP domain (RFC 6120 §13.7.2.1).

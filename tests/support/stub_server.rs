@@ -1,7 +1,8 @@
 //! A stub XMPP server (RFC 6120 client-to-server side) on a loopback port, one
 //! blocking thread per connection, for switchboard's integration tests.
 //!
-//! It offers STARTTLS when asked (certificate from a test CA), SASL PLAIN
+//! It offers STARTTLS when asked (certificate from a test CA, or
+//! self-signed), SASL PLAIN
 //! accepting any credentials, resource binding, routing of stanzas addressed
 //! to bound JIDs and a result for any iq get/set addressed to the server.
 //! Every connection keeps an event log that tests wait on and assert against.
@@ -17,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::certs::TestCa;
+use super::certs::{self, TestCa};
 use super::xml::{self, Frame, Framer};
 use super::xmpp::{self, NS_BIND, NS_CLIENT, NS_SASL, NS_STREAM, NS_STREAMS, NS_TLS};
 
@@ -44,6 +45,9 @@ pub struct StubOptions {
     /// Name in the TLS certificate when it must differ from `domain`
     /// (to test certificate name checks).
     pub cert_domain: Option<String>,
+    /// Present a self-signed `CA:TRUE` certificate, as Debian's Prosody
+    /// does, instead of one from a test CA.
+    pub self_signed: bool,
     /// Answer every stream open with `<host-unknown/>` (RFC 6120 §4.9.3.6).
     pub host_unknown: bool,
 }
@@ -54,6 +58,7 @@ impl Default for StubOptions {
             domain: "localhost".into(),
             tls: None,
             cert_domain: None,
+            self_signed: false,
             host_unknown: false,
         }
     }
@@ -119,6 +124,8 @@ pub struct StubServer {
     shared: Arc<Shared>,
     ca: Option<TestCa>,
     ca_file: Option<PathBuf>,
+    /// The self-signed certificate in PEM, for pinning.
+    cert_file: Option<PathBuf>,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -153,19 +160,29 @@ impl StubServer {
     pub fn start(options: StubOptions) -> StubServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind stub listener");
         let addr = listener.local_addr().expect("stub address");
-        let ca = options.tls.map(|_| TestCa::new());
-        let tls_config = ca
-            .as_ref()
-            .map(|ca| ca.server_config(options.cert_domain.as_deref().unwrap_or(&options.domain)));
-        let ca_file = ca.as_ref().map(|ca| {
+        let cert_domain = options.cert_domain.as_deref().unwrap_or(&options.domain);
+        let temp_pem = |kind: &str, pem: &str| {
             let path = std::env::temp_dir().join(format!(
-                "switchboard-stub-ca-{}-{}.pem",
+                "switchboard-stub-{kind}-{}-{}.pem",
                 std::process::id(),
                 addr.port()
             ));
-            ca.write_pem(&path).expect("write stub ca file");
+            std::fs::write(&path, pem).expect("write stub pem file");
             path
-        });
+        };
+        let (ca, tls_config, ca_file, cert_file) = match options.tls {
+            None => (None, None, None, None),
+            Some(_) if options.self_signed => {
+                let (config, pem) = certs::self_signed(cert_domain);
+                (None, Some(config), None, Some(temp_pem("cert", &pem)))
+            }
+            Some(_) => {
+                let ca = TestCa::new();
+                let config = ca.server_config(cert_domain);
+                let ca_file = temp_pem("ca", ca.cert_pem());
+                (Some(ca), Some(config), Some(ca_file), None)
+            }
+        };
         let shared = Arc::new(Shared {
             options,
             tls_config,
@@ -182,6 +199,7 @@ impl StubServer {
             shared,
             ca,
             ca_file,
+            cert_file,
             acceptor: Some(acceptor),
         }
     }
@@ -203,6 +221,12 @@ impl StubServer {
     /// for switchboard's `backend.ca_file`.
     pub fn ca_file(&self) -> Option<&Path> {
         self.ca_file.as_deref()
+    }
+
+    /// A temporary file holding the self-signed certificate (only with
+    /// [`StubOptions::self_signed`]), removed on drop: what a route pins.
+    pub fn cert_file(&self) -> Option<&Path> {
+        self.cert_file.as_deref()
     }
 
     /// A rustls client configuration trusting the stub's CA (only with TLS).
@@ -391,7 +415,7 @@ impl Drop for StubServer {
         for t in threads {
             let _ = t.join();
         }
-        if let Some(path) = &self.ca_file {
+        for path in self.ca_file.iter().chain(&self.cert_file) {
             let _ = std::fs::remove_file(path);
         }
     }

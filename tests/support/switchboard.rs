@@ -54,16 +54,18 @@ impl Drop for Switchboard {
 }
 
 /// The test config with `stub`'s domain routed to it (the only route), its
-/// CA trusted when it has one.
+/// CA trusted when it has one. The stub stands for a server elsewhere: its
+/// certificate is verified even though it listens on loopback.
 pub fn config_for(stub: &StubServer) -> Config {
     let mut config = Config::for_tests();
     config.backend.routes.clear();
     config
         .backend
         .routes
-        .insert(stub.domain().to_string(), stub.addr().to_string());
+        .insert(stub.domain().to_string(), stub.addr().to_string().into());
     if let Some(ca) = stub.ca_file() {
         config.backend.ca_file = ca.to_path_buf();
     }
+    config.backend.verify_loopback = true;
     config
 }

@@ -18,6 +18,11 @@
 # makes the same kind of CA. The leaf for localhost is DIR/certs/ejabberd-localhost.*
 # (prosody.sh's own localhost.crt is left alone).
 #
+# EJABBERD_STOCK_TLS=1: the certificate a stock Debian install makes
+# instead (its preinst: `openssl req -new -x509`, self-signed, CA:TRUE, CN
+# "ejabberd", not even the host name), key and certificate in one file,
+# DIR/certs/ejabberd.pem, and no CA.
+#
 # Env: EJABBERD_C2S_PORT (25222), EJABBERD_HTTP_PORT (25280). Endpoints:
 #   c2s        127.0.0.1:EJABBERD_C2S_PORT, STARTTLS required
 #   BOSH       http://127.0.0.1:EJABBERD_HTTP_PORT/http-bind
@@ -54,9 +59,18 @@ ensure_installed() {
 
 # Same extensions as prosody.sh: rustls/webpki refuse v1 certificates, leaves
 # without a SAN, and CA certificates used as leaves.
+# With EJABBERD_STOCK_TLS, Debian's own self-signed kind instead.
 make_certs() {
     local dir=$1 certs=$1/certs
     mkdir -p "$certs"
+    if [ "${EJABBERD_STOCK_TLS:-}" = 1 ]; then
+        local pem
+        pem=$(certfile "$dir")
+        openssl req -new -x509 -days 365 -nodes -subj "/OU=interop/CN=ejabberd" \
+            -out "$pem" -keyout "$pem" 2>/dev/null
+        chmod 600 "$pem"
+        return
+    fi
     if [ ! -f "$dir/ca.pem" ] || [ ! -f "$certs/ca.key" ]; then
         openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
             -keyout "$certs/ca.key" -out "$dir/ca.pem" -days 30 -sha256 \
@@ -80,6 +94,15 @@ make_certs() {
     chmod 600 "$certs"/*.key "$leaf.pem"
 }
 
+# certfile DIR: the file ejabberd serves its certificate and key from.
+certfile() {
+    if [ "${EJABBERD_STOCK_TLS:-}" = 1 ]; then
+        echo "$1/certs/ejabberd.pem"
+    else
+        echo "$1/certs/ejabberd-$HOST.pem"
+    fi
+}
+
 write_config() {
     local dir=$1
     cat >"$dir/ejabberd.yml" <<YAML
@@ -89,7 +112,7 @@ hosts:
 loglevel: info
 log_rotate_count: 0
 certfiles:
-  - "$dir/certs/ejabberd-$HOST.pem"
+  - "$(certfile "$dir")"
 auth_method: internal
 # Plain storage: every SASL mechanism the clients pick (PLAIN, SCRAM-*) works.
 auth_password_format: plain
@@ -193,7 +216,7 @@ start() {
         if port_open "$C2S_PORT" && port_open "$HTTP_PORT" &&
             api status '{}' 2>/dev/null | grep -q 'is started'; then
             register_users "$dir"
-            echo "ejabberd: pid $pid, c2s 127.0.0.1:$C2S_PORT, http 127.0.0.1:$HTTP_PORT (/http-bind, /xmpp-websocket), ca $dir/ca.pem"
+            echo "ejabberd: pid $pid, c2s 127.0.0.1:$C2S_PORT, http 127.0.0.1:$HTTP_PORT (/http-bind, /xmpp-websocket), certfile $(certfile "$dir")"
             return 0
         fi
         kill -0 "$pid" 2>/dev/null || { tail -n 20 "$dir/ejabberd.log" "$dir/ejabberd.stdout.log" >&2 || true; die "ejabberd exited during start-up"; }

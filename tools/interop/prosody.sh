@@ -15,12 +15,19 @@
 # sessions kept 120 s after their connection drops.
 # Writes DIR/ca.pem: the one CA that signs the certificates of both hosts
 # (localhost and srv.test), for switchboard's backend.ca_file.
+# PROSODY_STOCK_TLS=1: TLS as a stock install has it instead: each host's
+# certificate is self-signed by `openssl req -x509 -subj /CN=HOST` (CN only,
+# CA:TRUE: the kind `prosodyctl cert generate` makes too), found by
+# Prosody's `certificates` directory lookup in DIR/certs (HOST.crt,
+# HOST.key), and no CA exists; c2s requires encryption as Debian's default
+# config does.
 set -euo pipefail
 
 C2S_PORT="${PROSODY_C2S_PORT:-15222}"
 HTTP_PORT="${PROSODY_HTTP_PORT:-15280}"
 if [ "${PROSODY_PLAIN_C2S:-}" = 1 ]; then REQUIRE_TLS=false; else REQUIRE_TLS=true; fi
 if [ "${PROSODY_SMACKS:-}" = 1 ]; then SMACKS='"smacks";'; else SMACKS=""; fi
+STOCK_TLS="${PROSODY_STOCK_TLS:-}"
 HOSTS=(localhost srv.test)
 USERS=(alice bob)
 PASSWORD=password
@@ -42,9 +49,19 @@ ensure_installed() {
 
 # One CA, one leaf per host. Extensions matter: rustls/webpki refuse v1
 # certificates, leaves without a SAN, and CA certificates used as leaves.
+# With PROSODY_STOCK_TLS, one self-signed certificate per host instead.
 make_certs() {
     local dir=$1 certs=$1/certs
     mkdir -p "$certs"
+    if [ "$STOCK_TLS" = 1 ]; then
+        local host
+        for host in "${HOSTS[@]}"; do
+            openssl req -x509 -newkey rsa:2048 -nodes -days 365 -sha256 -subj "/CN=$host" \
+                -keyout "$certs/$host.key" -out "$certs/$host.crt" 2>/dev/null
+        done
+        chmod 600 "$certs"/*.key
+        return
+    fi
     openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
         -keyout "$certs/ca.key" -out "$dir/ca.pem" -days 30 -sha256 \
         -subj "/CN=switchboard interop test CA" \
@@ -113,12 +130,16 @@ cross_domain_bosh = true
 limits = { c2s = { rate = "10mb/s" } }
 
 LUA
+        if [ "$STOCK_TLS" = 1 ]; then
+            # Stock: certificates found by name in a directory.
+            printf 'certificates = "%s"\n\n' "$dir/certs"
+        fi
         for host in "${HOSTS[@]}"; do
-            cat <<LUA
-VirtualHost "$host"
-    ssl = { certificate = "$dir/certs/$host.crt"; key = "$dir/certs/$host.key"; }
-
-LUA
+            echo "VirtualHost \"$host\""
+            if [ "$STOCK_TLS" != 1 ]; then
+                echo "    ssl = { certificate = \"$dir/certs/$host.crt\"; key = \"$dir/certs/$host.key\"; }"
+            fi
+            echo
         done
     } >"$dir/prosody.cfg.lua"
 }
@@ -151,7 +172,11 @@ start() {
     local pid
     pid=$(cat "$dir/prosody.run.pid")
     await_ports prosody "$pid" 100 "$C2S_PORT $HTTP_PORT" "$dir/prosody.log" "$dir/prosody.stdout.log"
-    echo "prosody: pid $pid, c2s 127.0.0.1:$C2S_PORT, http 127.0.0.1:$HTTP_PORT, ca $dir/ca.pem"
+    if [ "$STOCK_TLS" = 1 ]; then
+        echo "prosody: pid $pid, c2s 127.0.0.1:$C2S_PORT, http 127.0.0.1:$HTTP_PORT, self-signed $dir/certs/localhost.crt"
+    else
+        echo "prosody: pid $pid, c2s 127.0.0.1:$C2S_PORT, http 127.0.0.1:$HTTP_PORT, ca $dir/ca.pem"
+    fi
 }
 
 stop() {

@@ -35,6 +35,7 @@
 //! TLS; the `<starttls/>` offer is then cut from the features the client
 //! sees, since nobody will negotiate it.
 
+use super::tls;
 use crate::stream_error::Condition;
 use crate::xml::{self, ElementInfo, FrameKind, Framer, StreamHeader};
 use rustls::pki_types::ServerName;
@@ -79,27 +80,17 @@ impl Settings {
     /// Plaintext to `localhost`, trusting no one: for the session cores'
     /// tests, whose stub servers never offer STARTTLS.
     pub(crate) fn plaintext_for_tests(xml: xml::Limits) -> Settings {
+        let trust = tls::Trust::Roots(rustls::RootCertStore::empty());
         Settings {
             domain: "localhost".into(),
             lang: "en".into(),
-            tls: client_config_for_tests(rustls::RootCertStore::empty()),
+            tls: tls::client_config(trust, &tls::Clock::default())
+                .expect("ring supports the default versions"),
             plaintext_allowed: true,
             skip_optional_tls: false,
             xml,
         }
     }
-}
-
-/// A client configuration trusting `roots` only, for tests.
-#[cfg(test)]
-pub(crate) fn client_config_for_tests(roots: rustls::RootCertStore) -> Arc<ClientConfig> {
-    let tls =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    Arc::new(tls)
 }
 
 /// Something the server sent that the session must act on.
@@ -132,7 +123,7 @@ pub enum Error {
     /// The server's XML broke the rules or the limits.
     Xml(xml::Error),
     /// TLS failed, including server certificate verification.
-    Tls(rustls::Error),
+    Tls(tls::Failure),
     /// The server offers no STARTTLS and plaintext is not allowed for this
     /// domain (RFC 6120 §5.3.1).
     TlsRequired,
@@ -175,12 +166,12 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Xml(e) => write!(f, "server xml: {e}"),
-            Error::Tls(e) => write!(f, "tls: {e}"),
-            Error::TlsRequired => {
-                f.write_str("server does not offer starttls and plaintext is not allowed")
-            }
-            Error::StartTlsFailed => f.write_str("server refused starttls"),
-            Error::InvalidDomain => f.write_str("domain is not a valid tls server name"),
+            Error::Tls(failure) => write!(f, "{failure}"),
+            Error::TlsRequired => f.write_str(
+                "server does not offer STARTTLS and plaintext is not allowed for this domain (only for one in backend.plaintext_domains or on a loopback route)",
+            ),
+            Error::StartTlsFailed => f.write_str("server answered STARTTLS with <failure/>"),
+            Error::InvalidDomain => f.write_str("domain is not a valid TLS server name"),
             Error::UnsupportedVersion => f.write_str("server stream is not version 1.0"),
             Error::Unexpected(what) => write!(f, "unexpected from server: {what}"),
             Error::NotReady => f.write_str("stream not negotiated yet"),
@@ -573,7 +564,8 @@ impl Stream {
     /// ClientHello (RFC 6120 §5.4.3.1).
     fn start_tls(&mut self) -> Result<(), Error> {
         let name = ServerName::try_from(self.domain.clone()).map_err(|_| Error::InvalidDomain)?;
-        let mut conn = ClientConnection::new(Arc::clone(&self.config), name).map_err(Error::Tls)?;
+        let mut conn = ClientConnection::new(Arc::clone(&self.config), name)
+            .map_err(|e| Error::Tls(tls::Failure::of(e, &self.domain)))?;
         // Our own output buffer is the bounded one; rustls's is emptied
         // into it after every write.
         conn.set_buffer_limit(None);
@@ -602,7 +594,7 @@ impl Stream {
             if let Err(e) = conn.process_new_packets() {
                 // Queue the alert that tells the server why.
                 let _ = conn.write_tls(&mut self.output);
-                return Err(Error::Tls(e));
+                return Err(Error::Tls(tls::Failure::of(e, &self.domain)));
             }
             let mut reader = conn.reader();
             loop {

@@ -99,13 +99,19 @@ pub fn parse_body(bytes: &[u8], limits: xml::Limits) -> Result<Body, Condition> 
         return Err(Condition::BadRequest);
     };
     let element = &bytes[frame_start..frame_start + frame.len];
-    if bytes[frame_start + frame.len..]
+    if !bytes[frame_start + frame.len..]
         .iter()
-        .any(|b| !b.is_ascii_whitespace())
+        .all(|&b| xml::is_xml_space(b))
     {
         return Err(Condition::BadRequest);
     }
-    if info.local_name(element) != "body" || info.namespace(element) != Some(NS_HTTPBIND) {
+    // The element's own `xmlns` puts only an unprefixed name in that
+    // namespace (Namespaces in XML 1.0 §6.2): `<x:body xmlns='...httpbind'>`
+    // is in whatever `x` names.
+    if info.prefix(element).is_some()
+        || info.local_name(element) != "body"
+        || info.namespace(element) != Some(NS_HTTPBIND)
+    {
         return Err(Condition::BadRequest);
     }
     let text = std::str::from_utf8(element).map_err(|_| Condition::BadRequest)?;
@@ -213,14 +219,7 @@ impl Head {
 
     pub(super) fn attr(mut self, name: &str, value: &str) -> Self {
         let _ = write!(self.0, " {name}='");
-        for c in value.chars() {
-            match c {
-                '&' => self.0.push_str("&amp;"),
-                '\'' => self.0.push_str("&apos;"),
-                '<' => self.0.push_str("&lt;"),
-                c => self.0.push(c),
-            }
-        }
+        xml::escape_attribute(&mut self.0, value);
         self.0.push('\'');
         self
     }
@@ -298,11 +297,22 @@ mod tests {
             "<body rid='9007199254740992' xmlns='http://jabber.org/protocol/httpbind'/>",
             "<body rid='1'/>",
             "<notbody xmlns='http://jabber.org/protocol/httpbind'/>",
+            "<x:body rid='1' xmlns='http://jabber.org/protocol/httpbind' xmlns:x='urn:other'/>",
+            "<body rid='1' xmlns='http://jabber.org/protocol/httpbind'/>\x0c",
             "<body xmlns='http://jabber.org/protocol/httpbind'/><body xmlns='http://jabber.org/protocol/httpbind'/>",
             "",
         ] {
             assert_eq!(parse_body(bad.as_bytes(), limits()), Err(Condition::BadRequest), "{bad}");
         }
+    }
+
+    #[test]
+    fn response_attribute_values_are_escaped() {
+        let body = Head::new().attr("to", "a'b\n<c>").finish(&[]);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            "<body xmlns='http://jabber.org/protocol/httpbind' to='a&apos;b&#xA;&lt;c&gt;'/>"
+        );
     }
 
     #[test]

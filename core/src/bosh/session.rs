@@ -20,6 +20,7 @@ use super::body::{terminate_body, Body, Condition, Head, NS_XBOSH};
 use super::replies::Replies;
 use super::stream::{Ended, XmppStream};
 use crate::backend;
+use crate::destinations;
 use crate::end::{End, Mistake, ServerSide};
 use crate::ids;
 use crate::xml;
@@ -182,7 +183,7 @@ impl Session {
         let Some(rid) = body.rid else {
             return Err(refuse(End::Client(Mistake::NoRid)));
         };
-        let Some(domain) = body.to.clone().filter(|t| !t.is_empty()) else {
+        let Some(domain) = body.to.as_deref().and_then(destinations::normalize) else {
             return Err(refuse(End::Client(Mistake::NoDomain)));
         };
         let route = check_route(&settings, body).map_err(|m| refuse(End::Client(m)))?;
@@ -376,7 +377,14 @@ impl Session {
         if rid == self.next_rid {
             self.next_rid += 1;
             self.take(now, rid, request);
-        } else if !self.queued.iter().any(|(r, _)| *r == rid) {
+        } else if let Some(at) = self.queued.iter().position(|(r, _)| *r == rid) {
+            // Sent again (its connection broke, the client thinks): the new
+            // copy waits for the gap; the old one is let go, answered empty.
+            let old = std::mem::replace(&mut self.queued[at].1, request);
+            let body = self.plain_head(None, rid).finish(&[]);
+            self.responses
+                .push_back((old.handle, Response { status: 200, body }));
+        } else {
             self.queued.push((rid, request));
         }
         while let Some(at) = self.queued.iter().position(|(r, _)| *r == self.next_rid) {
@@ -460,9 +468,19 @@ impl Session {
     }
 
     pub fn backend_connected(&mut self, _now: Instant, id: StreamId, settings: backend::Settings) {
+        if self.ended {
+            return;
+        }
         if let Some(s) = self.stream_mut(id) {
             s.connected(settings);
         }
+    }
+
+    /// The endpoint will not connect this stream (its domain is not
+    /// served).
+    pub fn refuse_stream(&mut self, now: Instant, id: StreamId, end: End) {
+        self.end_stream(id, Ended::new(end));
+        self.flush(now);
     }
 
     pub fn backend_failed(&mut self, now: Instant, id: StreamId, why: String) {
@@ -497,7 +515,13 @@ impl Session {
 
     /// The process is going down (§17.2 `system-shutdown`).
     pub fn shut_down(&mut self) {
-        self.finish(End::Shutdown, b"");
+        self.terminate(End::Shutdown);
+    }
+
+    /// The endpoint ends the session for `end` (a request too broken to
+    /// reach the session named it).
+    pub fn terminate(&mut self, end: End) {
+        self.finish(end, b"");
     }
 
     /// Take one request, in rid order.
@@ -539,9 +563,12 @@ impl Session {
             }
         } else {
             self.send(target, &request.payload);
-            if self.ended {
-                return;
-            }
+        }
+        // Its own payload or restart ended the session: `finish` answered
+        // what was held and queued, and this request hears the same.
+        if let Some(end) = self.end.clone() {
+            self.responses.push_back((request.handle, end));
+            return;
         }
         if let Some(pause) = body.pause {
             // §10: answer everything at once; inactivity becomes the pause
@@ -620,12 +647,14 @@ impl Session {
                 // Already closed: say so again, the session goes on.
                 let name = body.stream.as_deref();
                 self.respond(now, rid, handle, terminate_body(None, name, b""));
+                self.note_idle(now);
             }
             Target::One(id) if open > 1 => {
                 // §19.4: one stream closes, the session goes on.
                 let name = self.close_stream(id, payload, max);
                 self.respond(now, rid, handle, terminate_body(None, Some(&name), b""));
                 self.flush(now);
+                self.note_idle(now);
             }
             _ => {
                 // §13: the payload first, then a clean close of each stream.
@@ -653,7 +682,7 @@ impl Session {
 
     /// §19.2: another stream in this session.
     fn add_stream(&mut self, now: Instant, body: &Body) -> Result<StreamId, Mistake> {
-        let Some(domain) = body.to.clone().filter(|t| !t.is_empty()) else {
+        let Some(domain) = body.to.as_deref().and_then(destinations::normalize) else {
             return Err(Mistake::NoDomain);
         };
         if self.open_streams().count() >= self.settings.max_streams {

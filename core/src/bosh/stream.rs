@@ -229,6 +229,8 @@ impl XmppStream {
             stream.close();
         }
         self.closing = true;
+        // A closed stream is not waited for: its handshake no longer counts.
+        self.handshake_deadline = None;
     }
 
     /// A vanished client or a failure: the TCP connection goes without

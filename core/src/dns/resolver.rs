@@ -107,6 +107,13 @@ impl Resolver {
         }
     }
 
+    /// New servers or timeouts for lookups from now on; the cache starts
+    /// afresh, since other servers may answer otherwise.
+    pub fn reconfigure(&mut self, config: ResolverConfig) {
+        self.cache = Cache::new(config.max_cache_entries);
+        self.config = config;
+    }
+
     /// Starts a lookup of `name` (UTF-8, IDNs become punycode). A cached or
     /// immediately failing lookup has its answer ready in `poll_answer`.
     pub fn query(&mut self, now: Instant, name: &str, kind: Kind) -> QueryId {

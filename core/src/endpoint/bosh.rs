@@ -13,6 +13,7 @@ use super::link::{Link, Progress};
 use super::{Key, Owner, Shared, SocketId};
 use crate::bosh::{self, Command, StreamId};
 use crate::dns;
+use crate::end::End;
 use crate::wheel::TimerId;
 
 struct StreamLink {
@@ -33,7 +34,7 @@ pub(super) struct BoshEntry {
     streams: Vec<Option<StreamLink>>,
     /// The session is over: its last bytes to the servers are flushed by
     /// this deadline, then it goes.
-    pub ending: Option<(String, Instant)>,
+    pub ending: Option<(End, Instant)>,
     pub timer: Option<(TimerId, Instant)>,
     /// Bytes last reported to the accounting.
     pub buffered: usize,
@@ -188,6 +189,11 @@ impl BoshEntry {
                     domain,
                     route,
                 } => {
+                    if !shared.settings.serves(&domain) {
+                        self.core
+                            .refuse_stream(shared.now, stream, End::NotServed(domain));
+                        continue;
+                    }
                     let Ok(token_stream) = u8::try_from(stream.0) else {
                         self.core
                             .backend_failed(shared.now, stream, "too many streams".into());
@@ -220,7 +226,7 @@ impl BoshEntry {
                 Command::End(reason) => {
                     shared.log_end(self.core.domain(), &reason);
                     let linger = shared.now + shared.settings.linger;
-                    self.ending = Some((reason.to_string(), linger));
+                    self.ending = Some((reason, linger));
                     for stream in self.streams.iter_mut().flatten() {
                         stream.closing = true;
                     }
@@ -245,7 +251,12 @@ impl BoshEntry {
     pub fn finished(&self, now: Instant) -> Option<String> {
         let (reason, deadline) = self.ending.as_ref()?;
         let flushed = self.streams.iter().all(Option::is_none);
-        (flushed || now >= *deadline).then(|| reason.clone())
+        (flushed || now >= *deadline).then(|| reason.to_string())
+    }
+
+    /// The client ended the session itself.
+    pub fn client_closed(&self) -> bool {
+        matches!(self.ending, Some((End::ClientClosed, _)))
     }
 
     fn link(&self, id: usize) -> Option<&Link> {
@@ -290,6 +301,10 @@ impl Ended {
 
     pub fn len(&self) -> usize {
         self.by_sid.len()
+    }
+
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
     }
 
     pub fn insert(&mut self, sid: String, response: bosh::Response, until: Instant) {

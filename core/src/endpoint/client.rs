@@ -3,7 +3,7 @@
 //! session uses. The endpoint owns it and lends it the shared parts for
 //! each input.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use log::{debug, info};
@@ -56,6 +56,9 @@ pub(super) struct Client {
     /// Counts sessions since start, for log lines.
     number: u64,
     pub peer: SocketAddr,
+    /// Whom sessions are counted for: the peer, or the client a trusted
+    /// proxy forwards for (its last `X-Forwarded-For` entry).
+    pub address: IpAddr,
     started: Instant,
     /// Unconsumed client bytes in the HTTP phase.
     input: Vec<u8>,
@@ -68,6 +71,9 @@ pub(super) struct Client {
     closing: Option<(End, Instant)>,
     /// Buffered requests are left to read in the connection's next turn.
     pub deferred: bool,
+    /// Since when output has waited without the socket taking a byte.
+    stalled_since: Option<Instant>,
+    write_timeout: std::time::Duration,
     /// The WebSocket session counts against the session limits.
     pub session_counted: bool,
     pub timer: Option<(TimerId, Instant)>,
@@ -82,6 +88,7 @@ impl Client {
             socket,
             number,
             peer,
+            address: peer.ip(),
             started: shared.now,
             input: Vec::new(),
             output: Vec::new(),
@@ -96,6 +103,8 @@ impl Client {
             backend: None,
             closing: None,
             deferred: false,
+            stalled_since: None,
+            write_timeout: shared.settings.http_write_timeout,
             session_counted: false,
             timer: None,
             buffered: 0,
@@ -129,9 +138,10 @@ impl Client {
         }
     }
 
-    /// Log the end of a WebSocket session with its reason.
+    /// Log the end of a WebSocket session with its reason (a connection
+    /// that upgraded but never opened a session is not one).
     pub fn log_end(&self, reason: &str, now: Instant) {
-        if let Phase::WebSocket(session) = &self.phase {
+        if let (Phase::WebSocket(session), true) = (&self.phase, self.session_counted) {
             info!(
                 "session {} end: {} (websocket, domain {}, {} ms)",
                 self.number,
@@ -156,6 +166,9 @@ impl Client {
     }
 
     pub fn consume_client_output(&mut self, n: usize) {
+        if n > 0 {
+            self.stalled_since = None;
+        }
         if !self.output.is_empty() {
             self.output.drain(..n.min(self.output.len()));
             if self.output.is_empty() {
@@ -198,17 +211,14 @@ impl Client {
                     && self.input.len()
                         < settings.http.max_head_bytes + settings.http.max_body_bytes
             }
-            Phase::WebSocket(session) => session.backend_output().len() < settings.max_buffer_bytes,
+            Phase::WebSocket(session) => session.wants_client_input(),
         }
     }
 
     /// Back-pressure: a client that does not read stops the server's reads.
-    pub fn wants_backend_read(&self, shared: &Shared) -> bool {
+    pub fn wants_backend_read(&self) -> bool {
         match &self.phase {
-            Phase::WebSocket(session) => {
-                self.backend_connected()
-                    && session.client_output().len() < shared.settings.max_buffer_bytes
-            }
+            Phase::WebSocket(session) => self.backend_connected() && session.wants_backend_input(),
             Phase::Http(_) => false,
         }
     }
@@ -225,11 +235,41 @@ impl Client {
     // --- inputs
 
     /// Bytes read from the client socket. In the HTTP phase they wait for
-    /// [`Client::next_request`].
-    pub fn handle_client_input(&mut self, now: Instant, bytes: &[u8]) {
+    /// [`Client::next_request`]; a request once begun must be whole
+    /// within the read timeout.
+    pub fn handle_client_input(&mut self, shared: &Shared, bytes: &[u8]) {
         match &mut self.phase {
-            Phase::Http(_) => self.input.extend_from_slice(bytes),
-            Phase::WebSocket(session) => session.handle_client_input(now, bytes),
+            Phase::Http(_) => {
+                let begun = self.input.is_empty() && !bytes.is_empty();
+                self.input.extend_from_slice(bytes);
+                if begun {
+                    self.rearm_http(shared);
+                }
+            }
+            Phase::WebSocket(session) => session.handle_client_input(shared.now, bytes),
+        }
+    }
+
+    /// The HTTP deadline: for the rest of a request begun, else for the
+    /// next one to begin.
+    fn rearm_http(&mut self, shared: &Shared) {
+        if let Phase::Http(http) = &mut self.phase {
+            let settings = &shared.settings;
+            let wait = if self.input.is_empty() {
+                settings.http_idle_timeout
+            } else {
+                settings.http_read_timeout
+            };
+            http.deadline = shared.now + wait;
+        }
+    }
+
+    /// Keep the write timeout's clock: it runs while output waits.
+    pub fn note_output(&mut self, now: Instant) {
+        if self.client_output().is_empty() {
+            self.stalled_since = None;
+        } else {
+            self.stalled_since.get_or_insert(now);
         }
     }
 
@@ -285,7 +325,8 @@ impl Client {
             Phase::WebSocket(session) => session.poll_timeout(),
         };
         let connect = self.backend.as_ref().and_then(Link::deadline);
-        [phase, connect, self.closing.as_ref().map(|c| c.1)]
+        let stalled = self.stalled_since.map(|t| t + self.write_timeout);
+        [phase, connect, self.closing.as_ref().map(|c| c.1), stalled]
             .into_iter()
             .flatten()
             .min()
@@ -298,6 +339,12 @@ impl Client {
             if now >= *deadline {
                 return Some(format!("{end} (close not flushed in time)"));
             }
+        }
+        if self
+            .stalled_since
+            .is_some_and(|t| now >= t + self.write_timeout)
+        {
+            return Some(End::WriteTimeout.to_string());
         }
         if let Some(link) = self.backend.as_mut() {
             let progress = link.handle_timeout(shared);
@@ -326,17 +373,21 @@ impl Client {
             };
             match session.poll_command()? {
                 Command::Connect { domain } => {
-                    if let Err(refusal) = shared.accounting.open_session(self.peer.ip()) {
+                    if !shared.settings.serves(&domain) {
+                        session.refuse(End::NotServed(domain));
+                        continue;
+                    }
+                    if let Err(refusal) = shared.accounting.open_session(shared.now, self.address) {
                         shared
                             .accounting
-                            .log_refusal(shared.now, refusal, self.peer.ip());
+                            .log_refusal(shared.now, refusal, self.address);
                         session.refuse(End::Refused(refusal.key()));
                         continue;
                     }
                     self.session_counted = true;
                     info!(
                         "session {} start: websocket from {} to {domain}",
-                        self.number, self.peer
+                        self.number, self.address
                     );
                     let owner = Owner::WsBackend(self.key);
                     let (link, progress) = Link::start(&domain, None, owner, shared);
@@ -363,7 +414,11 @@ impl Client {
             return flushed.then(|| end.to_string());
         }
         match &self.phase {
-            Phase::Http(http) if http.close_after_write && self.output.is_empty() => {
+            // Not while a BOSH session holds its request: the response is
+            // still to come.
+            Phase::Http(http)
+                if http.close_after_write && self.output.is_empty() && http.awaiting.is_none() =>
+            {
                 Some("response sent, connection close".into())
             }
             _ => None,
@@ -391,12 +446,12 @@ impl Client {
                 return Request::Answered;
             }
         };
-        http.deadline = shared.now + shared.settings.http_idle_timeout;
         if !request.keep_alive {
             http.close_after_write = true;
         }
         let answer = self.route(&request, shared);
         self.input.drain(..request.len);
+        self.rearm_http(shared);
         if let Phase::WebSocket(session) = &mut self.phase {
             let rest = std::mem::take(&mut self.input);
             if !rest.is_empty() {
@@ -415,6 +470,14 @@ impl Client {
     }
 
     fn route(&mut self, request: &http::Request, shared: &Shared) -> Request {
+        if shared.settings.trusted_proxies.contains(&self.peer.ip()) {
+            let forwarded = request.forwarded_for.as_deref().and_then(|list| {
+                list.rsplit(',')
+                    .next()
+                    .and_then(|last| last.trim().parse().ok())
+            });
+            self.address = forwarded.unwrap_or(self.peer.ip());
+        }
         if request.path == shared.settings.websocket_path {
             self.upgrade(request, shared);
             return Request::Answered;
@@ -579,7 +642,6 @@ impl Client {
             return;
         };
         http.awaiting = None;
-        http.deadline = shared.now + shared.settings.http_idle_timeout;
         let mut headers: Vec<(&str, &str)> = shared
             .settings
             .bosh_headers
@@ -609,5 +671,6 @@ impl Client {
             &body,
             keep_alive,
         );
+        self.rearm_http(shared);
     }
 }

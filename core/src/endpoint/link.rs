@@ -3,7 +3,7 @@
 //! to connect to one address at a time, each attempt with a deadline. What
 //! goes over the connection is the session's business.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use log::debug;
@@ -32,8 +32,9 @@ pub(super) struct Link {
     /// Socket events and DNS answers for this link go to its owner.
     owner: Owner,
     domain: String,
-    /// Until connected.
-    dial: Option<Dial>,
+    /// Until connected; boxed, since a session keeps its link for life and
+    /// the search state is large.
+    dial: Option<Box<Dial>>,
     socket: Option<SocketId>,
     /// The address of the connect attempt in flight.
     target: Option<SocketAddr>,
@@ -59,7 +60,7 @@ impl Link {
         let mut link = Link {
             owner,
             domain: domain.to_string(),
-            dial: Some(dial),
+            dial: Some(Box::new(dial)),
             socket: None,
             target: None,
             connecting: None,
@@ -97,7 +98,7 @@ impl Link {
         answer: Result<dns::Answer, dns::Error>,
         shared: &mut Shared,
     ) -> Progress {
-        let Some(Dial::Dns(targets)) = self.dial.as_mut() else {
+        let Some(Dial::Dns(targets)) = self.dial.as_deref_mut() else {
             return Progress::Pending;
         };
         targets.handle_answer(answer, shared.srv_weights.next_u64());
@@ -145,7 +146,7 @@ impl Link {
             self.failures.push(format!("{addr}: {why}"));
         }
         self.connecting = None;
-        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
+        if let Some(Dial::Dns(targets)) = self.dial.as_deref_mut() {
             targets.connect_failed();
         }
         self.advance(shared)
@@ -154,7 +155,7 @@ impl Link {
     /// Take the next step: a DNS query, a TCP connect, or giving up.
     fn advance(&mut self, shared: &mut Shared) -> Progress {
         loop {
-            let step = match self.dial.as_mut() {
+            let step = match self.dial.as_deref_mut() {
                 None => return Progress::Pending,
                 Some(Dial::Route(addrs)) => addrs
                     .next()
@@ -167,15 +168,16 @@ impl Link {
                     return Progress::Pending;
                 }
                 Step::Connect(addr) => {
-                    let found_by_dns = matches!(self.dial, Some(Dial::Dns(_)));
-                    if found_by_dns
-                        && !shared.settings.allow_private_addresses
-                        && is_internal(addr.ip())
-                    {
-                        debug!("{}: {addr} refused: internal address", self.domain);
-                        self.failures
-                            .push(format!("{addr}: internal address refused"));
-                        if let Some(Dial::Dns(targets)) = self.dial.as_mut() {
+                    // Static routes are the operator's own; what DNS found
+                    // is whoever controls the domain's.
+                    let refused = match self.dial.as_deref() {
+                        Some(Dial::Dns(_)) => shared.settings.destinations.refuse(addr),
+                        _ => None,
+                    };
+                    if let Some(why) = refused {
+                        debug!("{}: {addr} refused: {why}", self.domain);
+                        self.failures.push(format!("{addr}: {why}"));
+                        if let Some(Dial::Dns(targets)) = self.dial.as_deref_mut() {
                             targets.connect_failed();
                         }
                         continue;
@@ -189,7 +191,7 @@ impl Link {
                 Step::Wait => return Progress::Pending,
                 Step::Exhausted(why) => {
                     // What an operator can change: the route, or DNS.
-                    let hint = match self.dial.take() {
+                    let hint = match self.dial.take().as_deref() {
                         Some(Dial::Route(_)) => format!(
                             "is the XMPP server listening there? the address is backend.routes.\"{}\"",
                             self.domain
@@ -207,63 +209,6 @@ impl Link {
                     });
                 }
             }
-        }
-    }
-}
-
-/// Loopback, private, link-local, unique-local, unspecified and the like:
-/// addresses that reach this machine or its network rather than the
-/// Internet.
-fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                // 100.64.0.0/10, carrier-grade NAT (RFC 6598).
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
-                || v4.octets()[0] == 0
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_internal(IpAddr::V4(v4)),
-            None => {
-                let first = v6.segments()[0];
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_multicast()
-                    || (first & 0xfe00) == 0xfc00
-                    || (first & 0xffc0) == 0xfe80
-            }
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn internal_addresses_are_recognised() {
-        for internal in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.1.1",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(is_internal(internal.parse().unwrap()), "{internal}");
-        }
-        for public in ["192.0.2.1", "8.8.8.8", "2001:db8::1", "::ffff:8.8.8.8"] {
-            assert!(!is_internal(public.parse().unwrap()), "{public}");
         }
     }
 }

@@ -38,7 +38,7 @@ pub use accounting::{Refusal, Usage};
 pub use settings::{Limits, Settings};
 
 use crate::dns::{self, FastRng, QueryId, Resolver, ResolverConfig};
-use crate::end::End;
+use crate::end::{End, Mistake};
 use crate::ids;
 use crate::wheel::Wheel;
 use accounting::Accounting;
@@ -289,7 +289,7 @@ impl Endpoint {
             ended: Ended::new(settings.limits.max_sessions),
             shared: Shared {
                 now,
-                accounting: Accounting::new(settings.limits),
+                accounting: Accounting::new(settings.limits, settings.trusted_proxies.clone()),
                 settings,
                 sockets: Sockets { slots: Slab::new() },
                 dns: Dns {
@@ -314,6 +314,21 @@ impl Endpoint {
 
     pub fn settings(&self) -> &Settings {
         &self.shared.settings
+    }
+
+    /// New settings, for new sessions; live ones keep theirs (their
+    /// limits, timers and backends).
+    pub fn reload(&mut self, settings: Settings) {
+        self.shared
+            .accounting
+            .set_limits(settings.limits, settings.trusted_proxies.clone());
+        self.ended.set_max(settings.limits.max_sessions);
+        self.shared.settings = settings;
+    }
+
+    /// Other DNS servers or resolver settings: new lookups use them.
+    pub fn reconfigure_dns(&mut self, resolver: ResolverConfig) {
+        self.shared.dns.resolver.reconfigure(resolver);
     }
 
     pub fn usage(&self) -> Usage {
@@ -398,8 +413,7 @@ impl Endpoint {
                 (budget || !c.is_websocket()) && c.wants_client_read(&self.shared)
             }),
             Owner::WsBackend(key) => {
-                budget
-                    && live(&self.clients, key).is_some_and(|c| c.wants_backend_read(&self.shared))
+                budget && live(&self.clients, key).is_some_and(|c| c.wants_backend_read())
             }
             Owner::BoshBackend(key, stream) => {
                 budget && live_bosh(&self.boshes, key).is_some_and(|b| b.wants_read(stream))
@@ -426,7 +440,7 @@ impl Endpoint {
         let socket = self.shared.open_socket(Owner::Client(key));
         self.sessions_started += 1;
         let mut client = Client::new(key, socket, self.sessions_started, peer, &self.shared);
-        if let Err(refusal) = self.shared.accounting.connection_opened(peer.ip()) {
+        if let Err(refusal) = self.shared.accounting.connection_opened(now, peer.ip()) {
             self.shared.accounting.log_refusal(now, refusal, peer.ip());
             client.refuse(refusal);
         }
@@ -442,7 +456,7 @@ impl Endpoint {
         match self.shared.sockets.owner(id) {
             Some(Owner::Client(key)) => {
                 if let Some(client) = live_mut(&mut self.clients, key) {
-                    client.handle_client_input(now, bytes);
+                    client.handle_client_input(&self.shared, bytes);
                 }
                 self.read_requests(key);
                 self.settle_client(key);
@@ -698,6 +712,15 @@ impl Endpoint {
         let body = match crate::bosh::parse_body(raw, self.shared.settings.xml) {
             Ok(body) => body,
             Err(condition) => {
+                // The client is told its session is over: so it is, or it
+                // would linger for its inactivity period.
+                let named = sid_in(raw).and_then(|sid| self.sids.get(sid).copied());
+                if let Some(key) = named {
+                    if let Some(entry) = live_bosh_mut(&mut self.boshes, key) {
+                        entry.core.terminate(End::Client(Mistake::BadBody));
+                    }
+                    self.settle_bosh(key);
+                }
                 return self.deliver(conn, crate::bosh::terminate_response(condition));
             }
         };
@@ -727,7 +750,7 @@ impl Endpoint {
     /// XEP-0124 §7.1: a new session, within the limits.
     fn create_bosh(&mut self, conn: Key, body: &crate::bosh::Body) -> Option<Key> {
         let now = self.shared.now;
-        let ip = live(&self.clients, conn)?.peer.ip();
+        let ip = live(&self.clients, conn)?.address;
         // What the client hears, from the table of ends.
         let refuse = |end: End| {
             let condition = end
@@ -735,7 +758,7 @@ impl Endpoint {
                 .unwrap_or(crate::bosh::Condition::UndefinedCondition);
             crate::bosh::terminate_response(condition)
         };
-        if let Err(refusal) = self.shared.accounting.open_session(ip) {
+        if let Err(refusal) = self.shared.accounting.open_session(now, ip) {
             self.shared.accounting.log_refusal(now, refusal, ip);
             self.deliver(conn, refuse(End::Refused(refusal.key())));
             return None;
@@ -810,6 +833,7 @@ impl Endpoint {
         let buffered = client.buffered_bytes();
         self.shared.accounting.buffered(client.buffered, buffered);
         client.buffered = buffered;
+        client.note_output(self.shared.now);
         let wanted = client.next_deadline();
         let sockets = [
             Some((client.socket, !client.client_output().is_empty())),
@@ -868,11 +892,10 @@ impl Endpoint {
         if let Some((id, _)) = client.timer.take() {
             self.wheel.cancel(id);
         }
-        let ip = client.peer.ip();
         self.shared.accounting.buffered(client.buffered, 0);
-        self.shared.accounting.connection_closed(ip);
+        self.shared.accounting.connection_closed(client.peer.ip());
         if client.session_counted {
-            self.shared.accounting.session_closed(ip);
+            self.shared.accounting.session_closed(client.address);
         }
         // A held BOSH request is gone with its connection (a page reload).
         if let Some(session) = client.awaiting() {
@@ -890,7 +913,8 @@ impl Endpoint {
         entry.log_end(reason, self.shared.now);
         entry.close_links(&mut self.shared);
         self.sids.remove(&entry.sid);
-        if let Some(response) = entry.core.end_response() {
+        // A client that terminated knows why; others may not have heard.
+        if let Some(response) = entry.core.end_response().filter(|_| !entry.client_closed()) {
             let until = self.shared.now + 2 * self.shared.settings.bosh.max_wait;
             self.ended
                 .insert(entry.sid.clone(), response.clone(), until);
@@ -940,6 +964,20 @@ impl Endpoint {
         }
         warn!("dns: more work than one call's budget; the rest waits");
     }
+}
+
+/// The `sid` a request body names, read leniently from its start tag: the
+/// body may be too broken to parse.
+fn sid_in(raw: &[u8]) -> Option<&str> {
+    let head = &raw[..raw.len().min(1024)];
+    let at = head.windows(5).position(|w| w == b" sid=")? + 5;
+    let quote = *head.get(at)?;
+    if quote != b'\'' && quote != b'"' {
+        return None;
+    }
+    let value = &head[at + 1..];
+    let end = value.iter().position(|&b| b == quote)?;
+    std::str::from_utf8(&value[..end]).ok()
 }
 
 /// Keep an owner's one wheel entry at its earliest deadline.

@@ -132,6 +132,9 @@ pub struct Request {
     pub access_control_request_headers: Option<String>,
     /// `Content-Type` (RFC 9110 §8.3).
     pub content_type: Option<String>,
+    /// `X-Forwarded-For`, every field joined: the client's address as a
+    /// proxy in front saw it, last.
+    pub forwarded_for: Option<String>,
     /// Where the body lies within the `input` given to [`RequestReader::read`];
     /// empty without `Content-Length`.
     pub body: Range<usize>,
@@ -392,9 +395,10 @@ enum Field {
     AccessControlRequestMethod,
     AccessControlRequestHeaders,
     ContentType,
+    ForwardedFor,
 }
 
-const FIELDS: [(&str, Field); 12] = [
+const FIELDS: [(&str, Field); 13] = [
     ("content-length", Field::ContentLength),
     ("transfer-encoding", Field::TransferEncoding),
     ("host", Field::Host),
@@ -413,6 +417,7 @@ const FIELDS: [(&str, Field); 12] = [
         Field::AccessControlRequestHeaders,
     ),
     ("content-type", Field::ContentType),
+    ("x-forwarded-for", Field::ForwardedFor),
 ];
 
 impl Field {
@@ -469,6 +474,7 @@ fn parse_head(input: &[u8], limits: &Limits) -> Result<Option<Request>, Error> {
         access_control_request_method: None,
         access_control_request_headers: None,
         content_type: None,
+        forwarded_for: None,
         body: head_len..head_len,
         len: head_len,
     };
@@ -508,6 +514,7 @@ fn parse_head(input: &[u8], limits: &Limits) -> Result<Option<Request>, Error> {
                 append(&mut request.access_control_request_headers, value)
             }
             Field::ContentType => set_once(&mut request.content_type, value)?,
+            Field::ForwardedFor => append(&mut request.forwarded_for, value),
         }
     }
 

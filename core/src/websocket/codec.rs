@@ -10,18 +10,23 @@
 //! reactor's job: any input counts).
 //!
 //! Frames are decoded by tungstenite's `WebSocketContext` (unmasking, UTF-8
-//! validation, size caps, the close handshake). In front of it a small
-//! scanner walks the frame headers of the bytes handed over, because the
-//! context reassembles fragmented messages before we could see them: binary
-//! and fragmented messages are refused (1003) at their first header byte,
-//! before any payload is buffered. A frame longer than the limit is refused
-//! (1009) by the context as soon as its header is read.
+//! validation, reassembly of fragments, the close handshake). In front of
+//! it a small scanner walks the frame headers of the bytes handed over and
+//! decides what the context may see, each at the header byte that shows it,
+//! before any payload is buffered: binary messages are refused (1003); a
+//! continuation frame with no message started, or a new text or binary
+//! frame inside a fragmented message, is a protocol error (1002, RFC 6455
+//! §5.4); a text message whose frames together announce more than the limit
+//! is refused (1009) at the header that crosses it. Control frames between
+//! fragments are handled at once (§5.4). UTF-8 is checked over the whole
+//! reassembled message, so a character may be split across fragments (1007
+//! when it is invalid, §8.1).
 //!
-//! Memory: when all input is consumed at a frame boundary, the context is
-//! dropped (a fresh one is equivalent: no partial frame, no close in
-//! progress) and the input and output buffers release their allocations, so
-//! an idle codec holds no heap at all. The cost is two small allocations per
-//! burst of input.
+//! Memory: when all input is consumed at a message boundary, the context is
+//! dropped (a fresh one is equivalent: no partial frame or message, no close
+//! in progress) and the input and output buffers release their allocations,
+//! so an idle codec holds no heap at all, reassembly buffer included. The
+//! cost is two small allocations per burst of input.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -49,8 +54,9 @@ const MAX_CLOSE_REASON: usize = 123;
 /// Size caps for incoming messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// The largest text message accepted, in bytes of payload; larger ones
-    /// close the connection with 1009 (RFC 6455 §7.4.1).
+    /// The largest text message accepted, in bytes of payload over all its
+    /// fragments; larger ones close the connection with 1009 (RFC 6455
+    /// §7.4.1).
     pub max_message_bytes: usize,
 }
 
@@ -81,24 +87,20 @@ impl CloseReason {
         code: 1003,
         reason: "binary messages are not allowed",
     };
-    /// A fragmented message: RFC 7395 §3.3.3 wants one complete element
-    /// per message, and we refuse continuation frames (1003).
-    pub const FRAGMENTED: CloseReason = CloseReason {
-        code: 1003,
-        reason: "fragmented messages are not allowed",
-    };
     /// Invalid UTF-8 in a text message or close reason (1007).
     pub const INVALID_UTF8: CloseReason = CloseReason {
         code: 1007,
         reason: "invalid utf-8",
     };
-    /// A message over `Limits::max_message_bytes` (1009).
+    /// A message over `Limits::max_message_bytes`, counted over all its
+    /// fragments (1009).
     pub const TOO_BIG: CloseReason = CloseReason {
         code: 1009,
         reason: "message too big",
     };
     /// An unmasked client frame, reserved bits or opcode, a malformed
-    /// control frame, or a frame after the close (1002).
+    /// control frame, fragments out of order (RFC 6455 §5.4), or a frame
+    /// after the close (1002).
     pub const PROTOCOL: CloseReason = CloseReason {
         code: 1002,
         reason: "websocket protocol error",
@@ -161,6 +163,11 @@ impl Codec {
         }
     }
 
+    /// A frame has begun and is not complete yet.
+    pub fn has_partial_input(&self) -> bool {
+        self.context.is_some() || self.input_pos < self.input.len()
+    }
+
     /// Raw bytes read from the client socket. Ignored once the connection
     /// is closed or failed.
     pub fn handle_input(&mut self, bytes: &[u8]) {
@@ -197,6 +204,7 @@ impl Codec {
                 input_pos: &mut self.input_pos,
                 output: &mut self.output,
                 scanner: &mut self.scanner,
+                max_message: limits.max_message_bytes,
                 refused: None,
             };
             let read = context.read(&mut io);
@@ -293,6 +301,7 @@ impl Codec {
             input_pos: &mut self.input_pos,
             output: &mut self.output,
             scanner: &mut self.scanner,
+            max_message: limits.max_message_bytes,
             refused: None,
         };
         let frame = CloseFrame {
@@ -416,6 +425,8 @@ struct Io<'a> {
     input_pos: &'a mut usize,
     output: &'a mut Vec<u8>,
     scanner: &'a mut Scanner,
+    /// `Limits::max_message_bytes`, for the scanner.
+    max_message: usize,
     /// Set when the scanner stopped in front of a refused frame.
     refused: Option<CloseReason>,
 }
@@ -426,7 +437,7 @@ impl Read for Io<'_> {
         let offered = pending
             .get(..buf.len().min(pending.len()))
             .unwrap_or_default();
-        let (admitted, refused) = self.scanner.admit(offered);
+        let (admitted, refused) = self.scanner.admit(offered, self.max_message);
         self.refused = refused;
         if admitted == 0 {
             // Never Ok(0): the context would take it for end of stream.
@@ -453,10 +464,25 @@ impl Write for Io<'_> {
     }
 }
 
-/// Follows frame boundaries in the bytes handed to the context (RFC 6455
-/// §5.2) to refuse frames by their first header byte.
+/// Follows the frames in the bytes handed to the context (RFC 6455 §5.2)
+/// and the fragmented message they build (§5.4), to refuse a frame by its
+/// header before any of its payload is buffered.
+#[derive(Debug, Default)]
+struct Scanner {
+    part: FramePart,
+    /// The frame being scanned is a text or continuation frame: its
+    /// payload counts toward the message.
+    data: bool,
+    /// The frame being scanned has FIN set.
+    fin: bool,
+    /// Payload bytes announced so far by the frames of the text message
+    /// being received; `None` between messages.
+    message: Option<u64>,
+}
+
+/// Where the scanner is within one frame.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Scanner {
+enum FramePart {
     /// Next byte starts a frame: FIN, RSV and opcode.
     #[default]
     FirstByte,
@@ -469,81 +495,108 @@ enum Scanner {
 }
 
 impl Scanner {
+    /// Between messages: the context holds nothing a fresh one would not.
     fn at_boundary(&self) -> bool {
-        *self == Scanner::FirstByte
+        self.part == FramePart::FirstByte && self.message.is_none()
     }
 
     /// How many leading bytes of `bytes` may be handed over, and the reason
-    /// if it stopped in front of a refused frame.
-    fn admit(&mut self, bytes: &[u8]) -> (usize, Option<CloseReason>) {
+    /// if it stopped in front of a refused frame. A refusal leaves the
+    /// scanner where it was, so asking again gives the same answer.
+    fn admit(&mut self, bytes: &[u8], max_message: usize) -> (usize, Option<CloseReason>) {
         let mut used = 0;
-        while let Some(rest) = bytes.get(used..).filter(|rest| !rest.is_empty()) {
-            match *self {
-                Scanner::Payload { left } => {
-                    let step = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len());
+        while let Some(&byte) = bytes.get(used) {
+            match self.part {
+                FramePart::Payload { left } => {
+                    let rest = bytes.len() - used;
+                    let step = usize::try_from(left).unwrap_or(usize::MAX).min(rest);
                     used += step;
-                    let left = left - step as u64;
-                    *self = if left == 0 {
-                        Scanner::FirstByte
-                    } else {
-                        Scanner::Payload { left }
-                    };
+                    match left - step as u64 {
+                        0 => self.end_frame(),
+                        left => self.part = FramePart::Payload { left },
+                    }
                 }
-                Scanner::FirstByte => {
-                    let byte = rest.first().copied().unwrap_or_default();
-                    let fin = byte & 0x80 != 0;
-                    match byte & 0x0f {
-                        OP_BINARY => return (used, Some(CloseReason::BINARY)),
-                        OP_CONTINUATION => return (used, Some(CloseReason::FRAGMENTED)),
-                        OP_TEXT if !fin => return (used, Some(CloseReason::FRAGMENTED)),
-                        _ => {}
+                FramePart::FirstByte => {
+                    if let Err(reason) = self.start_frame(byte) {
+                        return (used, Some(reason));
                     }
                     used += 1;
-                    *self = Scanner::LengthByte;
                 }
-                Scanner::LengthByte => {
-                    let byte = rest.first().copied().unwrap_or_default();
-                    used += 1;
+                FramePart::LengthByte => {
                     let masked = byte & 0x80 != 0;
-                    *self = match byte & 0x7f {
-                        126 => Scanner::ExtendedLength {
-                            left: 2,
-                            len: 0,
-                            masked,
-                        },
-                        127 => Scanner::ExtendedLength {
-                            left: 8,
-                            len: 0,
-                            masked,
-                        },
-                        len => Scanner::payload(u64::from(len), masked),
+                    let left = match byte & 0x7f {
+                        126 => 2,
+                        127 => 8,
+                        len => {
+                            if let Err(reason) = self.payload(u64::from(len), masked, max_message) {
+                                return (used, Some(reason));
+                            }
+                            used += 1;
+                            continue;
+                        }
+                    };
+                    used += 1;
+                    self.part = FramePart::ExtendedLength {
+                        left,
+                        len: 0,
+                        masked,
                     };
                 }
-                Scanner::ExtendedLength { left, len, masked } => {
-                    let byte = rest.first().copied().unwrap_or_default();
-                    used += 1;
+                FramePart::ExtendedLength { left, len, masked } => {
                     let len = (len << 8) | u64::from(byte);
-                    *self = if left > 1 {
-                        Scanner::ExtendedLength {
+                    if left > 1 {
+                        self.part = FramePart::ExtendedLength {
                             left: left - 1,
                             len,
                             masked,
-                        }
-                    } else {
-                        Scanner::payload(len, masked)
-                    };
+                        };
+                    } else if let Err(reason) = self.payload(len, masked, max_message) {
+                        return (used, Some(reason));
+                    }
+                    used += 1;
                 }
             }
         }
         (used, None)
     }
 
-    fn payload(len: u64, masked: bool) -> Scanner {
-        let left = len.saturating_add(if masked { 4 } else { 0 });
-        if left == 0 {
-            Scanner::FirstByte
-        } else {
-            Scanner::Payload { left }
+    /// The first header byte: what the frame may be at this point of the
+    /// message (RFC 6455 §5.4; RFC 7395 §3.2 allows only text).
+    fn start_frame(&mut self, byte: u8) -> Result<(), CloseReason> {
+        let in_message = self.message.is_some();
+        self.data = match byte & 0x0f {
+            OP_TEXT | OP_BINARY if in_message => return Err(CloseReason::PROTOCOL),
+            OP_CONTINUATION if !in_message => return Err(CloseReason::PROTOCOL),
+            OP_BINARY => return Err(CloseReason::BINARY),
+            OP_TEXT | OP_CONTINUATION => true,
+            _ => false,
+        };
+        self.fin = byte & 0x80 != 0;
+        self.part = FramePart::LengthByte;
+        Ok(())
+    }
+
+    /// The payload length is known: a data frame adds it to its message,
+    /// which may not grow past the limit.
+    fn payload(&mut self, len: u64, masked: bool, max_message: usize) -> Result<(), CloseReason> {
+        if self.data {
+            let total = self.message.unwrap_or(0).saturating_add(len);
+            if total > u64::try_from(max_message).unwrap_or(u64::MAX) {
+                return Err(CloseReason::TOO_BIG);
+            }
+            self.message = Some(total);
+        }
+        match len.saturating_add(if masked { 4 } else { 0 }) {
+            0 => self.end_frame(),
+            left => self.part = FramePart::Payload { left },
+        }
+        Ok(())
+    }
+
+    fn end_frame(&mut self) {
+        self.part = FramePart::FirstByte;
+        if self.data && self.fin {
+            self.message = None;
         }
     }
 }
@@ -722,37 +775,210 @@ mod tests {
         assert!(!codec.wants_write());
     }
 
-    #[test]
-    fn binary_message_closes_with_1003_after_earlier_messages() {
+    /// A text message, then `bad` in the same read: the message comes out,
+    /// then the failure.
+    fn assert_failed_after_a_message(bad: &[u8], expected: CloseReason) {
         let mut codec = Codec::new(LIMITS);
         let mut input = text("<a/>");
-        input.extend(frame(0x82, b"\x00\x01", Some(MASK)));
+        input.extend_from_slice(bad);
         codec.handle_input(&input);
         assert_eq!(codec.poll_message(), Ok(Some(Message::Text("<a/>".into()))));
-        assert_failed_with(&mut codec, &[], CloseReason::BINARY);
+        assert_failed_with(&mut codec, &[], expected);
+    }
+
+    #[test]
+    fn binary_message_closes_with_1003_after_earlier_messages() {
+        assert_failed_after_a_message(&frame(0x82, b"\x00\x01", Some(MASK)), CloseReason::BINARY);
         assert_eq!(CloseReason::BINARY.code, 1003);
     }
 
+    /// `payload` as a text message cut at `cuts` (ascending offsets): a
+    /// text frame without FIN, continuation frames, FIN on the last
+    /// (RFC 6455 §5.4), with `between` after every fragment but the last.
+    fn fragmented(payload: &[u8], cuts: &[usize], between: &[u8]) -> Vec<u8> {
+        let mut bounds = vec![0];
+        bounds.extend_from_slice(cuts);
+        bounds.push(payload.len());
+        let last = bounds.len() - 2;
+        let mut out = Vec::new();
+        for (i, pair) in bounds.windows(2).enumerate() {
+            let opcode = if i == 0 { OP_TEXT } else { OP_CONTINUATION };
+            let fin = if i == last { 0x80 } else { 0 };
+            out.extend(frame(fin | opcode, &payload[pair[0]..pair[1]], Some(MASK)));
+            if i != last {
+                out.extend_from_slice(between);
+            }
+        }
+        out
+    }
+
+    /// Feeds `input` whole, then split in two at every byte, and checks each
+    /// way gives `expected`.
+    fn assert_whole_and_split(input: &[u8], expected: &Result<Vec<Message>, CloseReason>) {
+        assert_eq!(&feed(&mut Codec::new(LIMITS), &[input]), expected);
+        for split in 0..=input.len() {
+            let (a, b) = input.split_at(split);
+            let got = feed(&mut Codec::new(LIMITS), &[a, b]);
+            assert_eq!(&got, expected, "split at {split}");
+        }
+    }
+
+    const STANZA: &str = "<message to='é@b'><body>€ ok</body></message>";
+
     #[test]
-    fn fragmented_text_closes_with_1003_at_its_first_frame() {
-        let mut codec = Codec::new(LIMITS);
-        // Only the first fragment arrives: refused without waiting.
-        assert_failed_with(
-            &mut codec,
-            &frame(0x01, b"<mess", Some(MASK)),
-            CloseReason::FRAGMENTED,
-        );
-        assert_eq!(CloseReason::FRAGMENTED.code, 1003);
+    fn text_in_two_fragments_cut_at_every_byte_is_one_message() {
+        let expected = Ok(vec![Message::Text(STANZA.into())]);
+        for cut in 0..=STANZA.len() {
+            let input = fragmented(STANZA.as_bytes(), &[cut], &[]);
+            assert_eq!(feed(&mut Codec::new(LIMITS), &[&input]), expected, "{cut}");
+        }
+        // Fragment boundaries and read boundaries both anywhere.
+        assert_whole_and_split(&fragmented(STANZA.as_bytes(), &[11], &[]), &expected);
     }
 
     #[test]
-    fn continuation_frame_closes_with_1003() {
+    fn text_in_three_fragments_cut_at_every_pair_of_bytes_is_one_message() {
+        let expected = Ok(vec![Message::Text(STANZA.into())]);
+        for first in 0..=STANZA.len() {
+            for second in first..=STANZA.len() {
+                let input = fragmented(STANZA.as_bytes(), &[first, second], &[]);
+                let got = feed(&mut Codec::new(LIMITS), &[&input]);
+                assert_eq!(got, expected, "cuts {first}, {second}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_in_one_fragment_per_byte_fed_bytewise_is_one_message() {
+        let cuts: Vec<usize> = (1..STANZA.len()).collect();
+        let input = fragmented(STANZA.as_bytes(), &cuts, &[]);
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(
+            feed(&mut Codec::new(LIMITS), &bytes),
+            Ok(vec![Message::Text(STANZA.into())])
+        );
+    }
+
+    #[test]
+    fn pings_between_fragments_are_answered_at_once() {
+        let ping = frame(0x89, b"hb", Some(MASK));
+        let input = fragmented(STANZA.as_bytes(), &[5, 20, 30], &ping);
+        assert_whole_and_split(&input, &Ok(vec![Message::Text(STANZA.into())]));
+
+        // The pongs go out before the message is complete.
+        let last = input.len() - frame(0x80, &STANZA.as_bytes()[30..], Some(MASK)).len();
+        let mut codec = Codec::new(LIMITS);
+        assert_eq!(feed(&mut codec, &[&input[..last]]), Ok(vec![]));
+        assert_eq!(
+            server_frames(&take_output(&mut codec)),
+            vec![(0xa, b"hb".to_vec()); 3]
+        );
+        assert_eq!(
+            feed(&mut codec, &[&input[last..]]),
+            Ok(vec![Message::Text(STANZA.into())])
+        );
+    }
+
+    #[test]
+    fn close_between_fragments_ends_the_connection_at_once() {
+        let mut input = frame(OP_TEXT, b"<mess", Some(MASK));
+        input.extend(close(Some(1000), ""));
+        let mut codec = Codec::new(LIMITS);
+        assert_eq!(feed(&mut codec, &[&input]), Ok(vec![Message::Closed(1000)]));
+        assert!(codec.is_closed());
+    }
+
+    #[test]
+    fn fragments_over_the_limit_close_with_1009_at_the_header_that_crosses_it() {
+        let limits = Limits {
+            max_message_bytes: 300,
+        };
+        let payload = "z".repeat(301);
+        let input = fragmented(payload.as_bytes(), &[100, 200], &[]);
+        // The third fragment's header (2 bytes, then the mask) starts 6
+        // bytes before its 101 payload bytes; its length byte is enough.
+        let third = input.len() - 101 - 6;
+        let mut codec = Codec::new(limits);
+        assert_eq!(feed(&mut codec, &[&input[..third]]), Ok(vec![]));
+        assert_failed_with(&mut codec, &input[third..third + 2], CloseReason::TOO_BIG);
+        assert!(codec.context.is_none(), "nothing kept");
+
+        // Whole: the same refusal, before the rest is looked at.
+        let mut codec = Codec::new(limits);
+        assert_failed_with(&mut codec, &input, CloseReason::TOO_BIG);
+
+        // Exactly the limit over three fragments passes.
+        let exact = "z".repeat(300);
+        let input = fragmented(exact.as_bytes(), &[100, 200], &[]);
+        let mut codec = Codec::new(limits);
+        assert_eq!(feed(&mut codec, &[&input]), Ok(vec![Message::Text(exact)]));
+    }
+
+    #[test]
+    fn continuation_without_a_message_started_closes_with_1002() {
         let mut codec = Codec::new(LIMITS);
         assert_failed_with(
             &mut codec,
             &frame(0x80, b"age/>", Some(MASK)),
-            CloseReason::FRAGMENTED,
+            CloseReason::PROTOCOL,
         );
+        // Nor after a complete message.
+        assert_failed_after_a_message(&frame(0x80, b"<b/>", Some(MASK)), CloseReason::PROTOCOL);
+    }
+
+    #[test]
+    fn new_data_frame_inside_a_fragmented_message_closes_with_1002() {
+        for first in [0x81, 0x01, 0x82, 0x02] {
+            let mut codec = Codec::new(LIMITS);
+            let mut input = frame(OP_TEXT, b"<mess", Some(MASK));
+            input.extend(frame(first, b"age/>", Some(MASK)));
+            assert_failed_with(&mut codec, &input, CloseReason::PROTOCOL);
+        }
+    }
+
+    #[test]
+    fn fragmented_binary_message_closes_with_1003_at_its_first_frame() {
+        let mut codec = Codec::new(LIMITS);
+        assert_failed_with(
+            &mut codec,
+            &frame(0x02, b"\x00", Some(MASK)),
+            CloseReason::BINARY,
+        );
+    }
+
+    #[test]
+    fn utf8_is_checked_over_the_whole_fragmented_message() {
+        let euro = "€".as_bytes();
+        // A character split across fragments is fine at every cut.
+        for cut in 0..=euro.len() {
+            let input = fragmented(euro, &[cut], &[]);
+            assert_whole_and_split(&input, &Ok(vec![Message::Text("€".into())]));
+        }
+        // A character cut off by the end of the message is not.
+        let mut codec = Codec::new(LIMITS);
+        let input = fragmented(&euro[..2], &[1], &[]);
+        assert_failed_with(&mut codec, &input, CloseReason::INVALID_UTF8);
+        // Nor is a stray continuation byte in a later fragment.
+        let mut codec = Codec::new(LIMITS);
+        let input = fragmented(b"ok\x80ok", &[2], &[]);
+        assert_failed_with(&mut codec, &input, CloseReason::INVALID_UTF8);
+    }
+
+    #[test]
+    fn reassembly_is_freed_after_each_fragmented_message() {
+        let input = fragmented(STANZA.as_bytes(), &[10], &[]);
+        let second = frame(0x80, &STANZA.as_bytes()[10..], Some(MASK)).len();
+        let (head, tail) = input.split_at(input.len() - second);
+        let mut codec = Codec::new(LIMITS);
+        assert_eq!(feed(&mut codec, &[head]), Ok(vec![]));
+        assert!(codec.context.is_some(), "the first fragment is held");
+        assert_eq!(
+            feed(&mut codec, &[tail]),
+            Ok(vec![Message::Text(STANZA.into())])
+        );
+        assert!(codec.context.is_none());
+        assert_eq!(codec.input.capacity(), 0);
+        assert!(codec.scanner.at_boundary());
     }
 
     #[test]

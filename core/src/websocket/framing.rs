@@ -3,7 +3,7 @@
 //! message (RFC 7395 §3.3.3). Parsing the client's elements is the XML
 //! framer's job, not this module's.
 
-use std::fmt::Write;
+use crate::xml;
 
 /// The framing namespace (RFC 7395 §3.3.2).
 pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
@@ -19,32 +19,13 @@ pub fn open_element(from: &str, id: &str, lang: &str) -> String {
     out.push_str("<open xmlns='");
     out.push_str(NS_FRAMING);
     out.push_str("' from='");
-    push_escaped(&mut out, from);
+    xml::escape_attribute(&mut out, from);
     out.push_str("' id='");
-    push_escaped(&mut out, id);
+    xml::escape_attribute(&mut out, id);
     out.push_str("' version='1.0' xml:lang='");
-    push_escaped(&mut out, lang);
+    xml::escape_attribute(&mut out, lang);
     out.push_str("'/>");
     out
-}
-
-/// Escapes an attribute value for either quote style (XML 1.0 §2.4, §3.1).
-fn push_escaped(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            // Whitespace other than a space would be normalised away by
-            // the reader's attribute-value normalisation (XML 1.0 §3.3.3).
-            '\t' | '\n' | '\r' => {
-                let _ = write!(out, "&#x{:X};", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
 }
 
 #[cfg(test)]

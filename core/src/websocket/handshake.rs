@@ -111,10 +111,10 @@ pub fn accept(req: &UpgradeRequest) -> Result<Vec<u8>, Refusal> {
     {
         return Err(Refusal::NotUpgrade);
     }
-    if req.version.map(str::trim) != Some(VERSION) {
+    if req.version.map(trim_ows) != Some(VERSION) {
         return Err(Refusal::BadVersion);
     }
-    let key = req.key.map(str::trim).ok_or(Refusal::MissingKey)?;
+    let key = req.key.map(trim_ows).ok_or(Refusal::MissingKey)?;
     if !is_valid_key(key) {
         return Err(Refusal::InvalidKey);
     }
@@ -141,8 +141,15 @@ fn list_tokens(value: Option<&str>) -> impl Iterator<Item = &str> {
     value
         .unwrap_or("")
         .split(',')
-        .map(str::trim)
+        .map(trim_ows)
         .filter(|token| !token.is_empty())
+}
+
+/// Strips optional whitespace, spaces and tabs only (RFC 9110 §5.6.3):
+/// other characters Unicode calls white space, such as U+00A0 sent as
+/// obs-text, are part of the value.
+fn trim_ows(value: &str) -> &str {
+    value.trim_matches([' ', '\t'])
 }
 
 fn list_contains_ignore_case(value: Option<&str>, wanted: &str) -> bool {
@@ -341,6 +348,33 @@ mod tests {
     fn key_with_surrounding_whitespace_is_trimmed_before_hashing() {
         let req = UpgradeRequest {
             key: Some(" dGhlIHNhbXBsZSBub25jZQ== "),
+            ..request()
+        };
+        assert!(response_text(&req).contains(SAMPLE_ACCEPT));
+    }
+
+    #[test]
+    fn only_spaces_and_tabs_are_trimmed_from_values() {
+        let key = format!("\u{a0}{SAMPLE_KEY}");
+        let req = UpgradeRequest {
+            key: Some(&key),
+            ..request()
+        };
+        assert_eq!(accept(&req), Err(Refusal::InvalidKey));
+        let req = UpgradeRequest {
+            protocols: Some("chat, xmpp\u{a0}"),
+            ..request()
+        };
+        assert_eq!(accept(&req), Err(Refusal::NoXmppProtocol));
+        let req = UpgradeRequest {
+            version: Some("13\u{2003}"),
+            ..request()
+        };
+        assert_eq!(accept(&req), Err(Refusal::BadVersion));
+        let req = UpgradeRequest {
+            key: Some(&format!("\t{SAMPLE_KEY} ")),
+            protocols: Some("\txmpp ,chat"),
+            version: Some(" 13\t"),
             ..request()
         };
         assert!(response_text(&req).contains(SAMPLE_ACCEPT));

@@ -633,6 +633,7 @@ fn valid_prefix(bytes: &[u8]) -> &str {
     }
 }
 
-fn is_xml_space(b: u8) -> bool {
+/// XML white space (XML 1.0 §2.3 `S`): not form feed or vertical tab.
+pub(crate) fn is_xml_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }

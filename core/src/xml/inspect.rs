@@ -1,8 +1,9 @@
-//! Off-the-hot-path helpers: references, namespace splicing, and a shallow
-//! look inside one complete element for stream negotiation.
+//! Off-the-hot-path helpers: references and escapes, namespace splicing,
+//! and a shallow look inside one complete element for stream negotiation.
 
 use super::{ElementInfo, Error, Restricted, NS_STREAMS};
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::ops::Range;
 use xmlparser::{ElementEnd, Token, Tokenizer};
 
@@ -139,6 +140,26 @@ pub fn unescape(value: &str) -> Result<Cow<'_, str>, Error> {
     }
     out.push_str(rest);
     Ok(Cow::Owned(out))
+}
+
+/// Append `value` escaped for an attribute value in either quote style
+/// (XML 1.0 §2.4, §3.1). Whitespace other than a space goes as a character
+/// reference, which a reader's attribute-value normalisation (§3.3.3) would
+/// otherwise turn into a space.
+pub fn escape_attribute(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            '\t' | '\n' | '\r' => {
+                let _ = write!(out, "&#x{:X};", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
 }
 
 /// Decode the reference at the start of `s` (which starts with `&`): the

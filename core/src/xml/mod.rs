@@ -27,8 +27,9 @@ mod framer;
 mod inspect;
 mod lex;
 
+pub(crate) use framer::is_xml_space;
 pub use framer::Framer;
-pub use inspect::{children, splice_namespaces, unescape, Child};
+pub use inspect::{children, escape_attribute, splice_namespaces, unescape, Child};
 
 use std::fmt;
 use std::ops::Range;

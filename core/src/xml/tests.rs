@@ -588,6 +588,18 @@ fn unescape_decodes_predefined_and_character_references() {
 }
 
 #[test]
+fn escaped_attribute_values_read_back_in_either_quote_style() {
+    let value = "a&b<c>d'e\"f\tg\nh\ri é";
+    let mut escaped = String::new();
+    escape_attribute(&mut escaped, value);
+    assert_eq!(
+        escaped,
+        "a&amp;b&lt;c&gt;d&apos;e&quot;f&#x9;g&#xA;h&#xD;i é"
+    );
+    assert_eq!(unescape(&escaped).unwrap(), value);
+}
+
+#[test]
 fn errors_display_in_lower_case() {
     for e in [
         Error::InvalidUtf8,

@@ -24,13 +24,13 @@ mod rng;
 mod scenarios;
 mod server;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard_core::endpoint::{Endpoint, Limits, Settings, Usage};
-use switchboard_core::{bosh, dns, http, session, websocket, xml};
+use switchboard_core::backend::tls;
+use switchboard_core::dns;
+use switchboard_core::endpoint::{Endpoint, Settings, Usage};
 
 use clients::{BoshClient, Outcome, WsClient};
 use ledger::Ledger;
@@ -52,74 +52,14 @@ fn env_number(name: &str) -> Option<u64> {
 }
 
 pub fn settings() -> Settings {
-    let xml = xml::Limits {
-        max_depth: 16,
-        max_attributes: 32,
-        max_element_bytes: MAX_ELEMENT_BYTES,
-    };
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports the default versions")
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
+    // sim.test is plaintext: no certificate is ever judged.
+    let clock = tls::Clock::default();
+    let trust = tls::Trust::Roots(rustls::RootCertStore::empty());
+    let tls = tls::client_config(trust, &clock).expect("ring supports the default versions");
     let server: SocketAddr = SERVER.parse().expect("an address");
-    Settings {
-        http: http::Limits {
-            max_head_bytes: 8192,
-            max_headers: 32,
-            max_body_bytes: 64 * 1024,
-        },
-        http_read_timeout: Duration::from_secs(2),
-        http_idle_timeout: Duration::from_secs(5),
-        websocket_path: "/xmpp-websocket".into(),
-        websocket_origins: Vec::new(),
-        bosh_path: "/http-bind".into(),
-        bosh_origins: vec!["*".into()],
-        bosh_headers: Vec::new(),
-        bosh: bosh::Settings {
-            max_wait: Duration::from_secs(4),
-            max_hold: 1,
-            default_inactivity: Duration::from_secs(10),
-            max_inactivity: Duration::from_secs(20),
-            polling: Duration::from_secs(1),
-            max_pause: Duration::from_secs(20),
-            max_streams: 2,
-            allowed_routes: Vec::new(),
-            handshake_timeout: Duration::from_secs(3),
-            max_pending_bytes: MAX_BUFFER_BYTES,
-            xml,
-        },
-        session: session::Settings {
-            websocket: websocket::Limits {
-                max_message_bytes: MAX_ELEMENT_BYTES,
-            },
-            xml,
-            ping_interval: Some(Duration::from_secs(5)),
-            pong_timeout: Duration::from_secs(2),
-            handshake_timeout: Duration::from_secs(3),
-            max_pending_bytes: MAX_BUFFER_BYTES,
-        },
-        limits: Limits {
-            max_connections: 40,
-            max_connections_per_address: 10,
-            max_sessions: 14,
-            max_sessions_per_address: 5,
-            max_buffered_bytes: BUFFER_BUDGET,
-        },
-        max_buffer_bytes: MAX_BUFFER_BYTES,
-        linger: Duration::from_secs(2),
-        connect_timeout: Duration::from_secs(2),
-        default_port: 5222,
-        routes: HashMap::from([("sim.test".to_string(), vec![server])]),
-        bosh_routes: HashMap::new(),
-        allow_private_addresses: false,
-        plaintext: ["sim.test".to_string()].into(),
-        loopback_plaintext: false,
-        xml,
-        tls: Arc::new(tls),
-    }
+    let mut settings = Settings::tight("sim.test", server, tls, clock);
+    settings.limits.max_buffered_bytes = BUFFER_BUDGET;
+    settings
 }
 
 #[derive(Default)]

@@ -73,10 +73,15 @@ impl Scenario {
     }
 
     fn connect(&mut self) -> ConnRef {
+        self.connect_with_window(256 * 1024)
+    }
+
+    /// A client whose receive buffer holds `window` bytes.
+    fn connect_with_window(&mut self, window: usize) -> ConnRef {
         let peer = "127.0.0.1:40000".parse().expect("an address");
         let conn = self
             .net
-            .accept(&mut self.endpoint, &mut self.rng, peer, 256 * 1024);
+            .accept(&mut self.endpoint, &mut self.rng, peer, window);
         self.settle();
         conn
     }
@@ -238,4 +243,118 @@ fn an_idle_websocket_client_is_pinged_then_dropped_without_pong() {
     assert!(!s.net.at_eof(conn), "not dropped before the pong timeout");
     s.advance(Duration::from_millis(20));
     assert!(s.net.at_eof(conn), "dropped without a pong");
+}
+
+/// Slowloris on a kept-alive connection: once a request has begun it must
+/// be whole within `http.read_timeout` (2 s here), not the 5 s a kept-alive
+/// connection may idle between requests.
+#[test]
+fn a_request_begun_must_be_whole_within_the_read_timeout() {
+    let mut s = Scenario::new();
+    let conn = s.connect();
+    s.send(conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(s.received(conn).starts_with(b"HTTP/1.1 200"));
+    s.advance(Duration::from_secs(1));
+    s.send(conn, b"GET / HTTP/1.1\r\nHo");
+    s.advance(Duration::from_millis(1_990));
+    assert!(!s.net.at_eof(conn), "still within the read timeout");
+    s.advance(Duration::from_millis(20));
+    assert!(
+        s.net.at_eof(conn),
+        "cut when the request was not whole in time"
+    );
+}
+
+/// A client that reads nothing is cut after `http.write_timeout` (8 s
+/// here), however busily it sends: the server behind switchboard does not
+/// buffer for it forever.
+#[test]
+fn a_client_that_reads_nothing_is_cut_after_the_write_timeout() {
+    let mut s = Scenario::new();
+    let conn = s.connect_with_window(1024);
+    s.send(
+        conn,
+        b"GET /xmpp-websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Protocol: xmpp\r\n\r\n",
+    );
+    let frame = |text: &str| {
+        let mut bytes = vec![0x81, 0xfe];
+        bytes.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
+        bytes.extend_from_slice(text.as_bytes());
+        bytes
+    };
+    s.send(
+        conn,
+        &frame("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='sim.test' version='1.0'/>"),
+    );
+    // Echoes pile up unread; the client keeps sending.
+    let body = "x".repeat(500);
+    for n in 1..=40u64 {
+        let message =
+            format!("<message to='echo@sim.test' id='m1-{n}'><body>{body}</body></message>");
+        s.send(conn, &frame(&message));
+        s.advance(Duration::from_millis(200));
+        if s.net.conn(conn).is_some_and(|c| c.closed_by_endpoint) {
+            let stalled_for = n * 200;
+            assert!(
+                (8_000..=9_000).contains(&stalled_for),
+                "cut after {stalled_for} ms"
+            );
+            return;
+        }
+    }
+    panic!("a client that read nothing for 8 s was not cut");
+}
+
+/// A request too broken to parse that names a live session gets
+/// `bad-request`, and the session is over for switchboard and the server
+/// too, at once: it does not linger for its inactivity period.
+#[test]
+fn a_session_told_bad_request_is_released_at_once_with_its_server_stream() {
+    let mut s = Scenario::new();
+    let conn = s.connect();
+    let sid = s.bosh(conn, "");
+    assert_eq!(s.endpoint.usage().links, 1);
+    s.post(
+        conn,
+        &format!(
+            "<body xmlns='{NS}' rid='{}' sid='{sid}'><unclosed></body>",
+            RID + 1
+        ),
+    );
+    let reply = s.response(conn).expect("answered at once");
+    assert_eq!(attr(&reply, "condition").as_deref(), Some("bad-request"));
+    s.advance(Duration::from_millis(10));
+    let usage = s.endpoint.usage();
+    assert_eq!((usage.sessions, usage.links), (0, 0), "{usage:?}");
+    assert_eq!(s.endpoint.sessions(), 0);
+}
+
+/// A session that ends while no request is held (its server went away)
+/// tells the client's next request why; a session the client terminated
+/// answers later requests `item-not-found`.
+#[test]
+fn the_next_request_hears_why_a_session_ended_unless_the_client_ended_it() {
+    let mut s = Scenario::new();
+    let conn = s.connect();
+    let sid = s.bosh(conn, "");
+    let server = s.servers[0].conn();
+    s.net.close(server);
+    s.advance(Duration::from_millis(10));
+    s.post(conn, &body(RID + 1, &sid, "", ""));
+    let told = s.response(conn).expect("answered at once");
+    assert_eq!(
+        attr(&told, "condition").as_deref(),
+        Some("remote-connection-failed")
+    );
+
+    let conn = s.connect();
+    let sid = s.bosh(conn, "");
+    s.post(conn, &body(RID + 1, &sid, "type='terminate'", ""));
+    assert!(s.response(conn).expect("terminated").contains("terminate"));
+    s.post(conn, &body(RID + 2, &sid, "", ""));
+    let gone = s.response(conn).expect("answered");
+    assert_eq!(attr(&gone, "condition").as_deref(), Some("item-not-found"));
 }

@@ -74,6 +74,11 @@ impl ServerConn {
         }
     }
 
+    /// Its end of the connection.
+    pub fn conn(&self) -> ConnRef {
+        self.conn
+    }
+
     /// A server that behaves: no faults, no delay, no pushes.
     pub fn plain(rng: &mut Rng, conn: ConnRef) -> ServerConn {
         ServerConn {

@@ -56,6 +56,16 @@ struct Pki {
     server: Arc<ServerConfig>,
 }
 
+/// The time every test's clock reads unless it sets another: rcgen's
+/// certificates are valid from 1975 to 4096.
+const NOW: u64 = 1_767_225_600; // 2026-01-01
+
+fn clock_at(secs: u64) -> tls::Clock {
+    let clock = tls::Clock::default();
+    clock.set(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    clock
+}
+
 fn ca(name: &str) -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -71,23 +81,9 @@ fn ca(name: &str) -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>
     (cert, rcgen::Issuer::new(params, key))
 }
 
-/// A CA the client trusts, and a server certificate for `name` issued by
-/// it (or by a CA the client does not know, when `trusted` is false).
-fn pki(name: &str, trusted: bool) -> Pki {
-    let (ca_cert, issuer) = ca("switchboard test ca");
-    let (_, other_issuer) = ca("unknown test ca");
-    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
-    params
-        .extended_key_usages
-        .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = params
-        .signed_by(&key, if trusted { &issuer } else { &other_issuer })
-        .unwrap();
-    let mut roots = RootCertStore::empty();
-    roots.add(ca_cert.der().clone()).unwrap();
+/// A server configuration presenting `chain`, signing with `key`.
+fn server_config(chain: Vec<CertificateDer<'static>>, key: &rcgen::KeyPair) -> Arc<ServerConfig> {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone()];
     let server =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -95,21 +91,63 @@ fn pki(name: &str, trusted: bool) -> Pki {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .unwrap();
+    Arc::new(server)
+}
+
+/// A leaf for `name`, issued by a CA the client trusts (or by one it does
+/// not know, when `trusted` is false), with `params` adjusted by `edit`.
+fn pki_with(name: &str, trusted: bool, edit: impl FnOnce(&mut rcgen::CertificateParams)) -> Pki {
+    let (ca_cert, issuer) = ca("switchboard test ca");
+    let (_, other_issuer) = ca("unknown test ca");
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    params
+        .extended_key_usages
+        .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    edit(&mut params);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = params
+        .signed_by(&key, if trusted { &issuer } else { &other_issuer })
+        .unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).unwrap();
     Pki {
         roots,
-        server: Arc::new(server),
+        server: server_config(vec![leaf.der().clone()], &key),
     }
 }
 
-fn settings(pki: &Pki, plaintext_allowed: bool) -> Settings {
+fn pki(name: &str, trusted: bool) -> Pki {
+    pki_with(name, trusted, |_| {})
+}
+
+/// A self-signed certificate for `name` with `CA:TRUE`, as `openssl req
+/// -x509` makes it (Debian's Prosody's own), and its key.
+fn self_signed_ca_true(name: &str) -> (CertificateDer<'static>, rcgen::KeyPair) {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.der().clone(), key)
+}
+
+fn settings_with(tls: Arc<ClientConfig>, plaintext_allowed: bool) -> Settings {
     Settings {
         domain: DOMAIN.to_owned(),
         lang: "en".to_owned(),
-        tls: client_config_for_tests(pki.roots.clone()),
+        tls,
         plaintext_allowed,
         skip_optional_tls: false,
         xml: xml::Limits::default(),
     }
+}
+
+fn settings(pki: &Pki, plaintext_allowed: bool) -> Settings {
+    let trust = tls::Trust::Roots(pki.roots.clone());
+    let tls = tls::client_config(trust, &clock_at(NOW)).unwrap();
+    settings_with(tls, plaintext_allowed)
 }
 
 /// The server side: frames what the client sends, answers from a script.
@@ -136,8 +174,16 @@ struct Server {
 
 impl Server {
     fn new(pki: &Pki, features_plain: &'static str, features_tls: &'static str) -> Self {
+        Server::with_config(&pki.server, features_plain, features_tls)
+    }
+
+    fn with_config(
+        config: &Arc<ServerConfig>,
+        features_plain: &'static str,
+        features_tls: &'static str,
+    ) -> Self {
         Server {
-            config: Arc::clone(&pki.server),
+            config: Arc::clone(config),
             tls: None,
             framer: Framer::new(xml::Mode::Stream, xml::Limits::default()),
             inbuf: Vec::new(),
@@ -319,40 +365,199 @@ fn starttls_works_over_tls12_too() {
     );
 }
 
-#[test]
-fn certificate_for_another_name_is_a_tls_error() {
-    let pki = pki("other.example", true);
-    let mut stream = Stream::new(settings(&pki, false));
-    let mut server = Server::new(&pki, FEATURES_STARTTLS, FEATURES_SASL);
-    let error = pump(&mut stream, &mut server).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::Tls(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName
-                    | rustls::CertificateError::NotValidForNameContext { .. }
-            ))
-        ),
-        "{error:?}"
-    );
-    assert_eq!(error.reason(), "tls");
-    assert!(stream.wants_write(), "the alert is queued for the server");
+/// The failure of a STARTTLS negotiation with a server presenting what
+/// `server` presents, to a stream set up by `settings`.
+fn tls_failure(settings: Settings, server: &Arc<ServerConfig>) -> Result<tls::Failure, Vec<Seen>> {
+    let mut stream = Stream::new(settings);
+    let mut server = Server::with_config(server, FEATURES_STARTTLS, FEATURES_SASL);
+    match pump(&mut stream, &mut server) {
+        Ok(seen) => Err(seen),
+        Err(Error::Tls(failure)) => {
+            assert!(stream.wants_write(), "the alert is queued for the server");
+            Ok(failure)
+        }
+        Err(other) => panic!("not a tls failure: {other:?}"),
+    }
+}
+
+/// `tls_failure` that must fail: its message.
+fn refused(settings: Settings, server: &Arc<ServerConfig>) -> (tls::Failure, String) {
+    let failure = tls_failure(settings, server).expect("the handshake succeeded");
+    let message = Error::Tls(failure.clone()).to_string();
+    (failure, message)
+}
+
+fn accepted(settings: Settings, server: &Arc<ServerConfig>) {
+    let seen = tls_failure(settings, server).expect_err("the handshake failed");
+    assert_eq!(seen, vec![Seen::Features(FEATURES_SASL.to_owned())]);
 }
 
 #[test]
-fn certificate_from_an_untrusted_ca_is_a_tls_error() {
-    let pki = pki(DOMAIN, false);
-    let mut stream = Stream::new(settings(&pki, false));
-    let mut server = Server::new(&pki, FEATURES_STARTTLS, FEATURES_SASL);
-    let error = pump(&mut stream, &mut server).unwrap_err();
+fn certificate_for_another_name_is_not_valid_for_the_domain() {
+    let pki = pki("other.example", true);
+    let (failure, message) = refused(settings(&pki, false), &pki.server);
     assert!(
-        matches!(
-            error,
-            Error::Tls(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer
-            ))
-        ),
+        matches!(failure, tls::Failure::WrongName { .. }),
+        "{failure:?}"
+    );
+    assert_eq!(
+        message,
+        "certificate not valid for localhost (it names other.example)"
+    );
+    assert_eq!(Error::Tls(failure).reason(), "tls");
+}
+
+#[test]
+fn certificate_from_an_unknown_ca_is_not_trusted() {
+    let pki = pki(DOMAIN, false);
+    let (failure, message) = refused(settings(&pki, false), &pki.server);
+    assert_eq!(failure, tls::Failure::Untrusted);
+    assert_eq!(
+        message,
+        "certificate not trusted (self-signed or unknown CA; pin it with certificate = \"FILE.pem\" on the domain's backend.routes entry, or put its CA in backend.ca_file)"
+    );
+}
+
+/// Certificate dates are judged by the injected clock, not the host's:
+/// no waiting for a certificate to expire.
+#[test]
+fn certificate_dates_are_judged_by_the_injected_clock() {
+    const DAY: u64 = 86_400;
+    let from = NOW - 10 * DAY;
+    let until = NOW + 10 * DAY;
+    let pki = pki_with(DOMAIN, true, |params| {
+        params.not_before = rcgen::date_time_ymd(2025, 12, 22);
+        params.not_after = rcgen::date_time_ymd(2026, 1, 11);
+    });
+    let at = |secs: u64| {
+        let trust = tls::Trust::Roots(pki.roots.clone());
+        settings_with(tls::client_config(trust, &clock_at(secs)).unwrap(), false)
+    };
+    accepted(at(from + DAY), &pki.server);
+    accepted(at(until - DAY), &pki.server);
+    let (failure, message) = refused(at(until + DAY), &pki.server);
+    assert_eq!(failure, tls::Failure::Expired);
+    assert_eq!(message, "certificate expired");
+    let (failure, message) = refused(at(from - DAY), &pki.server);
+    assert_eq!(failure, tls::Failure::NotYetValid);
+    assert_eq!(
+        message,
+        "certificate not valid yet (is this host's clock right?)"
+    );
+}
+
+#[test]
+fn a_clock_never_set_fails_the_handshake_instead_of_judging_dates_by_1970() {
+    let pki = pki(DOMAIN, true);
+    let trust = tls::Trust::Roots(pki.roots.clone());
+    let tls = tls::client_config(trust, &tls::Clock::default()).unwrap();
+    let (failure, message) = refused(settings_with(tls, false), &pki.server);
+    assert!(matches!(failure, tls::Failure::Handshake(_)), "{failure:?}");
+    assert!(message.starts_with("TLS handshake failed: "), "{message}");
+}
+
+/// Debian's Prosody's own certificate: self-signed with `CA:TRUE`. WebPKI
+/// refuses it as a server certificate even when that very certificate is
+/// a trusted root; a pin or a loopback route takes it.
+#[test]
+fn self_signed_ca_true_certificate_needs_a_pin_or_a_loopback_route() {
+    let (cert, key) = self_signed_ca_true(DOMAIN);
+    let server = server_config(vec![cert.clone()], &key);
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let clock = clock_at(NOW);
+    let with = |trust| settings_with(tls::client_config(trust, &clock).unwrap(), false);
+    let (failure, message) = refused(with(tls::Trust::Roots(roots)), &server);
+    assert_eq!(failure, tls::Failure::Untrusted);
+    assert!(
+        message.starts_with("certificate not trusted (self-signed"),
+        "{message}"
+    );
+    accepted(with(tls::Trust::Pinned(cert)), &server);
+    accepted(with(tls::Trust::Loopback), &server);
+}
+
+#[test]
+fn a_pin_refuses_any_other_certificate_even_a_trusted_one() {
+    let (pinned, _) = self_signed_ca_true(DOMAIN);
+    let pki = pki(DOMAIN, true);
+    let trust = tls::Trust::Pinned(pinned);
+    let tls = tls::client_config(trust, &clock_at(NOW)).unwrap();
+    let (failure, message) = refused(settings_with(tls, false), &pki.server);
+    assert_eq!(failure, tls::Failure::NotPinned);
+    assert_eq!(
+        message,
+        "certificate is not the one pinned for this route (its certificate = file differs from what the server presents)"
+    );
+}
+
+/// The pin and the loopback route judge the certificate, not the
+/// handshake: a server that presents a certificate without holding its key
+/// is refused all the same, over TLS 1.3 (CertificateVerify) and TLS 1.2
+/// (ServerKeyExchange) alike.
+#[test]
+fn pinned_and_loopback_trust_still_check_the_handshake_signature() {
+    let (cert, _) = self_signed_ca_true(DOMAIN);
+    let (_, other_key) = self_signed_ca_true(DOMAIN);
+    let clock = clock_at(NOW);
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let server = server_without_the_key(cert.clone(), &other_key, version);
+        for trust in [tls::Trust::Pinned(cert.clone()), tls::Trust::Loopback] {
+            let tls = tls::client_config(trust, &clock).unwrap();
+            let (failure, message) = refused(settings_with(tls, false), &server);
+            assert_eq!(failure, tls::Failure::BadSignature, "{version:?}");
+            assert!(message.starts_with("bad signature: the server does not hold the key"));
+        }
+    }
+}
+
+/// A server presenting `cert` but signing its handshake with `key`, over
+/// `version` only.
+fn server_without_the_key(
+    cert: CertificateDer<'static>,
+    key: &rcgen::KeyPair,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Arc<ServerConfig> {
+    #[derive(Debug)]
+    struct Presents(Arc<rustls::sign::CertifiedKey>);
+    impl rustls::server::ResolvesServerCert for Presents {
+        fn resolve(
+            &self,
+            _: rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(Arc::clone(&self.0))
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signer = provider.key_provider.load_private_key(key).unwrap();
+    let certified = rustls::sign::CertifiedKey::new(vec![cert], signer);
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Presents(Arc::new(certified))));
+    Arc::new(config)
+}
+
+#[test]
+fn a_broken_handshake_says_tls_handshake_failed() {
+    let pki = pki(DOMAIN, true);
+    let mut stream = Stream::new(settings(&pki, false));
+    stream
+        .handle_input(format!("{SERVER_HEADER}{FEATURES_STARTTLS}").as_bytes())
+        .unwrap();
+    stream.handle_input(PROCEED.as_bytes()).unwrap();
+    let error = stream
+        .handle_input(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Tls(tls::Failure::Handshake(_))),
         "{error:?}"
+    );
+    assert!(
+        error.to_string().starts_with("TLS handshake failed: "),
+        "{error}"
     );
 }
 
@@ -365,7 +570,7 @@ fn server_without_starttls_is_refused_unless_plaintext_is_allowed() {
     assert!(matches!(error, Error::TlsRequired), "{error:?}");
     assert_eq!(
         error.to_string(),
-        "server does not offer starttls and plaintext is not allowed"
+        "server does not offer STARTTLS and plaintext is not allowed for this domain (only for one in backend.plaintext_domains or on a loopback route)"
     );
 }
 
@@ -450,6 +655,10 @@ fn starttls_failure_is_an_error() {
     server.starttls_answer = FAILURE;
     let error = pump(&mut stream, &mut server).unwrap_err();
     assert!(matches!(error, Error::StartTlsFailed), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "server answered STARTTLS with <failure/>"
+    );
     assert!(!stream.is_ready());
 }
 

@@ -1,0 +1,8 @@
+#![no_main]
+
+#[path = "../checks/bosh_body.rs"]
+mod check;
+#[path = "../checks/common.rs"]
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));
