@@ -115,7 +115,7 @@ modules_enabled = {
     "blocklist";
     $SMACKS
 }
-smacks_hibernation_time = 120
+$([ -n "$SMACKS" ] && echo 'smacks_hibernation_time = 120')
 modules_disabled = { "s2s" }
 
 authentication = "internal_plain"
