@@ -38,7 +38,7 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// The errors with the wall-clock time of the first and the last.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub ends: BTreeMap<String, EndTimes>,
+    pub ends: BTreeMap<String, Ends>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub faults: Option<Faults>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,24 +84,6 @@ pub struct Tick {
     pub t: u64,
     pub round_trips: u64,
     pub p99_ms: f64,
-}
-
-/// When sessions ended with one error.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct EndTimes {
-    pub count: u64,
-    pub first_unix_ms: u64,
-    pub last_unix_ms: u64,
-}
-
-impl From<Ends> for EndTimes {
-    fn from(e: Ends) -> Self {
-        EndTimes {
-            count: e.count,
-            first_unix_ms: e.first_unix_ms,
-            last_unix_ms: e.last_unix_ms,
-        }
-    }
 }
 
 /// `--cut-connections`: what was cut, and how the clients recovered.
@@ -155,11 +137,7 @@ impl Report {
             duplicated: Some(totals.duplicate),
             reconnects: Some(outcome.reconnects),
             errors: outcome.errors.clone(),
-            ends: outcome
-                .ends
-                .iter()
-                .map(|(k, e)| (k.clone(), EndTimes::from(*e)))
-                .collect(),
+            ends: outcome.ends.clone(),
             faults: outcome.cuts.map(|cuts| Faults {
                 cut_share: cuts.share,
                 seed: cuts.seed,

@@ -117,7 +117,7 @@ pub struct Cuts {
 }
 
 /// When sessions ended, by what ended them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Ends {
     pub count: u64,
     /// Wall-clock milliseconds since the Unix epoch of the first and the
