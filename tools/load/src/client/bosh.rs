@@ -397,7 +397,7 @@ impl Bosh {
                 };
                 let body = body.to_vec();
                 self.conns[slot].input.drain(..used);
-                if state == ReadState::Eof {
+                if state != ReadState::Open {
                     self.conns[slot].close();
                 }
                 let reported = self.arrived(out.rid, body, outbox, handle)?;
@@ -406,8 +406,11 @@ impl Bosh {
                     None => Ok(()),
                 }
             }
-            None if state == ReadState::Eof => self.broke(net, session, slot, "http_closed".into()),
-            None => Ok(()),
+            None => match state {
+                ReadState::Open => Ok(()),
+                ReadState::Eof => self.broke(net, session, slot, "http_closed".into()),
+                ReadState::Failed(why) => self.broke(net, session, slot, why.into()),
+            },
         }
     }
 

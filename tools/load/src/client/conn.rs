@@ -90,6 +90,22 @@ pub enum ReadState {
     Open,
     /// The peer closed its side.
     Eof,
+    /// The connection failed (a reset) after the bytes read so far: a
+    /// peer that closes with input unread resets the connection, and what
+    /// it sent before, its last words among them, is still to be handled.
+    Failed(&'static str),
+}
+
+impl ReadState {
+    /// How a session whose connection is in this state ends, once what was
+    /// read has been handled: `Ok` while it is open.
+    pub fn end(self) -> Result<(), ErrorKind> {
+        match self {
+            ReadState::Open => Ok(()),
+            ReadState::Eof => Err("closed_by_peer".into()),
+            ReadState::Failed(why) => Err(why.into()),
+        }
+    }
 }
 
 /// A client connection and its buffers.
@@ -162,7 +178,7 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::Open),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(error_kind(&e).into()),
+                Err(e) => return Ok(ReadState::Failed(error_kind(&e))),
             }
         }
     }
