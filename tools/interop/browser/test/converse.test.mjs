@@ -133,13 +133,19 @@ describe(`Converse.js in chromium: alice over BOSH (${BOSH_URL}), bob over WebSo
     const foreign = await openRecordedPage(browser, `page at ${FOREIGN_ORIGIN}`);
     pages.push(foreign);
     await foreign.page.goto(`${FOREIGN_ORIGIN}/blank.html`);
-    const tryWebSocket = (url) => new Promise((resolve) => {
+    // Once open, the WebSocket sends <open/> (a session starts) and closes
+    // at the first answer.
+    const tryWebSocket = ({ url, domain }) => new Promise((resolve) => {
       const ws = new WebSocket(url, 'xmpp');
       let opened = false;
-      ws.onopen = () => { opened = true; ws.close(1000); };
+      ws.onopen = () => {
+        opened = true;
+        ws.send(`<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='${domain}' version='1.0'/>`);
+      };
+      ws.onmessage = () => ws.close(1000);
       ws.onclose = (e) => resolve({ opened, code: e.code });
     });
-    const ws = await within(foreign.page.evaluate(tryWebSocket, WS_URL), 'WebSocket from the foreign origin ends');
+    const ws = await within(foreign.page.evaluate(tryWebSocket, { url: WS_URL, domain: DOMAIN }), 'WebSocket from the foreign origin ends');
     assert.equal(ws.opened, false, 'the WebSocket from a not-allowed origin opened');
     const errors = foreign.websockets.flatMap((w) => w.errors).join('; ');
     assert.match(errors, /\b403\b/, `the browser saw no 403 for the WebSocket upgrade: ${errors || 'no error'}`);
@@ -157,7 +163,7 @@ describe(`Converse.js in chromium: alice over BOSH (${BOSH_URL}), bob over WebSo
     const own = await openRecordedPage(browser, `page at ${PAGE_ORIGIN} (raw WebSocket)`);
     pages.push(own);
     await own.page.goto(`${PAGE_ORIGIN}/blank.html`);
-    const control = await within(own.page.evaluate(tryWebSocket, WS_URL), 'WebSocket from the allowed origin');
+    const control = await within(own.page.evaluate(tryWebSocket, { url: WS_URL, domain: DOMAIN }), 'WebSocket from the allowed origin');
     assert.equal(control.opened, true, `the WebSocket from the allowed origin did not open: ${own.websockets.flatMap((w) => w.errors).join('; ')}`);
     await own.context.close();
 
@@ -210,7 +216,7 @@ describe(`Converse.js in chromium: alice over BOSH (${BOSH_URL}), bob over WebSo
     assert.deepEqual(bob.requests.filter(isBosh), [], 'bob sent no BOSH request');
 
     if (sbLog) {
-      const boshStart = await sbLog.waitFor(/session (\d+) start: bosh (\S+) to (\S+)/, mark, 'alice\'s BOSH session start');
+      const boshStart = await sbLog.waitFor(/session (\d+) start: bosh (\S+) from \S+ to (\S+)/, mark, 'alice\'s BOSH session start');
       assert.equal(boshStart[2], a.sid, 'switchboard started the session whose sid Converse holds');
       assert.equal(boshStart[3], DOMAIN);
       const wsStart = await sbLog.waitFor(/session (\d+) start: websocket from/, mark, 'bob\'s WebSocket session start');
@@ -281,7 +287,7 @@ describe(`Converse.js in chromium: alice over BOSH (${BOSH_URL}), bob over WebSo
     assert.ok(bob.websockets[0].sent.some((f) => /^<close\b/.test(f)), 'bob sent <close/>');
     if (sbLog) {
       needs(aliceSession, bobSession);
-      await sbLog.waitFor(new RegExp(`session ${aliceSession} end: client terminated \\(bosh ${aliceSid},`), mark, 'alice\'s session ends: client terminated');
+      await sbLog.waitFor(new RegExp(`session ${aliceSession} end: client closed \\(bosh ${aliceSid},`), mark, 'alice\'s session ends: client closed');
       await sbLog.waitFor(new RegExp(`session ${bobSession} end: client closed \\(`), mark, 'bob\'s session ends: client closed');
       const ends = sbLog.linesSince(mark).filter((l) => / end: /.test(l));
       assert.equal(ends.length, 2, `exactly the two sessions ended:\n${ends.join('\n')}`);
