@@ -11,6 +11,8 @@
 # Env: PROSODY_C2S_PORT (15222), PROSODY_HTTP_PORT (15280),
 # PROSODY_PLAIN_C2S=1: c2s lets clients in without TLS and offers SASL PLAIN
 # there (STARTTLS is still offered), for node-xmpp-bosh, which cannot STARTTLS.
+# PROSODY_SMACKS=1: stream management (XEP-0198, mod_smacks) with resumption,
+# sessions kept 120 s after their connection drops.
 # Writes DIR/ca.pem: the one CA that signs the certificates of both hosts
 # (localhost and srv.test), for switchboard's backend.ca_file.
 # PROSODY_STOCK_TLS=1: TLS as a stock install has it instead: each host's
@@ -24,6 +26,7 @@ set -euo pipefail
 C2S_PORT="${PROSODY_C2S_PORT:-15222}"
 HTTP_PORT="${PROSODY_HTTP_PORT:-15280}"
 if [ "${PROSODY_PLAIN_C2S:-}" = 1 ]; then REQUIRE_TLS=false; else REQUIRE_TLS=true; fi
+if [ "${PROSODY_SMACKS:-}" = 1 ]; then SMACKS='"smacks";'; else SMACKS=""; fi
 STOCK_TLS="${PROSODY_STOCK_TLS:-}"
 HOSTS=(localhost srv.test)
 USERS=(alice bob)
@@ -110,7 +113,9 @@ modules_enabled = {
     -- XEP-0191: Converse.js (tools/interop/browser) hangs opening a chat
     -- with a non-contact on a server without it.
     "blocklist";
+    $SMACKS
 }
+$([ -n "$SMACKS" ] && echo 'smacks_hibernation_time = 120')
 modules_disabled = { "s2s" }
 
 authentication = "internal_plain"

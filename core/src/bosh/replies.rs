@@ -60,6 +60,11 @@ impl Replies {
         self.kept.iter().map(|r| r.body.len()).sum()
     }
 
+    /// Each response kept, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.kept.iter().map(|r| (r.rid, r.body.as_slice()))
+    }
+
     pub fn find(&self, rid: u64) -> Option<&[u8]> {
         self.kept
             .iter()

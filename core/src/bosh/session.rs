@@ -263,13 +263,22 @@ impl Session {
         self.end.as_ref()
     }
 
-    /// The highest rid answered and its kept response: after a terminate,
-    /// the terminate's own (XEP-0124 §14.3: a client that lost it sends
-    /// it again).
-    pub fn last_reply(&self) -> Option<(u64, Response)> {
-        let rid = self.replies.last_answered()?;
-        let body = self.replies.find(rid)?.to_vec();
-        Some((rid, Response { status: 200, body }))
+    /// The responses a request sent again may still hear (§14.3: those
+    /// kept within the request window below the highest rid answered),
+    /// oldest first; after a terminate, the last is the terminate's own.
+    pub fn last_replies(&self) -> Vec<(u64, Response)> {
+        let Some(last) = self.replies.last_answered() else {
+            return Vec::new();
+        };
+        let window = u64::from(self.hold) + 1;
+        self.replies
+            .iter()
+            .filter(|(rid, _)| last - rid < window)
+            .map(|(rid, body)| {
+                let body = body.to_vec();
+                (rid, Response { status: 200, body })
+            })
+            .collect()
     }
 
     pub fn poll_response(&mut self) -> Option<(RequestHandle, Response)> {

@@ -291,12 +291,17 @@ pub(super) struct Ended {
 }
 
 /// What the next request to an ended session hears.
-struct Tombstone {
-    response: bosh::Response,
-    /// Only a request with this rid hears `response`; others
-    /// item-not-found: the session its client terminated answers only
-    /// the terminate sent again.
-    only_rid: Option<u64>,
+enum Tombstone {
+    /// Why it ended, whatever the request.
+    Ended(bosh::Response),
+    /// Its client terminated it: a request sent again with a rid up to the
+    /// terminate's hears its kept answer, or else the terminate's (the
+    /// session ended as the client asked); later ones item-not-found.
+    Terminated {
+        rid: u64,
+        answer: bosh::Response,
+        kept: Vec<(u64, bosh::Response)>,
+    },
 }
 
 impl Ended {
@@ -316,25 +321,46 @@ impl Ended {
         self.max = max;
     }
 
-    pub fn insert(
+    /// A session that ended for `why`.
+    pub fn insert(&mut self, sid: String, why: bosh::Response, until: Instant) {
+        self.keep(sid, Tombstone::Ended(why), until);
+    }
+
+    /// A session its client terminated, with the answers it kept (the
+    /// terminate's last).
+    pub fn insert_terminated(
         &mut self,
         sid: String,
-        response: bosh::Response,
-        only_rid: Option<u64>,
+        mut kept: Vec<(u64, bosh::Response)>,
         until: Instant,
     ) {
+        kept.sort_by_key(|(rid, _)| *rid);
+        if let Some((rid, answer)) = kept.pop() {
+            self.keep(sid, Tombstone::Terminated { rid, answer, kept }, until);
+        }
+    }
+
+    fn keep(&mut self, sid: String, tombstone: Tombstone, until: Instant) {
         while self.order.len() >= self.max {
             self.pop();
         }
         self.order.push_back((until, sid.clone()));
-        self.by_sid.insert(sid, Tombstone { response, only_rid });
+        self.by_sid.insert(sid, tombstone);
     }
 
     pub fn get(&self, sid: &str, rid: Option<u64>) -> Option<&bosh::Response> {
-        self.by_sid
-            .get(sid)
-            .filter(|t| t.only_rid.is_none() || t.only_rid == rid)
-            .map(|t| &t.response)
+        match self.by_sid.get(sid)? {
+            Tombstone::Ended(why) => Some(why),
+            Tombstone::Terminated {
+                rid: last,
+                answer,
+                kept,
+            } => {
+                let rid = rid.filter(|rid| rid <= last)?;
+                let kept = kept.iter().find(|(r, _)| *r == rid);
+                Some(kept.map_or(answer, |(_, response)| response))
+            }
+        }
     }
 
     pub fn expire(&mut self, now: Instant) {

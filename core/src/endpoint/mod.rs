@@ -934,19 +934,14 @@ impl Endpoint {
         entry.close_links(&mut self.shared);
         self.sids.remove(&entry.sid);
         // A client that terminated knows why, unless the answer to its
-        // terminate was lost; others may not have heard.
-        let tombstone = if entry.client_closed() {
-            entry
-                .core
-                .last_reply()
-                .map(|(rid, reply)| (reply, Some(rid)))
-        } else {
-            entry.core.end_response().map(|r| (r.clone(), None))
-        };
-        if let Some((response, only_rid)) = tombstone {
-            let until = self.shared.now + 2 * self.shared.settings.bosh.max_wait;
+        // terminate (or one before it) was lost; others may not have heard.
+        let until = self.shared.now + 2 * self.shared.settings.bosh.max_wait;
+        let sid = entry.sid.clone();
+        if entry.client_closed() {
             self.ended
-                .insert(entry.sid.clone(), response, only_rid, until);
+                .insert_terminated(sid, entry.core.last_replies(), until);
+        } else if let Some(why) = entry.core.end_response() {
+            self.ended.insert(sid, why.clone(), until);
         }
         if let Some((id, _)) = entry.timer.take() {
             self.wheel.cancel(id);

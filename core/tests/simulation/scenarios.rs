@@ -364,4 +364,32 @@ fn the_next_request_hears_why_a_session_ended_unless_the_client_ended_it() {
     s.post(conn, &body(RID + 2, &sid, "", ""));
     let gone = s.response(conn).expect("answered");
     assert_eq!(attr(&gone, "condition").as_deref(), Some("item-not-found"));
+
+    // The request held when the client terminated, its answer lost, sent
+    // again: it hears that answer.
+    let conn = s.connect();
+    let sid = s.bosh(conn, "");
+    s.post(conn, &body(RID + 1, &sid, "", ""));
+    assert_eq!(s.response(conn), None, "held");
+    let other = s.connect();
+    s.post(other, &body(RID + 2, &sid, "type='terminate'", ""));
+    assert!(s.response(other).expect("terminated").contains("terminate"));
+    let held_answer = s.response(conn).expect("the held request answered");
+    s.post(other, &body(RID + 1, &sid, "", ""));
+    assert_eq!(s.response(other).expect("answered again"), held_answer);
+
+    // The request held when its connection went away, then the client
+    // terminated, sent again: the session ended as its client asked.
+    let conn = s.connect();
+    let sid = s.bosh(conn, "");
+    s.post(conn, &body(RID + 1, &sid, "", ""));
+    s.net.close(conn);
+    s.advance(Duration::from_millis(10));
+    let other = s.connect();
+    s.post(other, &body(RID + 2, &sid, "type='terminate'", ""));
+    assert!(s.response(other).expect("terminated").contains("terminate"));
+    s.post(other, &body(RID + 1, &sid, "", ""));
+    let ended = s.response(other).expect("answered");
+    assert!(ended.contains("type='terminate'"), "{ended}");
+    assert_eq!(attr(&ended, "condition"), None, "{ended}");
 }

@@ -171,6 +171,11 @@ pub struct ClientArgs {
     /// BOSH `wait`: how long the server may hold a request, in seconds
     #[arg(long, default_value_t = 60, value_name = "S")]
     pub bosh_wait: u32,
+    /// BOSH sessions acknowledge responses (XEP-0124 §9: `ack='1'` at
+    /// creation, then `ack` on every request): the server keeps each
+    /// response until acknowledged, and reports one missing for long
+    #[arg(long)]
+    pub bosh_acks: bool,
     /// Allow non-loopback targets
     #[arg(long)]
     pub allow_remote: bool,
@@ -199,6 +204,22 @@ pub struct RunArgs {
     /// After the message phase, wait this long for echoes still on their way
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "T")]
     pub drain: Duration,
+    /// After the drain, end every session cleanly (WebSocket `<close/>`,
+    /// BOSH `type='terminate'`, TCP `</stream:stream>`); one the server has
+    /// not closed within 5 s counts as a logout_timeout error
+    #[arg(long)]
+    pub logout: bool,
+    /// Fault: cut this share (0 to 1) of BOSH requests' connections at a
+    /// random point (before the request is written, mid-request, while
+    /// held, or mid-response); each request then goes out again with its
+    /// rid on a new connection, and responses are handled in rid order.
+    /// The session creation request is never cut. Use with --bosh-acks
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub cut_connections: f64,
+    /// Seed of the faults' random choices (default: from the clock; the
+    /// report gives the one used)
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
     /// Write an HTML page with the latency distribution and throughput over time
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,

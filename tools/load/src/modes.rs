@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use crate::cli::{AuthMode, ClientArgs, MemoryArgs, RunArgs, Transport, MAX_SESSIONS};
-use crate::client::driver::{Driver, Layout, Outcome, Plan, Traffic};
+use crate::client::driver::{Cuts, Driver, Layout, Outcome, Plan, Traffic};
 use crate::net::{raise_fd_limit, Endpoint};
 use crate::report::{Memory, Report};
 
@@ -85,6 +85,8 @@ fn plan(client: &ClientArgs, sessions: usize) -> Result<Plan, String> {
         ramp: client.ramp,
         login_timeout: client.login_timeout,
         bosh_wait: client.bosh_wait,
+        bosh_acks: client.bosh_acks,
+        cuts: None,
         traffic: None,
         settle: Default::default(),
         progress: true,
@@ -126,13 +128,25 @@ pub fn run(args: &RunArgs, progress: bool) -> Result<RunResult, String> {
     if args.window == 0 {
         return Err("--window must be at least 1".into());
     }
+    if !(0.0..=1.0).contains(&args.cut_connections) {
+        return Err("--cut-connections must be a share from 0 to 1".into());
+    }
+    let bosh = matches!(args.client.transport, Transport::Bosh | Transport::Mix);
+    if args.cut_connections > 0.0 && !bosh {
+        return Err("--cut-connections cuts BOSH connections: --transport bosh or mix".into());
+    }
     let mut plan = plan(&args.client, args.sessions)?;
     plan.progress = progress;
+    plan.cuts = (args.cut_connections > 0.0).then(|| Cuts {
+        share: args.cut_connections,
+        seed: args.seed.unwrap_or_else(clock_seed),
+    });
     plan.traffic = Some(Traffic {
         duration: args.duration,
         rate: args.rate,
         window: args.window,
         drain: args.drain,
+        logout: args.logout,
     });
     let mut driver = Driver::new(plan).map_err(|e| e.to_string())?;
     driver.run().map_err(|e| format!("poll: {e}"))?;
@@ -144,6 +158,13 @@ pub fn run(args: &RunArgs, progress: bool) -> Result<RunResult, String> {
         &outcome,
     );
     Ok(RunResult { report, outcome })
+}
+
+/// A seed from the clock, for runs not asked to repeat one.
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
 }
 
 /// `load memory`.

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::client::driver::Outcome;
+use crate::client::conn::FaultCounts;
+use crate::client::driver::{Ends, Outcome};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
@@ -16,6 +17,9 @@ pub struct Report {
     pub target: String,
     pub sessions_requested: usize,
     pub sessions_established: usize,
+    /// Sessions closed cleanly by `--logout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions_closed: Option<usize>,
     pub setup_per_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
@@ -25,10 +29,18 @@ pub struct Report {
     pub received: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<u64>,
+    /// Probes and echoes that arrived a second time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicated: Option<u64>,
     /// Connections the client had to open again during the message phase.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconnects: Option<u64>,
     pub errors: BTreeMap<String, u64>,
+    /// The errors with the wall-clock time of the first and the last.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ends: BTreeMap<String, Ends>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faults: Option<Faults>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throughput_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,6 +86,17 @@ pub struct Tick {
     pub p99_ms: f64,
 }
 
+/// `--cut-connections`: what was cut, and how the clients recovered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Faults {
+    pub cut_share: f64,
+    pub seed: u64,
+    /// Connections cut, every kind together.
+    pub cuts: u64,
+    #[serde(flatten)]
+    pub counts: FaultCounts,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Memory {
     pub pids: Vec<u32>,
@@ -105,13 +128,22 @@ impl Report {
             target: target.into(),
             sessions_requested: outcome.sessions_requested,
             sessions_established: outcome.sessions_established,
+            sessions_closed: outcome.logout.then_some(outcome.sessions_closed),
             setup_per_s: setup_rate(outcome),
             duration_s: Some(outcome.message_secs),
             sent: Some(totals.sent),
             received: Some(totals.echoed),
             lost: Some(totals.lost()),
+            duplicated: Some(totals.duplicate),
             reconnects: Some(outcome.reconnects),
             errors: outcome.errors.clone(),
+            ends: outcome.ends.clone(),
+            faults: outcome.cuts.map(|cuts| Faults {
+                cut_share: cuts.share,
+                seed: cuts.seed,
+                cuts: outcome.faults.cuts(),
+                counts: outcome.faults,
+            }),
             throughput_per_s: Some(throughput),
             latency_ms: (!outcome.latency_us.is_empty())
                 .then(|| Latency::from_histogram(&outcome.latency_us)),
@@ -159,8 +191,34 @@ impl Report {
             "sessions   {}/{} established, setup {:.0}/s",
             self.sessions_established, self.sessions_requested, self.setup_per_s
         );
+        if let Some(closed) = self.sessions_closed {
+            let _ = writeln!(s, "logout     {closed} sessions closed cleanly");
+        }
         if let (Some(sent), Some(received), Some(lost)) = (self.sent, self.received, self.lost) {
-            let _ = writeln!(s, "messages   sent {sent}, echoed {received}, lost {lost}");
+            let duplicated = self.duplicated.unwrap_or(0);
+            let _ = writeln!(
+                s,
+                "messages   sent {sent}, echoed {received}, lost {lost}, duplicated {duplicated}"
+            );
+        }
+        if let Some(faults) = &self.faults {
+            let f = &faults.counts;
+            let _ = writeln!(
+                s,
+                "faults     {} connections cut ({:.0}% of requests, seed {}): {} before the \
+                 request, {} mid-request, {} held, {} mid-response; {} requests sent again, \
+                 {} connections closed by the server, {} reports",
+                faults.cuts,
+                faults.cut_share * 100.0,
+                faults.seed,
+                f.cut_before_request,
+                f.cut_mid_request,
+                f.cut_held,
+                f.cut_mid_response,
+                f.resent,
+                f.server_closed,
+                f.reports
+            );
         }
         if let Some(n) = self.reconnects.filter(|&n| n > 0) {
             let _ = writeln!(

@@ -90,6 +90,33 @@ impl SwitchboardThread {
     }
 }
 
+impl SwitchboardThread {
+    fn ws_url(&self) -> String {
+        format!("ws://{}/xmpp-websocket", self.addr)
+    }
+
+    fn bosh_url(&self) -> String {
+        format!("http://{}/http-bind", self.addr)
+    }
+
+    /// The arguments that aim the load tool's `transport` clients here.
+    fn target(&self, transport: &str) -> Vec<String> {
+        let (ws, bosh) = (self.ws_url(), self.bosh_url());
+        ["--transport", transport, "--url", &ws, "--bosh-url", &bosh]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// A run of 10 sessions over `transport` through this switchboard.
+    fn run(&self, transport: &str, args: &[&str]) -> RunResult {
+        let target = self.target(transport);
+        let mut all: Vec<&str> = target.iter().map(String::as_str).collect();
+        all.extend_from_slice(&["--sessions", "10", "--ramp", "500"]);
+        all.extend_from_slice(args);
+        run(&all)
+    }
+}
+
 impl Drop for SwitchboardThread {
     fn drop(&mut self) {
         self.handle.shutdown();
@@ -211,27 +238,16 @@ fn assert_clean(result: &RunResult, sessions: usize) {
 fn websocket_bosh_and_mixed_sessions_echo_through_switchboard() {
     let stub = StubThread::start();
     let sb = SwitchboardThread::start(stub.addr);
-    let ws = format!("ws://{}/xmpp-websocket", sb.addr);
-    let bosh = format!("http://{}/http-bind", sb.addr);
     for transport in ["ws", "bosh", "mix"] {
-        let result = run(&[
-            "--transport",
-            transport,
-            "--url",
-            &ws,
-            "--bosh-url",
-            &bosh,
-            "--sessions",
-            "10",
-            "--ramp",
-            "500",
-            "--duration",
-            "2s",
-            "--drain",
-            "2s",
-        ]);
+        let args = ["--duration", "2s", "--drain", "2s", "--logout"];
+        let result = sb.run(transport, &args);
         assert_clean(&result, 10);
         assert_eq!(result.report.transport, transport);
+        assert_eq!(
+            result.report.sessions_closed,
+            Some(10),
+            "every session logged out"
+        );
     }
 }
 
@@ -243,7 +259,7 @@ fn keep_alive_connections_closed_during_a_long_ramp_are_reopened_before_the_mess
     // measured round trip pays a connect.
     let stub = StubThread::start();
     let sb = SwitchboardThread::start(stub.addr);
-    let bosh = format!("http://{}/http-bind", sb.addr);
+    let bosh = sb.bosh_url();
     let result = run_bosh(&bosh, &["--sessions", "6", "--ramp", "1", "--rate", "5"]);
     assert_clean(&result, 6);
     assert_eq!(
@@ -276,7 +292,7 @@ fn a_request_on_a_connection_the_server_closed_is_sent_again() {
 fn fixed_rate_sends_about_the_rate_asked() {
     let stub = StubThread::start();
     let sb = SwitchboardThread::start(stub.addr);
-    let ws = format!("ws://{}/xmpp-websocket", sb.addr);
+    let ws = sb.ws_url();
     // 5 pairs × 20/s × 2 s = 200 messages.
     let result = run(&[
         "--url",
@@ -315,8 +331,14 @@ fn the_stub_alone_over_tcp_with_and_without_sasl() {
             "1s",
             "--window",
             "4",
+            "--logout",
         ]);
         assert_clean(&result, 10);
+        assert_eq!(
+            result.report.sessions_closed,
+            Some(10),
+            "</stream:stream> answered"
+        );
     }
 }
 
@@ -349,19 +371,13 @@ fn a_refused_connection_is_counted_and_nothing_is_established() {
 fn memory_mode_keeps_idle_websocket_and_bosh_sessions_and_reads_rss() {
     let stub = StubThread::start();
     let sb = SwitchboardThread::start(stub.addr);
-    let ws = format!("ws://{}/xmpp-websocket", sb.addr);
-    let bosh = format!("http://{}/http-bind", sb.addr);
     let pid = std::process::id().to_string();
     for transport in ["ws", "bosh"] {
-        let cli = Cli::try_parse_from([
-            "load",
-            "memory",
-            "--transport",
-            transport,
-            "--url",
-            &ws,
-            "--bosh-url",
-            &bosh,
+        let target = sb.target(transport);
+        let argv = ["load", "memory"]
+            .into_iter()
+            .chain(target.iter().map(String::as_str));
+        let cli = Cli::try_parse_from(argv.chain([
             "--sessions",
             "20",
             "--ramp",
@@ -374,7 +390,7 @@ fn memory_mode_keeps_idle_websocket_and_bosh_sessions_and_reads_rss() {
             // within the settle time.
             "--bosh-wait",
             "1",
-        ])
+        ]))
         .expect("arguments");
         let Mode::Memory(args) = cli.mode else {
             panic!("not memory")
@@ -387,4 +403,151 @@ fn memory_mode_keeps_idle_websocket_and_bosh_sessions_and_reads_rss() {
         assert_eq!(memory.pids, [std::process::id()]);
         assert!(report.sent.is_none() && report.latency_ms.is_none());
     }
+}
+
+#[test]
+fn bosh_connections_cut_at_random_points_lose_and_duplicate_nothing() {
+    // Every kind of cut, each request sent again with its rid on a new
+    // connection: switchboard's kept responses and held-again requests
+    // (XEP-0124 §14.3) and the client's rid order make every stanza
+    // arrive once.
+    let stub = StubThread::start();
+    let sb = SwitchboardThread::start(stub.addr);
+    let bosh = sb.bosh_url();
+    let args = [
+        "--sessions",
+        "10",
+        "--ramp",
+        "500",
+        "--bosh-acks",
+        "--cut-connections",
+        "0.2",
+        "--seed",
+        "7",
+    ];
+    let result = run_bosh(&bosh, &args);
+    assert_clean(&result, 10);
+    let r = &result.report;
+    assert_eq!(r.duplicated, Some(0), "{}", r.summary());
+    let faults = r.faults.expect("fault counts");
+    assert_eq!((faults.cut_share, faults.seed), (0.2, 7));
+    let f = faults.counts;
+    for (kind, n) in [
+        ("before the request", f.cut_before_request),
+        ("mid-request", f.cut_mid_request),
+        ("held", f.cut_held),
+        ("mid-response", f.cut_mid_response),
+    ] {
+        assert!(n > 0, "no cut {kind}: {}", r.summary());
+    }
+    assert!(f.resent >= faults.cuts, "{}", r.summary());
+}
+
+#[test]
+fn when_the_server_goes_every_session_ends_with_remote_connection_failed_at_once() {
+    // BOSH hears a terminate with the condition, WebSocket the stream
+    // error and then the close frame; the end times come in the report.
+    let stub = StubThread::start();
+    let sb = SwitchboardThread::start(stub.addr);
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let gone = std::time::SystemTime::now();
+        drop(stub);
+        gone
+    });
+    let result = sb.run("mix", &["--rate", "20", "--duration", "3s"]);
+    let gone = stopper.join().unwrap();
+    let gone_ms = gone
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let r = &result.report;
+    assert_eq!(r.sessions_established, 10, "{}", r.summary());
+    for kind in [
+        "bosh_terminate:remote-connection-failed",
+        "stream_error:remote-connection-failed",
+    ] {
+        assert_eq!(r.errors.get(kind), Some(&5), "{}", r.summary());
+        let ends = r.ends[kind];
+        assert_eq!(ends.count, 5);
+        // The stub notices its stop flag within 100 ms.
+        assert!(
+            ends.first_unix_ms >= gone_ms,
+            "{kind} ended before the server went"
+        );
+        assert!(
+            ends.last_unix_ms < gone_ms + 1000,
+            "{kind}: last end {} ms after the server went",
+            ends.last_unix_ms - gone_ms
+        );
+    }
+    assert_eq!(r.errors.len(), 2, "{}", r.summary());
+}
+
+/// One POST of `body` on a new connection to `addr`; the response body.
+fn post(addr: SocketAddr, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /http-bind HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut input = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).expect("a response");
+        assert!(n > 0, "closed before the response");
+        input.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&input);
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("Content-Length");
+            if rest.len() >= length {
+                return rest[..length].to_string();
+            }
+        }
+    }
+}
+
+/// Found by tools/faults/run cuts with --logout.
+#[test]
+fn a_terminate_sent_again_gets_its_response_not_item_not_found() {
+    // The client's terminate request (with its last stanza) is answered,
+    // but the response is lost with its connection. The client sends the
+    // request again, same rid, on a new connection: it must hear the
+    // response it missed (XEP-0124 §14.3), so that it knows the session
+    // ended as asked and its last stanza went out.
+    let stub = StubThread::start();
+    let sb = SwitchboardThread::start(stub.addr);
+    const NS: &str = "http://jabber.org/protocol/httpbind";
+    let created = post(
+        sb.addr,
+        &format!(
+            "<body rid='1000' to='localhost' wait='5' hold='1' ack='1' ver='1.6' \
+             xmlns='{NS}' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>"
+        ),
+    );
+    let sid = created
+        .split("sid='")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no sid in {created}"));
+    let terminate = format!(
+        "<body rid='1001' sid='{sid}' ack='1000' type='terminate' xmlns='{NS}'>\
+         <presence type='unavailable' xmlns='jabber:client'/></body>"
+    );
+    let answered = post(sb.addr, &terminate);
+    assert!(answered.contains("type='terminate'"), "{answered}");
+    // The response is lost; the client tries again a moment later.
+    std::thread::sleep(Duration::from_millis(300));
+    let again = post(sb.addr, &terminate);
+    assert_eq!(again, answered, "the repeated terminate");
 }

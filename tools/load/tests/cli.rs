@@ -42,6 +42,10 @@ fn help_names_every_mode_and_option() {
                 "--html",
                 "--allow-remote",
                 "--drain",
+                "--logout",
+                "--bosh-acks",
+                "--cut-connections",
+                "--seed",
             ],
         ),
         (
@@ -74,7 +78,7 @@ fn help_names_every_mode_and_option() {
 
 #[test]
 fn bad_usage_exits_2() {
-    let cases: [&[&str]; 9] = [
+    let cases: [&[&str]; 11] = [
         &["run", "--sessions", "3"],
         &["run", "--sessions", "300000"],
         &[
@@ -86,6 +90,8 @@ fn bad_usage_exits_2() {
         ],
         &["run", "--source", "192.0.2.1", "--sessions", "2"],
         &["run", "--duration", "soon"],
+        &["run", "--cut-connections", "1.5", "--transport", "bosh"],
+        &["run", "--cut-connections", "0.1", "--transport", "ws"],
         &["memory", "--sessions", "2"],
         &["forward", "--listen", "192.0.2.1:1", "--to", "127.0.0.1:1"],
         &["forward", "--listen", "127.0.0.1:0", "--to", "192.0.2.1:1"],

@@ -4,6 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -27,6 +28,38 @@ pub struct Net {
     pub hangup: bool,
     /// Connections opened so far.
     pub opened: u64,
+    /// Faults made and repaired by the BOSH transport.
+    pub faults: FaultCounts,
+    /// Wake-ups asked for by transports: (session, after how long). The
+    /// driver moves them onto its timers after each call.
+    pub wakes: Vec<(usize, Duration)>,
+}
+
+/// What `--cut-connections` did, and how the BOSH clients recovered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FaultCounts {
+    /// Connections cut before the request was written.
+    pub cut_before_request: u64,
+    /// Connections cut with part of the request written.
+    pub cut_mid_request: u64,
+    /// Connections cut with the request written and no response begun.
+    pub cut_held: u64,
+    /// Connections cut with part of the response read.
+    pub cut_mid_response: u64,
+    /// Requests sent again with the same rid (XEP-0124 §14.3), after a cut
+    /// or after the server closed or reset their connection.
+    pub resent: u64,
+    /// Connections the server closed or reset with a request on them.
+    pub server_closed: u64,
+    /// Responses that reported a missing one (`report`, XEP-0124 §9.2).
+    pub reports: u64,
+}
+
+impl FaultCounts {
+    /// Connections cut on purpose.
+    pub fn cuts(&self) -> u64 {
+        self.cut_before_request + self.cut_mid_request + self.cut_held + self.cut_mid_response
+    }
 }
 
 impl Net {
@@ -39,7 +72,15 @@ impl Net {
             scratch: Vec::new(),
             hangup: false,
             opened: 0,
+            faults: FaultCounts::default(),
+            wakes: Vec::new(),
         }
+    }
+
+    /// Ask the driver to call the transport of `session` again after
+    /// `after` (`Transport::on_wake`).
+    pub fn wake_after(&mut self, session: usize, after: Duration) {
+        self.wakes.push((session, after));
     }
 }
 
@@ -49,6 +90,22 @@ pub enum ReadState {
     Open,
     /// The peer closed its side.
     Eof,
+    /// The connection failed (a reset) after the bytes read so far: a
+    /// peer that closes with input unread resets the connection, and what
+    /// it sent before, its last words among them, is still to be handled.
+    Failed(&'static str),
+}
+
+impl ReadState {
+    /// How a session whose connection is in this state ends, once what was
+    /// read has been handled: `Ok` while it is open.
+    pub fn end(self) -> Result<(), ErrorKind> {
+        match self {
+            ReadState::Open => Ok(()),
+            ReadState::Eof => Err("closed_by_peer".into()),
+            ReadState::Failed(why) => Err(why.into()),
+        }
+    }
 }
 
 /// A client connection and its buffers.
@@ -85,6 +142,11 @@ impl Conn {
         self.stream.is_some()
     }
 
+    /// Whether everything queued has gone into the socket.
+    pub fn all_written(&self) -> bool {
+        self.connected && self.output.is_empty()
+    }
+
     /// Drop the socket (it leaves the poll with it) and the buffers.
     pub fn close(&mut self) {
         self.stream = None;
@@ -116,7 +178,7 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::Open),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(error_kind(&e).into()),
+                Err(e) => return Ok(ReadState::Failed(error_kind(&e))),
             }
         }
     }
@@ -161,6 +223,36 @@ impl Conn {
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
             Err(e) => Err(error_kind(&e).into()),
+        }
+    }
+}
+
+/// For the transports' tests: a listener nobody serves, the endpoint that
+/// names it, and the `Net` to connect there (with its poll); the test
+/// plays the server by hand.
+#[cfg(test)]
+pub struct Loopback {
+    pub endpoint: std::rc::Rc<crate::net::Endpoint>,
+    pub net: Net,
+    pub poll: mio::Poll,
+    pub listener: std::net::TcpListener,
+}
+
+#[cfg(test)]
+impl Loopback {
+    pub fn new(path: &str) -> Loopback {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let poll = mio::Poll::new().unwrap();
+        Loopback {
+            endpoint: std::rc::Rc::new(crate::net::Endpoint {
+                addr,
+                host: addr.to_string(),
+                path: path.into(),
+            }),
+            net: Net::new(poll.registry().try_clone().unwrap(), Vec::new()),
+            poll,
+            listener,
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Phases: setup (every session logged in, failed or timed out) → warm-up
 //! (one round trip per pair) → messages (`duration`) → drain (until every
-//! echo is back or the grace ends) → done; or, without traffic (memory
+//! echo is back or the grace ends) → logout, if asked (until every session
+//! is closed, or `LOGOUT_TIMEOUT`) → done; or, without traffic (memory
 //! mode), setup → settle → done. Session `2p` sends to session `2p+1`,
 //! which echoes; only the sender records latency, and only for messages
 //! sent in the message phase.
@@ -19,14 +20,14 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
 use mio::{Events, Poll};
 use switchboard_core::xml::ElementInfo;
 
-use super::bosh::Bosh;
-use super::conn::Net;
+use super::bosh::{Bosh, Cutter};
+use super::conn::{FaultCounts, Net};
 use super::tcp::Tcp;
 use super::timeline::{Second, Timeline};
 use super::ws::Ws;
@@ -48,6 +49,13 @@ const WARMUP_SPREAD: Duration = Duration::from_secs(1);
 /// The message phase starts when every warm-up echo is back, or this long
 /// after the warm-up started (a missing echo then shows as lost).
 const WARMUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A session not closed this long after its logout began counts as a
+/// `logout_timeout` error.
+const LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a session ends with when the server answers its logout: the
+/// server's `<close/>` (then its close frame) or `</stream:stream>`, or a
+/// BOSH terminate without a condition.
+const CLEAN_ENDS: [&str; 2] = ["stream_closed", "bosh_terminate:none"];
 
 /// Which transport each session uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +76,8 @@ pub struct Traffic {
     /// Messages in flight per pair in closed loop.
     pub window: u32,
     pub drain: Duration,
+    /// After the drain, close every session cleanly.
+    pub logout: bool,
 }
 
 /// Everything a run needs, checked.
@@ -86,6 +96,10 @@ pub struct Plan {
     pub ramp: f64,
     pub login_timeout: Duration,
     pub bosh_wait: u32,
+    /// BOSH clients acknowledge responses (XEP-0124 §9).
+    pub bosh_acks: bool,
+    /// Cut this share of BOSH requests' connections, seeded.
+    pub cuts: Option<Cuts>,
     /// `Some` for `run`, `None` for `memory`.
     pub traffic: Option<Traffic>,
     /// How long idle sessions stay open after setup (memory).
@@ -94,11 +108,33 @@ pub struct Plan {
     pub progress: bool,
 }
 
+/// `--cut-connections`: the share of BOSH requests whose connection is
+/// cut, and the seed that picks them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cuts {
+    pub share: f64,
+    pub seed: u64,
+}
+
+/// When sessions ended, by what ended them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Ends {
+    pub count: u64,
+    /// Wall-clock milliseconds since the Unix epoch of the first and the
+    /// last, so that a script can set them against the moment it made a
+    /// fault.
+    pub first_unix_ms: u64,
+    pub last_unix_ms: u64,
+}
+
 /// What a finished run counted.
 #[derive(Debug)]
 pub struct Outcome {
     pub sessions_requested: usize,
     pub sessions_established: usize,
+    /// Sessions closed cleanly by the logout, if there was one.
+    pub sessions_closed: usize,
+    pub logout: bool,
     /// From the first start to the last session logged in.
     pub setup_secs: f64,
     pub message_secs: f64,
@@ -110,6 +146,11 @@ pub struct Outcome {
     /// Echoes received during the message phase.
     pub on_time: u64,
     pub errors: BTreeMap<String, u64>,
+    /// The errors again, with when they happened.
+    pub ends: BTreeMap<String, Ends>,
+    /// Connection cuts and how the BOSH clients recovered.
+    pub faults: FaultCounts,
+    pub cuts: Option<Cuts>,
     /// Round-trip latency in microseconds.
     pub latency_us: Histogram<u64>,
     /// Echoes and p99 per second of the message phase.
@@ -121,6 +162,8 @@ enum State {
     NotStarted,
     LoggingIn,
     Ready,
+    /// Logged out cleanly.
+    Closed,
     Failed,
 }
 
@@ -137,6 +180,7 @@ enum Phase {
     Warmup { until: u64 },
     Messages { start: u64, until: u64 },
     Drain { start: u64, until: u64 },
+    Logout { start: u64, until: u64 },
     Settle { until: u64 },
     Done,
 }
@@ -146,6 +190,8 @@ enum Timer {
     LoginDeadline,
     Warmup,
     PairSend,
+    /// A wake-up a session's transport asked for.
+    Wake,
 }
 
 /// Counters the handlers update, kept apart from the sessions so that a
@@ -154,10 +200,12 @@ struct Tally {
     ledger: Ledger,
     latency_us: Histogram<u64>,
     errors: BTreeMap<String, u64>,
+    ends: BTreeMap<String, Ends>,
     timeline: Timeline,
     on_time: u64,
     echoes: u64,
     established: usize,
+    closed: usize,
     resolved: usize,
     up: usize,
     last_ready_ns: u64,
@@ -203,10 +251,12 @@ impl Driver {
                 ledger: Ledger::new(plan.sessions / 2),
                 latency_us,
                 errors: BTreeMap::new(),
+                ends: BTreeMap::new(),
                 timeline,
                 on_time: 0,
                 echoes: 0,
                 established: 0,
+                closed: 0,
                 resolved: 0,
                 up: 0,
                 last_ready_ns: 0,
@@ -243,6 +293,7 @@ impl Driver {
             self.fire_timers(now);
             self.advance(now);
             self.flush_dirty();
+            self.schedule_wakes(now);
             if self.phase == Phase::Done {
                 return Ok(());
             }
@@ -270,12 +321,17 @@ impl Driver {
         Outcome {
             sessions_requested: self.plan.sessions,
             sessions_established: self.tally.established,
+            sessions_closed: self.tally.closed,
+            logout: self.plan.traffic.is_some_and(|t| t.logout),
             setup_secs: (self.tally.last_ready_ns - setup_start) as f64 / 1e9,
             message_secs,
             reconnects: self.tally.reconnects,
             totals: self.tally.ledger.totals(),
             on_time: self.tally.on_time,
             errors: self.tally.errors.clone(),
+            ends: self.tally.ends.clone(),
+            faults: self.net.faults,
+            cuts: self.plan.cuts,
             latency_us: self.tally.latency_us.clone(),
             timeline: self.tally.timeline.seconds(),
         }
@@ -322,6 +378,14 @@ impl Driver {
                     self.warmup_unsent -= 1;
                     if let Phase::Warmup { .. } = self.phase {
                         self.send_from(index, now);
+                    }
+                }
+                Timer::Wake => {
+                    let session = &mut self.sessions[index];
+                    if matches!(session.state, State::LoggingIn | State::Ready) {
+                        if let Err(kind) = session.transport.on_wake(&mut self.net, index) {
+                            self.fail(index, kind);
+                        }
                     }
                 }
                 Timer::PairSend => {
@@ -388,9 +452,30 @@ impl Driver {
                     until: now + drain,
                 };
             }
-            Phase::Drain { until, .. }
+            Phase::Drain { start, until }
                 if now >= until || self.tally.ledger.total_in_flight() == 0 =>
             {
+                if self.plan.traffic.is_some_and(|t| t.logout) {
+                    self.phase = Phase::Logout {
+                        start,
+                        until: now + LOGOUT_TIMEOUT.as_nanos() as u64,
+                    };
+                    for s in 0..self.sessions.len() {
+                        if self.sessions[s].state == State::Ready {
+                            self.sessions[s].transport.logout();
+                            self.mark_dirty(s);
+                        }
+                    }
+                } else {
+                    self.phase = Phase::Done;
+                }
+            }
+            Phase::Logout { until, .. } if self.tally.up == 0 || now >= until => {
+                for s in 0..self.sessions.len() {
+                    if self.sessions[s].state == State::Ready {
+                        self.fail(s, "logout_timeout".into());
+                    }
+                }
                 self.phase = Phase::Done;
             }
             Phase::Settle { until } if now >= until => self.phase = Phase::Done,
@@ -482,6 +567,14 @@ impl Driver {
         }
     }
 
+    /// Move the wake-ups transports asked for onto the timers.
+    fn schedule_wakes(&mut self, now: u64) {
+        for (session, after) in self.net.wakes.drain(..) {
+            let at = now + after.as_nanos() as u64;
+            self.timers.push(Reverse((at, Timer::Wake, session)));
+        }
+    }
+
     fn mark_dirty(&mut self, s: usize) {
         if !self.sessions[s].dirty {
             self.sessions[s].dirty = true;
@@ -510,11 +603,26 @@ impl Driver {
         match session.state {
             State::Ready => self.tally.up -= 1,
             State::LoggingIn | State::NotStarted => self.tally.resolved += 1,
-            State::Failed => return,
+            State::Closed | State::Failed => return,
         }
-        session.state = State::Failed;
         session.transport.close();
         self.jids[s] = None;
+        if matches!(self.phase, Phase::Logout { .. }) && CLEAN_ENDS.contains(&kind.as_ref()) {
+            session.state = State::Closed;
+            self.tally.closed += 1;
+            return;
+        }
+        session.state = State::Failed;
+        let unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let ends = self.tally.ends.entry(kind.to_string()).or_insert(Ends {
+            count: 0,
+            first_unix_ms: unix_ms,
+            last_unix_ms: unix_ms,
+        });
+        ends.count += 1;
+        ends.last_unix_ms = unix_ms;
         *self.tally.errors.entry(kind.into_owned()).or_default() += 1;
     }
 
@@ -531,6 +639,7 @@ impl Driver {
             Phase::Warmup { until }
             | Phase::Messages { until, .. }
             | Phase::Drain { until, .. }
+            | Phase::Logout { until, .. }
             | Phase::Settle { until } => {
                 wake = wake.min(until);
             }
@@ -552,6 +661,7 @@ impl Driver {
             Phase::Warmup { .. } => "warm-up",
             Phase::Messages { .. } => "messages",
             Phase::Drain { .. } => "drain",
+            Phase::Logout { .. } => "logout",
             Phase::Settle { .. } => "settle",
             Phase::Done => "done",
         };
@@ -584,7 +694,18 @@ fn new_session(plan: &Plan, i: usize) -> io::Result<Session> {
         Transport::Tcp(Box::new(Tcp::new(tcp, domain)))
     } else if bosh {
         let bosh = plan.bosh.clone().ok_or_else(|| missing("bosh"))?;
-        Transport::Bosh(Box::new(Bosh::new(bosh, domain, plan.bosh_wait, seed)))
+        // Each session its own cuts, all from the run's one seed.
+        let cutter = plan
+            .cuts
+            .map(|c| Cutter::new(c.share, c.seed ^ seed.wrapping_mul(0xD6E8_FEB8_6659_FD93)));
+        Transport::Bosh(Box::new(Bosh::new(
+            bosh,
+            domain,
+            plan.bosh_wait,
+            seed,
+            plan.bosh_acks,
+            cutter,
+        )))
     } else {
         let ws = plan.ws.clone().ok_or_else(|| missing("websocket"))?;
         Transport::Ws(Box::new(Ws::new(ws, domain, seed)))
@@ -630,15 +751,18 @@ fn traffic(
             let partner = s ^ 1;
             match kind {
                 b'p' => {
-                    if let Some(to) = jids[partner].as_deref() {
+                    // A probe that came twice is counted, not echoed: each
+                    // hop's duplicates are then counted once.
+                    let first = tally.ledger.probed(pair, seq) == Echo::OnTime;
+                    if let (true, Some(to)) = (first, jids[partner].as_deref()) {
                         out.push(|buf| write_message(buf, to, b'e', sent_at, seq));
                     }
                 }
                 b'e' => {
                     let warmup = match phase {
-                        Phase::Messages { start, .. } | Phase::Drain { start, .. } => {
-                            sent_at < start
-                        }
+                        Phase::Messages { start, .. }
+                        | Phase::Drain { start, .. }
+                        | Phase::Logout { start, .. } => sent_at < start,
                         Phase::Setup
                         | Phase::Warmup { .. }
                         | Phase::Settle { .. }

@@ -66,6 +66,32 @@ impl Outbox {
     }
 }
 
+/// xorshift64*: the clients' cheap, seeded random numbers (masking keys,
+/// nonces, where to cut). Nothing here needs to be unguessable.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        // xorshift needs a non-zero state.
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// One session's transport.
 pub enum Transport {
     Ws(Box<ws::Ws>),
@@ -125,6 +151,24 @@ impl Transport {
             Transport::Ws(t) => t.flush(),
             Transport::Bosh(t) => t.flush(net, session),
             Transport::Tcp(t) => t.flush(),
+        }
+    }
+
+    /// Close the session cleanly: RFC 7395 `<close/>`, a BOSH terminate
+    /// (XEP-0124 §13), or `</stream:stream>`.
+    pub fn logout(&mut self) {
+        match self {
+            Transport::Ws(t) => t.logout(),
+            Transport::Bosh(t) => t.logout(),
+            Transport::Tcp(t) => t.send(b"</stream:stream>"),
+        }
+    }
+
+    /// A wake-up the transport asked for (`Net::wake_after`).
+    pub fn on_wake(&mut self, net: &mut Net, session: usize) -> Result<(), ErrorKind> {
+        match self {
+            Transport::Bosh(t) => t.on_wake(net, session),
+            Transport::Ws(_) | Transport::Tcp(_) => Ok(()),
         }
     }
 

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use switchboard_core::xml::{FrameKind, Framer, Limits, Mode};
 
-use super::conn::{Conn, Net, ReadState};
+use super::conn::{Conn, Net};
 use super::{token, Flow, Handler, Outbox};
 use crate::net::Endpoint;
 use crate::xmpp::ErrorKind;
@@ -82,10 +82,7 @@ impl Tcp {
         result?;
         outbox.drain(|el| self.conn.output.extend_from_slice(el));
         self.conn.flush()?;
-        match state {
-            ReadState::Open => Ok(()),
-            ReadState::Eof => Err("closed_by_peer".into()),
-        }
+        state.end()
     }
 
     pub fn send(&mut self, element: &[u8]) {

@@ -9,7 +9,7 @@ use base64::Engine;
 use switchboard_core::xml::{FrameKind, Framer, Limits, Mode, NS_FRAMING};
 
 use super::conn::{Conn, Net, ReadState};
-use super::{token, Flow, Handler, Outbox};
+use super::{token, Flow, Handler, Outbox, Rng};
 use crate::net::Endpoint;
 use crate::xmpp::ErrorKind;
 
@@ -27,9 +27,12 @@ pub struct Ws {
     upgraded: bool,
     key: String,
     framer: Framer,
-    /// xorshift state for masking keys (RFC 6455 §5.3 wants them
-    /// unpredictable to proxies; any varying key serves a load tool).
-    rng: u64,
+    /// Why the session is ending (a stream error, `<close/>`): it ends with
+    /// this once the server's close frame comes, as RFC 7395 §3.6 has it.
+    ending: Option<ErrorKind>,
+    /// Masking keys (RFC 6455 §5.3 wants them unpredictable to proxies;
+    /// any varying key serves a load tool).
+    rng: Rng,
 }
 
 impl Ws {
@@ -41,15 +44,16 @@ impl Ws {
             upgraded: false,
             key: String::new(),
             framer: Framer::new(Mode::Fragments, Limits::default()),
-            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            ending: None,
+            rng: Rng::new(seed),
         }
     }
 
     pub fn start(&mut self, net: &mut Net, session: usize) -> Result<(), ErrorKind> {
         self.conn.open(net, self.endpoint.addr, token(session, 0))?;
         let mut nonce = [0u8; 16];
-        nonce[..8].copy_from_slice(&self.next_random().to_le_bytes());
-        nonce[8..].copy_from_slice(&self.next_random().to_le_bytes());
+        nonce[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        nonce[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes());
         self.key = base64::engine::general_purpose::STANDARD.encode(nonce);
         let _ = write!(
             self.conn.output,
@@ -59,15 +63,6 @@ impl Ws {
             self.endpoint.path, self.endpoint.host, self.key
         );
         Ok(())
-    }
-
-    fn next_random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x
     }
 
     fn send_open(&mut self, net: &mut Net) {
@@ -93,7 +88,7 @@ impl Ws {
             let used = self.read_upgrade()?;
             if used == 0 {
                 self.conn.flush()?;
-                return eof(state);
+                return state.end();
             }
             self.conn.input.drain(..used);
             self.upgraded = true;
@@ -125,7 +120,10 @@ impl Ws {
                         .input
                         .get(start..start + 2)
                         .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
-                    result = Err(format!("ws_close:{code}").into());
+                    result = Err(match self.ending.take() {
+                        Some(why) => why,
+                        None => format!("ws_close:{code}").into(),
+                    });
                 }
                 OP_CONTINUATION | OP_BINARY => result = Err("ws_bad_frame".into()),
                 _ => result = Err("ws_bad_opcode".into()),
@@ -135,7 +133,14 @@ impl Ws {
         result?;
         outbox.drain(|el| self.send(el));
         self.conn.flush()?;
-        eof(state)
+        match (state, self.ending.take()) {
+            (ReadState::Open, ending) => {
+                self.ending = ending;
+                Ok(())
+            }
+            (_, Some(why)) => Err(format!("{why}:no_close_frame").into()),
+            (state, None) => state.end(),
+        }
     }
 
     /// One text message: one element (RFC 7395 §3.3.3).
@@ -148,7 +153,7 @@ impl Ws {
         handle: &mut Handler,
     ) -> Result<(), ErrorKind> {
         let mut at = start;
-        while at < end {
+        while at < end && self.ending.is_none() {
             let payload = &self.conn.input[at..end];
             let frame = match self.framer.next(payload) {
                 Ok(Some(frame)) => frame,
@@ -163,7 +168,8 @@ impl Ws {
                         outbox.drain(|el| put_text(&mut self.conn.output, &mut self.rng, el));
                         self.send_open(net);
                     }
-                    Flow::Fail(kind) => return Err(kind),
+                    // What follows the end, `<close/>` among it, says no more.
+                    Flow::Fail(kind) => self.ending = Some(kind),
                 }
             }
         }
@@ -200,6 +206,12 @@ impl Ws {
         Ok(used)
     }
 
+    /// RFC 7395 §3.6: `<close/>`; the server answers with its own, then
+    /// its close frame.
+    pub fn logout(&mut self) {
+        self.send(format!("<close xmlns='{NS_FRAMING}'/>").as_bytes());
+    }
+
     pub fn send(&mut self, element: &[u8]) {
         put_text(&mut self.conn.output, &mut self.rng, element);
     }
@@ -217,25 +229,13 @@ impl Ws {
     }
 }
 
-fn eof(state: ReadState) -> Result<(), ErrorKind> {
-    match state {
-        ReadState::Open => Ok(()),
-        ReadState::Eof => Err("closed_by_peer".into()),
-    }
-}
-
-fn put_text(out: &mut Vec<u8>, rng: &mut u64, element: &[u8]) {
+fn put_text(out: &mut Vec<u8>, rng: &mut Rng, element: &[u8]) {
     put_masked(out, rng, OP_TEXT, element);
 }
 
 /// Append one final, masked client frame (RFC 6455 §5.2, §5.3).
-pub fn put_masked(out: &mut Vec<u8>, rng: &mut u64, opcode: u8, payload: &[u8]) {
-    let mut x = *rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *rng = x;
-    let mask = (x as u32).to_le_bytes();
+pub fn put_masked(out: &mut Vec<u8>, rng: &mut Rng, opcode: u8, payload: &[u8]) {
+    let mask = (rng.next_u64() as u32).to_le_bytes();
     out.push(0x80 | opcode);
     let len = payload.len();
     if len < 126 {
@@ -301,7 +301,7 @@ mod tests {
     fn masked_client_frames_decode_on_the_server_codec() {
         use switchboard_core::websocket::{Codec, Limits, Message};
         let mut out = Vec::new();
-        let mut rng = 7;
+        let mut rng = Rng::new(7);
         let long = "x".repeat(70_000);
         put_text(&mut out, &mut rng, b"<message/>");
         put_text(&mut out, &mut rng, long.as_bytes());
@@ -315,6 +315,104 @@ mod tests {
         );
         assert_eq!(codec.poll_message(), Ok(Some(Message::Text(long))));
         assert_eq!(codec.poll_message(), Ok(None));
+    }
+
+    /// A client session upgraded on a real loopback connection whose
+    /// server side the test writes by hand; the server's answer to `<open/>`
+    /// is the stream error of a failed backend.
+    fn failed_backend() -> (Ws, Net, mio::Poll, std::net::TcpStream) {
+        use std::io::{Read, Write as _};
+        let crate::client::conn::Loopback {
+            endpoint,
+            mut net,
+            poll,
+            listener,
+        } = crate::client::conn::Loopback::new("/xmpp-websocket");
+        let mut ws = Ws::new(endpoint, "localhost".into(), 3);
+        ws.start(&mut net, 0).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        while !request.ends_with(b"\r\n\r\n") {
+            ws.flush().unwrap();
+            let mut byte = [0u8; 1];
+            server
+                .set_read_timeout(Some(std::time::Duration::from_millis(10)))
+                .unwrap();
+            if let Ok(1) = server.read(&mut byte) {
+                request.push(byte[0]);
+            }
+        }
+        let accept = tungstenite::handshake::derive_accept_key(ws.key.as_bytes());
+        let mut answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n"
+        )
+        .into_bytes();
+        for element in [
+            "<stream:error xmlns:stream='http://etherx.jabber.org/streams'>\
+             <remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+            "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+        ] {
+            let len = element.len() as u16;
+            answer.extend_from_slice(&[0x81, 126]);
+            answer.extend_from_slice(&len.to_be_bytes());
+            answer.extend_from_slice(element.as_bytes());
+        }
+        server.write_all(&answer).unwrap();
+        (ws, net, poll, server)
+    }
+
+    /// Read until the session ends or `wait` passes: its error, if it ended.
+    fn ends(ws: &mut Ws, net: &mut Net, wait: std::time::Duration) -> Option<ErrorKind> {
+        let mut handle = |el: &[u8], info: &switchboard_core::xml::ElementInfo, _: &mut Outbox| {
+            if crate::xmpp::is_stream_error(el, info) {
+                Flow::Fail(
+                    format!("stream_error:{}", crate::xmpp::stream_error_condition(el)).into(),
+                )
+            } else if info.local_name(el) == "close" {
+                Flow::Fail("stream_closed".into())
+            } else {
+                Flow::Continue
+            }
+        };
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until {
+            net.hangup = true;
+            if let Err(kind) = ws.on_ready(net, &mut Outbox::default(), &mut handle) {
+                return Some(kind);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        None
+    }
+
+    #[test]
+    fn a_stream_error_ends_the_session_with_the_close_frame_that_follows_it() {
+        use std::io::Write as _;
+        let (mut ws, mut net, _poll, mut server) = failed_backend();
+        let short = std::time::Duration::from_millis(200);
+        assert_eq!(
+            ends(&mut ws, &mut net, short),
+            None,
+            "not before the close frame"
+        );
+        server.write_all(&[0x88, 2, 0x03, 0xE8]).unwrap();
+        // Closed with the client's <open/> unread: a reset, which comes
+        // after the close frame and must not hide it.
+        drop(server);
+        let end = ends(&mut ws, &mut net, std::time::Duration::from_secs(5));
+        assert_eq!(
+            end.as_deref(),
+            Some("stream_error:remote-connection-failed")
+        );
+
+        let (mut ws, mut net, _poll, server) = failed_backend();
+        drop(server);
+        let end = ends(&mut ws, &mut net, std::time::Duration::from_secs(5));
+        assert_eq!(
+            end.as_deref(),
+            Some("stream_error:remote-connection-failed:no_close_frame")
+        );
     }
 
     #[test]
