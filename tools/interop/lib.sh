@@ -51,6 +51,19 @@ apt_install_unstarted() {
     return "$rc"
 }
 
+# npm_ci DIR: npm ci only when DIR/node_modules is missing or the lock file
+# changed since.
+npm_ci() {
+    local dir=$1 hash stamp
+    hash=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    stamp="$dir/node_modules/.interop-lock-sha256"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
+        echo "$NAME: npm ci in $dir"
+        (cd "$dir" && npm ci --no-audit --no-fund)
+        echo "$hash" >"$stamp"
+    fi
+}
+
 # dispatch "$@": the scripts' common `start DIR` / `stop DIR` command line.
 dispatch() {
     case "${1:-}" in
