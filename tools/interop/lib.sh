@@ -64,6 +64,11 @@ npm_ci() {
     fi
 }
 
+# prosody_streams LOG TEXT: the ids of the streams whose lines in Prosody's
+# LOG contain TEXT (Prosody names each stream in the line's fourth field),
+# one per line, sorted.
+prosody_streams() { grep -F "$2" "$1" | awk '{ print $4 }' | sort -u; }
+
 # dispatch "$@": the scripts' common `start DIR` / `stop DIR` command line.
 dispatch() {
     case "${1:-}" in
