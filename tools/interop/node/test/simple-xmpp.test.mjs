@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { client, xml } from '@xmpp/client';
 import simpleXmpp from 'simple-xmpp';
-import { WS_URL, BOSH_URL, DOMAIN, PASSWORD, TEST_MS, token, within, Inbox } from '../lib/env.mjs';
+import { WS_URL, BOSH_URL, DOMAIN, PASSWORD, STEP_MS, TEST_MS, token, within, Inbox } from '../lib/env.mjs';
 
 globalThis.WebSocket ??= WebSocket;
 
@@ -24,21 +24,28 @@ for (const mode of modes) {
     continue;
   }
   describe(`simple-xmpp over ${mode.name} (${mode.url}) with xmpp.js over WebSocket (${DOMAIN})`, () => {
-    // A fresh instance, not the module's shared singleton.
-    const alice = new simpleXmpp.SimpleXMPP();
-    const aliceChats = new Inbox();
-    const aliceErrors = [];
+    let alice;
+    let aliceChats;
+    let aliceErrors;
     let aliceJid;
-    let aliceClosed = false;
+    let aliceClosed;
     const bob = client({ service: WS_URL, domain: DOMAIN, username: 'bob', password: PASSWORD, resource: token('xmppjs-bob') });
     bob.reconnect.stop();
     const bobStanzas = new Inbox();
     bob.on('stanza', (el) => bobStanzas.push(el));
 
-    before(async () => {
+    // One login of alice: her `online` data, and whether the server bound
+    // her a resource (node-xmpp-client's `did_bind`).
+    async function login() {
+      // A fresh instance, not the module's shared singleton.
+      alice = new simpleXmpp.SimpleXMPP();
+      aliceChats = new Inbox();
+      aliceErrors = [];
+      aliceClosed = false;
+      const instance = alice;
       alice.on('chat', (from, body) => aliceChats.push({ from, body }));
       alice.on('error', (err) => aliceErrors.push(err));
-      alice.on('close', () => { aliceClosed = true; });
+      alice.on('close', () => { if (alice === instance) aliceClosed = true; });
       const online = new Promise((resolve) => alice.on('online', resolve));
       alice.connect({
         jid: `alice@${DOMAIN}/${token('simple-xmpp')}`,
@@ -47,17 +54,51 @@ for (const mode of modes) {
         // Its TCP-only options; none apply to WebSocket or BOSH.
         reconnect: false,
       });
-      const [data] = await within(Promise.all([online, bob.start()]), 'alice (simple-xmpp) and bob (xmpp.js) online');
+      const data = await within(online, 'alice (simple-xmpp) online');
+      return { data, bound: alice.conn.did_bind === true };
+    }
+
+    // node-xmpp-client (under simple-xmpp) over BOSH sends a stream restart
+    // as soon as its session is created, before it authenticates, beside its
+    // <auth/>, and takes responses in the order it reads them, not in rid
+    // order. The restart is answered first, at once, with the pre-login
+    // features; yet about once in a few hundred suite runs the client reads
+    // that answer after <success/> (its two connections' responses swapped
+    // in Node's event loop, the server having sent them in order): it then
+    // counts every feature as done and emits `online` without binding a
+    // resource, and the server refuses all it sends (Prosody:
+    // `Received[c2s_unbound]`). Such a login tests nothing of the server:
+    // it is closed and made again. The test still fails if none binds.
+    async function loginBound(attempts = 3) {
+      for (let attempt = 1; ; attempt++) {
+        const { data, bound } = await login();
+        if (bound) return data;
+        console.log(`simple-xmpp over ${mode.name}: login ${attempt} went online without binding a resource (node-xmpp-client's restart race)`);
+        if (attempt === attempts) throw new Error(`none of ${attempts} simple-xmpp logins bound a resource`);
+        const closed = new Promise((resolve) => alice.on('close', resolve));
+        alice.conn.end();
+        await within(closed, 'the unbound simple-xmpp login closed');
+      }
+    }
+
+    before(async () => {
+      const [data] = await within(
+        Promise.all([loginBound(), bob.start()]),
+        'alice (simple-xmpp) bound and bob (xmpp.js) online',
+        STEP_MS * 3,
+      );
       aliceJid = data.jid.toString();
     });
 
     after(async () => {
       if (bob.status !== 'offline') await bob.stop().catch(() => {});
-      if (!aliceClosed) alice.conn?.end();
+      if (!aliceClosed) alice?.conn?.end();
     });
 
     test(`alice logs in over ${mode.name} with a bound full JID on the domain`, { timeout: TEST_MS }, () => {
       assert.match(aliceJid, new RegExp(`^alice@${DOMAIN.replace('.', '\\.')}/simple-xmpp-`));
+      // node-xmpp-client reports the JID it asked for when it binds none.
+      assert.equal(alice.conn.did_bind, true, 'the server bound a resource');
       assert.deepEqual(aliceErrors, []);
       if (mode.name === 'BOSH') {
         // node-xmpp-client picked its BOSH connection, and the server gave it a session id.
