@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 
 use support::dns_stub::{srv_records, DnsStub, Rr};
 use support::{config_for, StubOptions, StubServer, Switchboard, TlsMode};
+use switchboard::config::Config;
 
 /// Answers SRV for `_xmpp-client._tcp.DOMAIN` → `xmpp.DOMAIN:port` and A
 /// for `xmpp.DOMAIN` → 127.0.0.1; NXDOMAIN for anything else.
@@ -14,15 +15,23 @@ fn dns_stub(domain: &str, port: u16) -> DnsStub {
     DnsStub::start(srv_records(domain, port, Rr::A(Ipv4Addr::LOCALHOST)))
 }
 
-/// No static route: the domain's SRV record leads switchboard to the stub
-/// server's port, where it negotiates verified STARTTLS for the domain.
-#[test]
-fn backend_is_found_by_srv_record() {
+/// A STARTTLS stub for srv.test, found only through `dns_stub`'s records:
+/// no static route. Returns the stub, the DNS server and a configuration
+/// that asks it.
+fn found_by_srv() -> (StubServer, DnsStub, Config) {
     let stub = StubServer::start(StubOptions::starttls("srv.test", TlsMode::Required));
     let dns = dns_stub("srv.test", stub.addr().port());
     let mut config = config_for(&stub);
     config.backend.routes.clear();
     config.dns.servers = vec![dns.addr];
+    (stub, dns, config)
+}
+
+/// No static route: the domain's SRV record leads switchboard to the stub
+/// server's port, where it negotiates verified STARTTLS for the domain.
+#[test]
+fn backend_is_found_by_srv_record() {
+    let (_stub, dns, mut config) = found_by_srv();
     // The stub's records point at loopback, which DNS answers may not
     // reach unless allowed.
     config.backend.allow_private_addresses = true;
@@ -56,11 +65,7 @@ fn backend_is_found_by_srv_record() {
 /// before any connection is made.
 #[test]
 fn dns_answers_pointing_inside_are_refused_by_default() {
-    let stub = StubServer::start(StubOptions::starttls("srv.test", TlsMode::Required));
-    let dns = dns_stub("srv.test", stub.addr().port());
-    let mut config = config_for(&stub);
-    config.backend.routes.clear();
-    config.dns.servers = vec![dns.addr];
+    let (stub, dns, config) = found_by_srv();
     let sb = Switchboard::start(config);
 
     let mut ws = sb.ws();
@@ -80,11 +85,7 @@ fn dns_answers_pointing_inside_are_refused_by_default() {
 /// ports are connected to, whatever a domain's DNS says.
 #[test]
 fn a_port_outside_the_allowed_ones_is_not_connected() {
-    let stub = StubServer::start(StubOptions::starttls("srv.test", TlsMode::Required));
-    let dns = dns_stub("srv.test", stub.addr().port());
-    let mut config = config_for(&stub);
-    config.backend.routes.clear();
-    config.dns.servers = vec![dns.addr];
+    let (stub, _dns, mut config) = found_by_srv();
     config.backend.allow_private_addresses = true;
     config.backend.allowed_ports = vec![5222];
     let sb = Switchboard::start(config);
