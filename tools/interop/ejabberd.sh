@@ -57,8 +57,7 @@ ensure_installed() {
     }
 }
 
-# Same extensions as prosody.sh: rustls/webpki refuse v1 certificates, leaves
-# without a SAN, and CA certificates used as leaves.
+# A CA and a leaf for HOST (lib.sh's make_ca and issue_cert).
 # With EJABBERD_STOCK_TLS, Debian's own self-signed kind instead.
 make_certs() {
     local dir=$1 certs=$1/certs
@@ -72,23 +71,10 @@ make_certs() {
         return
     fi
     if [ ! -f "$dir/ca.pem" ] || [ ! -f "$certs/ca.key" ]; then
-        openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-            -keyout "$certs/ca.key" -out "$dir/ca.pem" -days 30 -sha256 \
-            -subj "/CN=switchboard interop test CA" \
-            -addext "basicConstraints=critical,CA:TRUE" \
-            -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+        make_ca "$certs/ca.key" "$dir/ca.pem" "switchboard interop test CA"
     fi
     local leaf=$certs/ejabberd-$HOST
-    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-        -keyout "$leaf.key" -out "$leaf.csr" -subj "/CN=$HOST" 2>/dev/null
-    printf '%s\n' \
-        "basicConstraints=critical,CA:FALSE" \
-        "keyUsage=critical,digitalSignature,keyEncipherment" \
-        "extendedKeyUsage=serverAuth" \
-        "subjectAltName=DNS:$HOST" >"$leaf.ext"
-    openssl x509 -req -in "$leaf.csr" -CA "$dir/ca.pem" -CAkey "$certs/ca.key" \
-        -CAcreateserial -out "$leaf.crt" -days 30 -sha256 -extfile "$leaf.ext" 2>/dev/null
-    rm -f "$leaf.csr" "$leaf.ext"
+    issue_cert "$dir/ca.pem" "$certs/ca.key" "$leaf" "$HOST" "DNS:$HOST"
     # ejabberd wants certificate, chain and key in its certfiles.
     cat "$leaf.crt" "$dir/ca.pem" "$leaf.key" >"$leaf.pem"
     chmod 600 "$certs"/*.key "$leaf.pem"

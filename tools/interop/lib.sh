@@ -64,6 +64,34 @@ npm_ci() {
     fi
 }
 
+# Test certificates. Extensions matter: rustls/webpki refuse v1
+# certificates, leaves without a SAN, and CA certificates used as leaves.
+#
+# make_ca KEY PEM NAME: a throwaway CA (EC P-256, 30 days) named NAME.
+make_ca() {
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -keyout "$1" -out "$2" -days 30 -sha256 -subj "/CN=$3" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+}
+
+# issue_cert CA_PEM CA_KEY OUT CN SAN: OUT.key and OUT.crt, a server
+# certificate for CN signed by the CA, with subjectAltName SAN (such as
+# DNS:localhost,IP:127.0.0.1).
+issue_cert() {
+    local ca=$1 ca_key=$2 out=$3 cn=$4 san=$5
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -keyout "$out.key" -out "$out.csr" -subj "/CN=$cn" 2>/dev/null
+    printf '%s\n' \
+        "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=serverAuth" \
+        "subjectAltName=$san" >"$out.ext"
+    openssl x509 -req -in "$out.csr" -CA "$ca" -CAkey "$ca_key" \
+        -CAcreateserial -out "$out.crt" -days 30 -sha256 -extfile "$out.ext" 2>/dev/null
+    rm -f "$out.csr" "$out.ext"
+}
+
 # prosody_streams LOG TEXT: the ids of the streams whose lines in Prosody's
 # LOG contain TEXT (Prosody names each stream in the line's fourth field),
 # one per line, sorted.

@@ -47,8 +47,7 @@ ensure_installed() {
     }
 }
 
-# One CA, one leaf per host. Extensions matter: rustls/webpki refuse v1
-# certificates, leaves without a SAN, and CA certificates used as leaves.
+# One CA, one leaf per host (lib.sh's make_ca and issue_cert).
 # With PROSODY_STOCK_TLS, one self-signed certificate per host instead.
 make_certs() {
     local dir=$1 certs=$1/certs
@@ -62,24 +61,10 @@ make_certs() {
         chmod 600 "$certs"/*.key
         return
     fi
-    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-        -keyout "$certs/ca.key" -out "$dir/ca.pem" -days 30 -sha256 \
-        -subj "/CN=switchboard interop test CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    make_ca "$certs/ca.key" "$dir/ca.pem" "switchboard interop test CA"
     local host
     for host in "${HOSTS[@]}"; do
-        openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-            -keyout "$certs/$host.key" -out "$certs/$host.csr" -subj "/CN=$host" 2>/dev/null
-        printf '%s\n' \
-            "basicConstraints=critical,CA:FALSE" \
-            "keyUsage=critical,digitalSignature,keyEncipherment" \
-            "extendedKeyUsage=serverAuth" \
-            "subjectAltName=DNS:$host" >"$certs/$host.ext"
-        openssl x509 -req -in "$certs/$host.csr" -CA "$dir/ca.pem" -CAkey "$certs/ca.key" \
-            -CAcreateserial -out "$certs/$host.crt" -days 30 -sha256 \
-            -extfile "$certs/$host.ext" 2>/dev/null
-        rm -f "$certs/$host.csr" "$certs/$host.ext"
+        issue_cert "$dir/ca.pem" "$certs/ca.key" "$certs/$host" "$host" "DNS:$host"
     done
     # Prosody reads keys as its own user normally; we run as root, but keep them private.
     chmod 600 "$certs"/*.key

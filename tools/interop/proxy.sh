@@ -50,26 +50,13 @@ binary() {
 # localhost); the Node clients trust the CA through NODE_EXTRA_CA_CERTS.
 make_cert() {
     local out=$1/proxy
-    [ -f "$out/cert.pem" ] && return 0
+    [ -f "$out/cert.crt" ] && return 0
     mkdir -p "$out"
-    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-        -keyout "$out/ca.key" -out "$out/ca.pem" -days 2 -sha256 \
-        -subj "/CN=switchboard proxy test CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-        -keyout "$out/key.pem" -out "$out/cert.csr" -subj "/CN=localhost" 2>/dev/null
-    printf '%s\n' \
-        "basicConstraints=critical,CA:FALSE" \
-        "keyUsage=critical,digitalSignature" \
-        "extendedKeyUsage=serverAuth" \
-        "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$out/cert.ext"
-    openssl x509 -req -in "$out/cert.csr" -CA "$out/ca.pem" -CAkey "$out/ca.key" \
-        -CAcreateserial -out "$out/cert.pem" -days 2 -sha256 -extfile "$out/cert.ext" 2>/dev/null
+    make_ca "$out/ca.key" "$out/ca.pem" "switchboard proxy test CA"
+    issue_cert "$out/ca.pem" "$out/ca.key" "$out/cert" localhost "DNS:localhost,IP:127.0.0.1"
     # HAProxy reads the chain and the key from one file.
-    cat "$out/cert.pem" "$out/key.pem" >"$out/haproxy.pem"
-    chmod 600 "$out"/*.key "$out/key.pem" "$out/haproxy.pem"
-    rm -f "$out/cert.csr" "$out/cert.ext"
+    cat "$out/cert.crt" "$out/cert.key" >"$out/haproxy.pem"
+    chmod 600 "$out"/*.key "$out/haproxy.pem"
 }
 
 # render SRC DST OLD NEW [OLD NEW]...: SRC with each OLD replaced by NEW; each
@@ -93,8 +80,8 @@ start_nginx() {
     mkdir -p "$dir/nginx/temp"
     render "$ROOT/docs/deploy/nginx.conf" "$dir/nginx/switchboard.conf" \
         "listen 443 ssl;" "listen 127.0.0.1:$port ssl;" \
-        "/etc/letsencrypt/live/chat.example.org/fullchain.pem" "$dir/proxy/cert.pem" \
-        "/etc/letsencrypt/live/chat.example.org/privkey.pem" "$dir/proxy/key.pem" \
+        "/etc/letsencrypt/live/chat.example.org/fullchain.pem" "$dir/proxy/cert.crt" \
+        "/etc/letsencrypt/live/chat.example.org/privkey.pem" "$dir/proxy/cert.key" \
         "server $RECIPE_UPSTREAM;" "server 127.0.0.1:$SWITCHBOARD_PORT;"
     # The main config a Debian host has around conf.d, reduced to this run's
     # paths. Workers run as root: the temp dir is private to root.
