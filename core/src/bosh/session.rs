@@ -263,6 +263,12 @@ impl Session {
         self.end.as_ref()
     }
 
+    /// The most requests the client may have outstanding (XEP-0124 §7.1
+    /// `requests`): the window of rids taken and of responses kept.
+    fn requests(&self) -> u64 {
+        u64::from(self.hold) + 1
+    }
+
     /// The responses a request sent again may still hear (§14.3: those
     /// kept within the request window below the highest rid answered),
     /// oldest first; after a terminate, the last is the terminate's own.
@@ -270,7 +276,7 @@ impl Session {
         let Some(last) = self.replies.last_answered() else {
             return Vec::new();
         };
-        let window = u64::from(self.hold) + 1;
+        let window = self.requests();
         self.replies
             .iter()
             .filter(|(rid, _)| last - rid < window)
@@ -925,7 +931,7 @@ impl Session {
             .attr("sid", &self.sid)
             .number("wait", self.wait.as_secs())
             .number("hold", u64::from(self.hold))
-            .number("requests", u64::from(self.hold) + 1)
+            .number("requests", self.requests())
             .number("inactivity", self.granted_inactivity.as_secs())
             .number("polling", self.settings.polling.as_secs())
             .number("maxpause", self.settings.max_pause.as_secs())
