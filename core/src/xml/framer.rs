@@ -112,22 +112,30 @@ impl Framer {
         // A unit can only complete at a '>', and the refusals worth raising
         // early start at a '<': new bytes with neither (a long attribute
         // value trickling in) cannot change the answer. Look back a little
-        // so a `<!--` or `<?` cut by the last read is seen.
-        if self.waited_len != 0 && input.len() >= self.waited_len {
+        // so a `<!--` or `<?` cut by the last read is seen. Past the limit
+        // the bytes are scanned, for a fault before it to win as it does
+        // when they come at once.
+        if self.waited_len != 0
+            && input.len() >= self.waited_len
+            && input.len() <= self.limits.max_element_bytes
+        {
             let from = self.waited_len.saturating_sub(LOOKBACK).max(self.resume);
             let fresh = input.get(from..).unwrap_or_default();
             if !fresh.iter().any(|&b| b == b'<' || b == b'>') {
-                if input.len() > self.limits.max_element_bytes {
-                    return Err(Error::TooLarge);
-                }
                 self.validate(input, input.len())?;
                 self.waited_len = input.len();
                 return Ok(None);
             }
         }
+        // A unit cannot go on past the limit: scanning no further refuses
+        // one both too large and malformed as too large, however its bytes
+        // arrive.
+        let scanned = input
+            .get(..self.limits.max_element_bytes.saturating_add(1))
+            .unwrap_or(input);
         let step = match self.phase {
-            Phase::Prolog => self.scan_header(input)?,
-            Phase::Body => self.scan_body(input)?,
+            Phase::Prolog => self.scan_header(scanned)?,
+            Phase::Body => self.scan_body(scanned)?,
             Phase::Closed => return after_close(input),
         };
         match step {
@@ -150,6 +158,13 @@ impl Framer {
                 Ok(None)
             }
         }
+    }
+
+    /// [`Framer::next`] over input already known to be UTF-8 (a WebSocket
+    /// text message, validated by its codec): not validated again.
+    pub fn next_in_text(&mut self, input: &str) -> Result<Option<Frame>, Error> {
+        self.valid_to = self.valid_to.max(input.len());
+        self.next(input.as_bytes())
     }
 
     /// Validate UTF-8 from `valid_to` up to `end` (RFC 6120 §11.6). A
@@ -415,10 +430,25 @@ impl Framer {
 
     /// An end tag at `p` (XML 1.0 §3.1 `ETag`).
     fn end_tag(&mut self, input: &[u8], p: usize) -> Result<Markup, Error> {
-        let Some(name) = lex::qname(input, p + 2)? else {
-            return Ok(Markup::Cut);
+        let at = p + 2;
+        // Nearly always the name of the open element, already checked by
+        // its start tag: compare it in place rather than scan it again.
+        let name_end = match self.stack.last() {
+            Some(open)
+                if input.get(at..at + open.len()) == input.get(open.clone())
+                    && input
+                        .get(at + open.len())
+                        .is_some_and(|&b| !lex::may_continue_name(b)) =>
+            {
+                at + open.len()
+            }
+            _ => match lex::qname(input, at)? {
+                Some(name) => name.end,
+                None => return Ok(Markup::Cut),
+            },
         };
-        let gt = lex::skip_space(input, name.end);
+        let name = at..name_end;
+        let gt = lex::skip_space(input, name_end);
         match input.get(gt) {
             None => return Ok(Markup::Cut),
             Some(b'>') => {}
@@ -427,7 +457,7 @@ impl Framer {
         let end = gt + 1;
         match self.stack.pop() {
             Some(open) => {
-                if input.get(open) != Some(name.whole(input)) {
+                if input.get(open) != input.get(name.clone()) {
                     return Err(Error::MismatchedEndTag);
                 }
                 if self.stack.is_empty() {
@@ -435,7 +465,7 @@ impl Framer {
                 }
                 Ok(Markup::Next(end))
             }
-            None if self.mode == Mode::Stream && name.whole(input) == b"stream:stream" => {
+            None if self.mode == Mode::Stream && input.get(name) == Some(b"stream:stream") => {
                 self.phase = Phase::Closed;
                 Ok(Markup::Frame(Frame {
                     len: end,

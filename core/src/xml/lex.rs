@@ -74,6 +74,12 @@ pub(crate) fn is_space(b: u8) -> bool {
     class(b) & SPACE != 0
 }
 
+/// Whether a name may go on with byte `b`: an ASCII `NameChar`, or any
+/// byte of a character beyond ASCII.
+pub(crate) fn may_continue_name(b: u8) -> bool {
+    class(b) & (NAME | HIGH) != 0
+}
+
 /// Index of the first non-space byte at or after `i` (or `bytes.len()`).
 pub(crate) fn skip_space(bytes: &[u8], mut i: usize) -> usize {
     while bytes.get(i).is_some_and(|&b| is_space(b)) {
@@ -142,15 +148,43 @@ impl QName {
     pub fn local_part<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
         bytes.get(self.local..self.end).unwrap_or_default()
     }
-
-    pub fn whole<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
-        bytes.get(self.start..self.end).unwrap_or_default()
-    }
 }
 
 /// The qualified name (XML Namespaces §4 `QName`) starting at `i`, or
 /// `Ok(None)` when the input ends before the name does.
 pub(crate) fn qname(bytes: &[u8], start: usize) -> Result<Option<QName>, Error> {
+    // Names are nearly always ASCII: take the run of ASCII name bytes in
+    // one loop, then check where its colon may be.
+    let mut end = start;
+    while bytes.get(end).is_some_and(|&b| class(b) & NAME != 0) {
+        end += 1;
+    }
+    // A name cut by the end of the input, or going on beyond ASCII, takes
+    // the byte-by-byte path, which also refuses a cut name early.
+    if bytes.get(end).is_none_or(|&b| class(b) & HIGH != 0) {
+        return qname_by_char(bytes, start);
+    }
+    let name = bytes.get(start..end).unwrap_or_default();
+    let colon = name.iter().position(|&b| b == b':');
+    let local = colon.map_or(start, |c| start + c + 1);
+    let starts_ncname = |at: usize| {
+        bytes
+            .get(at)
+            .is_some_and(|&b| class(b) & NAME_START != 0 && b != b':')
+    };
+    // Each of the prefix and the local part is an NCName: it starts with a
+    // NameStartChar, and has no second colon.
+    if !starts_ncname(start) || (colon.is_some() && !starts_ncname(local)) {
+        return Err(Error::Malformed("expected a name"));
+    }
+    if bytes.get(local..end).unwrap_or_default().contains(&b':') {
+        return Err(Error::Malformed("more than one ':' in a name"));
+    }
+    Ok(Some(QName { start, local, end }))
+}
+
+/// [`qname`] one character at a time, decoding those beyond ASCII.
+fn qname_by_char(bytes: &[u8], start: usize) -> Result<Option<QName>, Error> {
     let mut i = start;
     let mut colon = None;
     loop {
@@ -319,13 +353,15 @@ pub(crate) fn reference(bytes: &[u8], i: usize) -> Result<Option<usize>, Error> 
     }
     // The longest allowed reference is `&#x10FFFF;` / `&#1114111;`.
     match after.iter().take(12).position(|&b| b == b';') {
-        Some(semi) => {
+        Some(semi) if after.first() == Some(&b'#') => {
             let name = std::str::from_utf8(after.get(..semi).unwrap_or_default())
                 .map_err(|_| Error::InvalidReference)?;
             super::inspect::decode_reference(name).map(|_| Some(semi + 2))
         }
         None if after.len() < 12 && could_be_reference(after) => Ok(None),
-        None => Err(
+        // Judged by the byte after the `&` alone, so that the refusal is the
+        // same whether or not the `;` has arrived yet.
+        _ => Err(
             if after
                 .first()
                 .is_some_and(|&b| class(b) & NAME_START != 0 || b >= 0x80)

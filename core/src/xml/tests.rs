@@ -771,3 +771,126 @@ fn framer_agrees_with_xmlparser_on_mutated_stanzas() {
     // The mutations exercise both outcomes.
     assert!(accepted > 1000 && refused > 1000, "{accepted} {refused}");
 }
+
+#[test]
+fn an_end_tag_must_repeat_the_whole_name_of_its_start_tag() {
+    for body in [
+        "<a></ab>",
+        "<ab></a>",
+        "<a></a\u{e9}>",
+        "<a\u{e9}></a>",
+        "<a:b></a>",
+        "<a></a:a>",
+    ] {
+        assert_eq!(stream_error(body), Error::MismatchedEndTag, "{body}");
+    }
+    for body in [
+        "<a></a >",
+        "<a:b></a:b>",
+        "<a\u{e9}></a\u{e9}>",
+        "<m><b></b></m>",
+    ] {
+        let frames = whole(Mode::Fragments, body).unwrap();
+        assert_eq!(frames.len(), 1, "{body}");
+        assert_eq!(element(&frames, 0).0, body);
+    }
+}
+
+#[test]
+fn each_part_of_a_qualified_name_must_start_with_a_name_start_char() {
+    for body in [
+        "<a:1/>",
+        "<a:-b/>",
+        "<a:/>",
+        "<m a:='1'/>",
+        "<m 1a='1'/>",
+        "<a::b/>",
+    ] {
+        assert!(matches!(stream_error(body), Error::Malformed(_)), "{body}");
+    }
+    assert_eq!(
+        stream_error("<m a:b:c='1'/>"),
+        Error::Malformed("more than one ':' in a name")
+    );
+    let frames = whole(Mode::Fragments, "<a1:b-2.c x_y:z9='1'/>").unwrap();
+    assert_eq!(frames.len(), 1);
+}
+
+#[test]
+fn framing_text_known_to_be_utf8_gives_the_frames_of_its_bytes() {
+    let input = "<message><body>ünïcødé 😀</body></message> <presence/>";
+    let expected = whole(Mode::Fragments, input).unwrap();
+    let mut framer = Framer::new(Mode::Fragments, Limits::default());
+    let mut rest = input;
+    let mut got = Vec::new();
+    while let Some(frame) = framer.next_in_text(rest).unwrap() {
+        let (unit, after) = rest.split_at(frame.len);
+        got.push((unit.to_string(), frame.kind));
+        rest = after;
+    }
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn the_size_limit_and_a_fault_give_one_refusal_however_the_bytes_arrive() {
+    let limits = Limits {
+        max_element_bytes: 32,
+        ..Limits::default()
+    };
+    let input = format!("<m a='{}' b=''\u{1e}/>", "x".repeat(40));
+    let whole = run(
+        &mut Framer::new(Mode::Fragments, limits),
+        &[input.as_bytes()],
+    );
+    assert_eq!(whole.unwrap_err(), Error::TooLarge);
+    let chunks: Vec<&[u8]> = input.as_bytes().chunks(7).collect();
+    let chunked = run(&mut Framer::new(Mode::Fragments, limits), &chunks);
+    assert_eq!(chunked.unwrap_err(), Error::TooLarge);
+    // Within the limit, the same fault is what it is.
+    let small = "<m b=''\u{1e}/>";
+    assert!(matches!(
+        run(
+            &mut Framer::new(Mode::Fragments, limits),
+            &[small.as_bytes()]
+        ),
+        Err(Error::Malformed(_))
+    ));
+    // A fault before the limit wins however the bytes come, even when the
+    // read that completes it brings neither '<' nor '>' and goes past the
+    // limit.
+    let early = format!("<{}\u{0}{}x='1'/>", "m".repeat(20), "\u{0}".repeat(40));
+    let bytes = early.as_bytes();
+    for chunks in [
+        vec![bytes],
+        vec![&bytes[..10], &bytes[10..60], &bytes[60..]],
+    ] {
+        assert_eq!(
+            run(&mut Framer::new(Mode::Fragments, limits), &chunks).unwrap_err(),
+            Error::Malformed("expected whitespace before an attribute"),
+        );
+    }
+}
+
+#[test]
+fn an_unknown_reference_gets_one_refusal_before_or_after_its_semicolon() {
+    for (body, expected) in [
+        (
+            "<a b='x&x\u{1}y;'/>",
+            Error::Restricted(Restricted::EntityReference),
+        ),
+        (
+            "<a>&x\u{1}\u{e9}y;</a>",
+            Error::Restricted(Restricted::EntityReference),
+        ),
+        (
+            "<a>&\u{20ac}x\u{1};</a>",
+            Error::Restricted(Restricted::EntityReference),
+        ),
+        ("<a>&-x\u{1};</a>", Error::InvalidReference),
+    ] {
+        let whole = whole(Mode::Fragments, body).unwrap_err();
+        let split = byte_at_a_time(Mode::Fragments, body.as_bytes()).unwrap_err();
+        assert_eq!(whole, expected, "{body}");
+        assert_eq!(split, expected, "{body} byte at a time");
+    }
+}
