@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod bosh;
+pub mod buffer;
 pub mod destinations;
 pub mod dns;
 pub mod end;

@@ -382,7 +382,7 @@ impl Session {
             return;
         }
         self.framer.reset();
-        let info = match self.framer.next(bytes) {
+        let info = match self.framer.next_in_text(text) {
             Ok(Some(frame)) => match frame.kind {
                 FrameKind::Element(info)
                     if bytes[frame.len..].iter().all(u8::is_ascii_whitespace) =>

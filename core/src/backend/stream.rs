@@ -36,6 +36,7 @@
 //! sees, since nobody will negotiate it.
 
 use super::tls;
+use crate::buffer;
 use crate::stream_error::Condition;
 use crate::xml::{self, ElementInfo, FrameKind, Framer, StreamHeader};
 use rustls::pki_types::ServerName;
@@ -286,7 +287,7 @@ impl Stream {
         if self.tls.is_some() {
             self.read_tls(bytes)?;
         } else {
-            self.input.extend_from_slice(bytes);
+            buffer::append(&mut self.input, bytes);
         }
         // Negotiation is acted on here, not left to `poll_event`: the bytes
         // after `<proceed/>` must go to TLS, never into the plaintext buffer.
@@ -630,7 +631,7 @@ impl Stream {
     /// Queue bytes for the server, through TLS when it runs.
     fn write(&mut self, data: &[u8]) -> Result<(), Error> {
         match self.tls.as_deref_mut() {
-            None => self.output.extend_from_slice(data),
+            None => buffer::append(&mut self.output, data),
             Some(conn) => {
                 conn.writer()
                     .write_all(data)
