@@ -432,22 +432,22 @@ impl Framer {
     fn end_tag(&mut self, input: &[u8], p: usize) -> Result<Markup, Error> {
         let at = p + 2;
         // Nearly always the name of the open element, already checked by
-        // its start tag: compare it in place rather than scan it again.
+        // its start tag: compared in place rather than scanned again. A name
+        // scanned otherwise is another one: had it been the open element's,
+        // it would have compared equal here.
+        let closes_open = self.stack.last().is_some_and(|open| {
+            input.get(at..at + open.len()) == input.get(open.clone())
+                && input
+                    .get(at + open.len())
+                    .is_some_and(|&b| !lex::may_continue_name(b))
+        });
         let name_end = match self.stack.last() {
-            Some(open)
-                if input.get(at..at + open.len()) == input.get(open.clone())
-                    && input
-                        .get(at + open.len())
-                        .is_some_and(|&b| !lex::may_continue_name(b)) =>
-            {
-                at + open.len()
-            }
+            Some(open) if closes_open => at + open.len(),
             _ => match lex::qname(input, at)? {
                 Some(name) => name.end,
                 None => return Ok(Markup::Cut),
             },
         };
-        let name = at..name_end;
         let gt = lex::skip_space(input, name_end);
         match input.get(gt) {
             None => return Ok(Markup::Cut),
@@ -456,16 +456,16 @@ impl Framer {
         }
         let end = gt + 1;
         match self.stack.pop() {
-            Some(open) => {
-                if input.get(open) != input.get(name.clone()) {
-                    return Err(Error::MismatchedEndTag);
-                }
+            Some(_) if !closes_open => Err(Error::MismatchedEndTag),
+            Some(_) => {
                 if self.stack.is_empty() {
                     return Ok(Markup::Frame(self.element_frame(end)));
                 }
                 Ok(Markup::Next(end))
             }
-            None if self.mode == Mode::Stream && input.get(name) == Some(b"stream:stream") => {
+            None if self.mode == Mode::Stream
+                && input.get(at..name_end) == Some(b"stream:stream") =>
+            {
                 self.phase = Phase::Closed;
                 Ok(Markup::Frame(Frame {
                     len: end,
