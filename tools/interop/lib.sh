@@ -97,6 +97,13 @@ issue_cert() {
 # one per line, sorted.
 prosody_streams() { grep -F "$2" "$1" | awk '{ print $4 }' | sort -u; }
 
+# prosody_plain_logins LOG: how many streams in Prosody's LOG logged in
+# without having been encrypted.
+prosody_plain_logins() {
+    comm -13 <(prosody_streams "$1" 'Stream encrypted') <(prosody_streams "$1" 'Authenticated as') \
+        | grep -c . || true
+}
+
 # dispatch "$@": the scripts' common `start DIR` / `stop DIR` command line.
 dispatch() {
     case "${1:-}" in
